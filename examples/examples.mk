@@ -1,0 +1,1 @@
+## examples.mk: filled in by its area

@@ -1,0 +1,376 @@
+/*
+ * wref.h - libwref: thread-safe weak references and weak containers for C.
+ *
+ * The only public header of libwref.  Everything the library hands out
+ * (objects, weak refs, finalizers, methods, maps, sets, signals) is a wref
+ * object: it is created with a strong count of 1 and released with the one
+ * call wref_release().
+ *
+ * Conventions for every call below:
+ *  - Pointer-returning calls return NULL and set errno (ENOMEM, EINVAL).
+ *  - int-returning calls return 0 or a negative errno value; a dead referent
+ *    is -ENOENT.
+ *  - Every call is thread-safe unless it says otherwise.  Threads never need
+ *    to register with the library (or with RCU): the library registers a
+ *    thread on first use and unregisters it at thread exit.
+ *  - No user code (destroy, callbacks, factories, foreach functions, hash and
+ *    equal) runs while a library lock is held.  hash and equal may run inside
+ *    RCU read-side sections, so they must be pure and must not block.
+ *  - A call that returns a "new strong ref" hands the caller one reference
+ *    it must give back with wref_release().
+ *
+ * Memory ordering: a successful upgrade (wref_ref_get, container get) is an
+ * acquire of the referent's publication: everything written to the object
+ * before it was first made reachable through a weak ref or container is
+ * visible.  Release of the last strong ref happens-before destroy.
+ */
+#ifndef WREF_H
+#define WREF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WREF_API __attribute__((visibility("default")))
+#else
+#define WREF_API
+#endif
+
+/* Opaque handle types.  Each is a wref object: wref_release() frees it. */
+typedef struct wref_ref wref_ref;
+typedef struct wref_method wref_method;
+typedef struct wref_finalizer wref_finalizer;
+typedef struct wref_valmap wref_valmap;
+typedef struct wref_keymap wref_keymap;
+typedef struct wref_set wref_set;
+typedef struct wref_signal wref_signal;
+
+/* ------------------------------------------------------------------ */
+/* Objects                                                            */
+/* ------------------------------------------------------------------ */
+
+/* wref_type.flags: the type refuses weak references and container entries
+ * (Python's TypeError for objects without __weakref__). */
+#define WREF_TYPE_NO_WEAK 0x1u
+
+typedef struct wref_type {
+	const char *name;                       /* for diagnostics */
+	void (*destroy)(void *obj);             /* optional, runs once at death */
+	uint64_t (*hash)(const void *obj);      /* optional, WREF_MAP_BY_VALUE */
+	bool (*equal)(const void *a, const void *b); /* optional, with hash */
+	unsigned flags;                         /* WREF_TYPE_* */
+} wref_type;
+
+/*
+ * wref_new - allocate an object with a zeroed payload of @size bytes.
+ * @type must outlive the object (normally a static const).  Returns the
+ * payload with strong count 1 (owned by the caller), or NULL with errno
+ * ENOMEM, or EINVAL when @type is NULL.
+ */
+WREF_API void *wref_new(const wref_type *type, size_t size);
+
+/*
+ * wref_retain - take one more strong ref on a live @obj; returns @obj.
+ * The caller must already hold a strong ref.  Past 2^62 refs the count
+ * saturates: the object is pinned forever (a leak, never a use-after-free)
+ * and a one-time warning is printed.  NULL is returned unchanged.
+ */
+WREF_API void *wref_retain(void *obj);
+
+/*
+ * wref_release - drop one strong ref; NULL is a no-op.  Dropping the last
+ * ref kills the object: from then on no weak ref upgrades it, weak-ref and
+ * container entries read dead at once, destroy runs exactly once on this
+ * thread (cascades are flattened, never deep recursion), and death callbacks
+ * are queued to the executor.  Over-release of a dead object is reported
+ * (abort in --enable-debug builds, a one-time warning otherwise).
+ */
+WREF_API void wref_release(void *obj);
+
+/* wref_type_of - the type @obj was created with (NULL for NULL). */
+WREF_API const wref_type *wref_type_of(const void *obj);
+
+/* wref_strong_count - snapshot of @obj's strong count (0 once dead). */
+WREF_API size_t wref_strong_count(const void *obj);
+
+/*
+ * wref_weak_count - number of live wref_ref handles to @obj (Python's
+ * getweakrefcount): a shared callback-less ref counts once; methods,
+ * finalizers and container entries are not counted.  Snapshot.
+ */
+WREF_API size_t wref_weak_count(const void *obj);
+
+/*
+ * wref_weak_refs - getweakrefs: stores up to @cap live refs to @obj in @out,
+ * each a new strong ref the caller must release, and returns the total
+ * number of live refs (which may exceed @cap).  @out may be NULL if @cap is 0.
+ */
+WREF_API size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Weak references                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Death callback: runs on the executor thread once the referent died,
+ * with @ref still valid (the library holds it for the call). */
+typedef void (*wref_callback)(wref_ref *ref, void *arg);
+
+/*
+ * wref_ref_new - a weak ref to the live object @obj (caller holds a strong
+ * ref).  With @cb, @cb(ref, @arg) runs exactly once on the executor if the
+ * ref is still held when @obj dies; releasing the ref first cancels it.
+ * Without @cb the ref is shared: every call returns the same handle,
+ * retained once more.  Returns a new strong ref to the handle, or NULL with
+ * errno EINVAL (NULL @obj, WREF_TYPE_NO_WEAK type) or ENOMEM.
+ */
+WREF_API wref_ref *wref_ref_new(void *obj, wref_callback cb, void *arg);
+
+/*
+ * wref_ref_get - upgrade: a new strong ref to the referent, or NULL once it
+ * died (forever after).  Lock-free: one atomic RMW on the fast path.
+ * Never returns an object whose destroy has begun.  NULL @ref gives NULL.
+ */
+WREF_API void *wref_ref_get(wref_ref *ref);
+
+/* wref_ref_alive - true while the referent is alive (a snapshot; use
+ * wref_ref_get to act on it). */
+WREF_API bool wref_ref_alive(const wref_ref *ref);
+
+/*
+ * wref_ref_call - proxy-style use: runs @fn(obj, @arg) with the referent
+ * pinned by a strong ref for the duration, returns what @fn returns.
+ * -ENOENT if dead (Python's ReferenceError), -EINVAL for NULL arguments.
+ */
+WREF_API int wref_ref_call(wref_ref *ref, int (*fn)(void *obj, void *arg),
+			   void *arg);
+
+/* wref_ref_hash - hash of the referent (its type's hash, else identity);
+ * computed when the first weak ref is made, stable after death. */
+WREF_API uint64_t wref_ref_hash(const wref_ref *ref);
+
+/* wref_ref_equal - true when both refs name the same referent (alive or
+ * dead).  Two NULLs are equal. */
+WREF_API bool wref_ref_equal(const wref_ref *a, const wref_ref *b);
+
+/* ------------------------------------------------------------------ */
+/* WeakMethod                                                         */
+/* ------------------------------------------------------------------ */
+
+typedef void (*wref_method_fn)(void *obj, void *arg);
+
+/*
+ * wref_method_new - a weakly bound (@obj, @fn) pair (Python's WeakMethod).
+ * Holds @obj weakly.  Returns a new strong ref, or NULL with EINVAL (NULL
+ * argument, NO_WEAK type) or ENOMEM.
+ */
+WREF_API wref_method *wref_method_new(void *obj, wref_method_fn fn);
+
+/* wref_method_call - calls fn(obj, @arg) with obj pinned; 0 if called,
+ * -ENOENT (calls nothing) if obj died, -EINVAL for NULL @m. */
+WREF_API int wref_method_call(wref_method *m, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* finalize                                                           */
+/* ------------------------------------------------------------------ */
+
+/* wref_finalize flags: also run at exit / wref_shutdown if still alive. */
+enum { WREF_FIN_ATEXIT = 1 };
+
+/*
+ * wref_finalize - arrange for @fn(@arg) to run once when @obj dies (on the
+ * executor), or earlier via wref_finalizer_call, or at exit with
+ * WREF_FIN_ATEXIT.  The finalizer stays armed after the handle is released.
+ * Returns a new strong ref to the handle, or NULL with EINVAL/ENOMEM.
+ */
+WREF_API wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg),
+				       void *arg, unsigned flags);
+
+/* wref_finalizer_alive - true while the finalizer has not run nor been
+ * detached. */
+WREF_API bool wref_finalizer_alive(wref_finalizer *f);
+
+/* wref_finalizer_call - runs fn(arg) now on this thread if still alive and
+ * disarms it; true if it ran.  Races safely with death: exactly one wins. */
+WREF_API bool wref_finalizer_call(wref_finalizer *f);
+
+/* wref_finalizer_detach - disarms; true if it was alive, and then stores
+ * the argument in *@arg (if @arg is not NULL) for the caller to clean up. */
+WREF_API bool wref_finalizer_detach(wref_finalizer *f, void **arg);
+
+/* wref_finalizer_peek - true if alive, storing the argument in *@arg. */
+WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
+
+/* wref_finalizer_set_atexit - turn the at-exit run on or off. */
+WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
+
+/* ------------------------------------------------------------------ */
+/* Containers                                                         */
+/* ------------------------------------------------------------------ */
+
+/* wref_map_options.flags */
+#define WREF_MAP_BY_VALUE 0x1u    /* compare keys with the type's hash/equal */
+#define WREF_MAP_CREATE_ONCE 0x2u /* get_or_create runs make once per key */
+
+typedef struct wref_map_options {
+	size_t initial_size; /* buckets hint, 0 = default */
+	unsigned flags;      /* WREF_MAP_* */
+	uint64_t retain_ms;  /* valmap: keep each object strongly alive for
+				retain_ms after its last get/set (0 = off) */
+	size_t retain_max;   /* at most this many retained (LRU), 0 = no limit */
+} wref_map_options;
+
+/*
+ * Weak-value map (WeakValueDictionary).  Keys are byte strings, copied;
+ * a zero-length key is valid; a NULL key with non-zero length is EINVAL.
+ * Values are held weakly: an entry disappears as soon as its object dies.
+ * Lookups take no lock.
+ */
+/* wref_valmap_new - new map (@opt NULL = defaults); NULL + errno on error. */
+WREF_API wref_valmap *wref_valmap_new(const wref_map_options *opt);
+/* wref_valmap_get - new strong ref to the live value under key, or NULL
+ * (errno ENOENT if absent, EINVAL for bad arguments). */
+WREF_API void *wref_valmap_get(wref_valmap *m, const void *key, size_t len);
+/* wref_valmap_set - maps key to @obj (weakly), replacing any entry. */
+WREF_API int wref_valmap_set(wref_valmap *m, const void *key, size_t len,
+			     void *obj);
+/* wref_valmap_get_or_create - the live value under key, or the result of
+ * @make(key, len, arg) (a new strong ref) inserted atomically.  All
+ * concurrent callers for one key get the same object.  Returns a new strong
+ * ref, or NULL with errno (make's failure: errno as make left it, or
+ * ENOMEM). */
+WREF_API void *wref_valmap_get_or_create(wref_valmap *m, const void *key,
+		size_t len, void *(*make)(const void *key, size_t len, void *arg),
+		void *arg);
+/* wref_valmap_pop - removes the entry, returns a strong ref to its live
+ * value or NULL (errno ENOENT). */
+WREF_API void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len);
+/* wref_valmap_del - removes the entry; -ENOENT if absent or dead. */
+WREF_API int wref_valmap_del(wref_valmap *m, const void *key, size_t len);
+/* wref_valmap_len - number of live entries (snapshot). */
+WREF_API size_t wref_valmap_len(wref_valmap *m);
+/* wref_valmap_foreach - calls @fn for each live entry with its value pinned;
+ * weakly consistent; @fn may modify @m; a non-zero return stops the walk
+ * and is returned. */
+WREF_API int wref_valmap_foreach(wref_valmap *m,
+		int (*fn)(const void *key, size_t len, void *obj, void *arg),
+		void *arg);
+/* wref_valmap_clear - removes every entry. */
+WREF_API void wref_valmap_clear(wref_valmap *m);
+
+/*
+ * Weak-key map (WeakKeyDictionary).  Keys are wref objects held weakly,
+ * values wref objects held strongly until the key dies or the entry is
+ * removed (then released on the executor; wref_flush waits for it).
+ */
+WREF_API wref_keymap *wref_keymap_new(const wref_map_options *opt);
+/* wref_keymap_set - key -> value (retained), replacing any entry. */
+WREF_API int wref_keymap_set(wref_keymap *m, void *key, void *value);
+/* wref_keymap_get - new strong ref to the value, or NULL (errno ENOENT). */
+WREF_API void *wref_keymap_get(wref_keymap *m, const void *key);
+/* wref_keymap_pop - removes the entry and returns its value's strong ref. */
+WREF_API void *wref_keymap_pop(wref_keymap *m, const void *key);
+/* wref_keymap_del - removes the entry; -ENOENT if absent. */
+WREF_API int wref_keymap_del(wref_keymap *m, const void *key);
+WREF_API size_t wref_keymap_len(wref_keymap *m);
+/* wref_keymap_foreach - @fn(key, value, arg) with both pinned. */
+WREF_API int wref_keymap_foreach(wref_keymap *m,
+		int (*fn)(void *key, void *value, void *arg), void *arg);
+
+/* Weak set (WeakSet).  Members held weakly. */
+WREF_API wref_set *wref_set_new(const wref_map_options *opt);
+/* wref_set_add - -EEXIST if an equal member is present. */
+WREF_API int wref_set_add(wref_set *s, void *obj);
+/* wref_set_discard - -ENOENT if absent. */
+WREF_API int wref_set_discard(wref_set *s, const void *obj);
+WREF_API bool wref_set_contains(wref_set *s, const void *obj);
+WREF_API size_t wref_set_len(wref_set *s);
+/* wref_set_foreach - @fn(obj, arg) with obj pinned; weakly consistent. */
+WREF_API int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg),
+			      void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Signal: observer / event bus with weak subscribers                 */
+/* ------------------------------------------------------------------ */
+
+WREF_API wref_signal *wref_signal_new(void);
+/* wref_signal_connect - subscribe (@obj held weakly, @fn); -EEXIST for a
+ * duplicate pair, -EINVAL for NULL/NO_WEAK, -ENOMEM. */
+WREF_API int wref_signal_connect(wref_signal *s, void *obj, wref_method_fn fn);
+/* wref_signal_disconnect - -ENOENT if the pair is not connected. */
+WREF_API int wref_signal_disconnect(wref_signal *s, void *obj,
+				    wref_method_fn fn);
+/* wref_signal_emit - calls fn(obj, @arg) for each live subscriber with obj
+ * pinned, on this thread; returns how many were called.  Lock-free against
+ * concurrent connects, disconnects, deaths and other emits. */
+WREF_API size_t wref_signal_emit(wref_signal *s, void *arg);
+/* wref_signal_len - live subscribers (snapshot). */
+WREF_API size_t wref_signal_len(wref_signal *s);
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                            */
+/* ------------------------------------------------------------------ */
+
+/* wref_config.exec_mode */
+enum {
+	WREF_EXEC_THREAD = 0, /* callbacks run on the executor thread (default) */
+	WREF_EXEC_INLINE = 1  /* callbacks run on the thread that queued them,
+				 right after the release returns from library
+				 code (single-threaded programs, tests) */
+};
+
+typedef struct wref_config {
+	int exec_mode; /* WREF_EXEC_* */
+} wref_config;
+
+/*
+ * wref_init - optional configuration, before any other call (or after
+ * wref_shutdown).  @cfg NULL = defaults.  -EINVAL for an unknown mode,
+ * -EBUSY if callbacks are already pending under another mode.
+ */
+WREF_API int wref_init(const wref_config *cfg);
+
+/*
+ * wref_flush - waits until every callback queued before the call has run,
+ * and the library's own deferred work queued before it (values released
+ * when weak keys die, retention-tier evictions, releases of objects that a
+ * released container held).  -EDEADLK when called from a callback.
+ */
+WREF_API int wref_flush(void);
+
+/*
+ * wref_shutdown - drains the executor, runs armed WREF_FIN_ATEXIT
+ * finalizers, stops the executor thread and waits for deferred frees.
+ * Also runs automatically at exit.  The library restarts lazily after it.
+ * Nothing runs twice.
+ */
+WREF_API void wref_shutdown(void);
+
+/* A struct tag, not a typedef: the name wref_stats is the function. */
+struct wref_stats {
+	uint64_t objects_live;     /* created and not yet dead */
+	uint64_t objects_created;
+	uint64_t blocks_live;      /* control blocks (objects ever weakly
+				      referenced, until their last weak ref) */
+	uint64_t callbacks_queued; /* total queued to the executor */
+	uint64_t callbacks_run;    /* total run */
+};
+
+/* wref_stats - snapshot of library counters into *@out. */
+WREF_API void wref_stats(struct wref_stats *out);
+
+/*
+ * Fork: after fork() the child may use the library; its executor restarts
+ * lazily, and callbacks queued in the parent before the fork run in the
+ * child too (the child owns a copy of that state), as they do in the parent.
+ */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WREF_H */

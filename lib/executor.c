@@ -1,0 +1,256 @@
+/*
+ * executor.c - the deferred executor: one thread draining a wait-free MPSC
+ * queue (liburcu wfcqueue).  Death callbacks, finalizers and the library's
+ * own deferred work (value releases, evictions) run here, never under a
+ * library lock and never on the releasing thread.  wref_flush() is a
+ * barrier through the same queue.  Inline mode runs items on the thread
+ * that queued them, at the outermost return from library code.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+static struct __cds_wfcq_head q_head;
+static struct cds_wfcq_tail q_tail;
+/* the executor's current batch (executor thread only; read after fork) */
+static struct __cds_wfcq_head batch_head;
+static struct cds_wfcq_tail batch_tail;
+
+static pthread_mutex_t ex_mutex = PTHREAD_MUTEX_INITIALIZER; /* start/stop */
+static pthread_t ex_thread;
+static _Atomic bool ex_running;
+static _Atomic bool ex_stop;
+static _Atomic uint32_t ex_seq;      /* futex word: bumped on wake-ups */
+static _Atomic uint32_t ex_sleeping; /* the executor is (about to be) asleep */
+static _Atomic int exec_mode = WREF_EXEC_THREAD;
+
+static __thread bool tls_in_cb __attribute__((tls_model("initial-exec")));
+/* inline mode: this thread's queued items, FIFO */
+static __thread struct wref__work *tls_inl_head
+	__attribute__((tls_model("initial-exec")));
+static __thread struct wref__work **tls_inl_tail
+	__attribute__((tls_model("initial-exec")));
+
+__attribute__((constructor)) static void executor_init(void)
+{
+	__cds_wfcq_init(&q_head, &q_tail);
+	__cds_wfcq_init(&batch_head, &batch_tail);
+}
+
+bool wref__in_callback(void)
+{
+	return tls_in_cb;
+}
+
+bool wref__exec_inline(void)
+{
+	/* relaxed: set by wref_init before use */
+	return atomic_load_explicit(&exec_mode, memory_order_relaxed) ==
+	       WREF_EXEC_INLINE;
+}
+
+static void run_item(struct wref__work *w)
+{
+	bool was = tls_in_cb;
+	tls_in_cb = true;
+	w->run(w);
+	tls_in_cb = was;
+	wref__stat_add(WREF_ST_RUN, 1);
+}
+
+static void *ex_main(void *unused)
+{
+	(void)unused;
+	tls_in_cb = true; /* wref_flush() from here would wait on itself */
+	for (;;) {
+		enum cds_wfcq_ret r = __cds_wfcq_splice_blocking(&batch_head,
+				&batch_tail, &q_head, &q_tail);
+		if (r == CDS_WFCQ_RET_SRC_EMPTY) {
+			/* acquire: pairs with the release store in
+			 * wref__executor_stop() */
+			if (atomic_load_explicit(&ex_stop,
+						 memory_order_acquire))
+				break;
+			uint32_t seq = atomic_load(&ex_seq);
+			/* seq_cst: the store to ex_sleeping and the emptiness
+			 * check must not reorder (Dekker with wake_executor) */
+			atomic_store(&ex_sleeping, 1);
+			if (cds_wfcq_empty(&q_head, &q_tail) &&
+			    !atomic_load(&ex_stop))
+				wref__futex_wait(&ex_seq, seq);
+			atomic_store(&ex_sleeping, 0);
+			continue;
+		}
+		struct cds_wfcq_node *n;
+		while ((n = __cds_wfcq_dequeue_blocking(&batch_head,
+							&batch_tail))) {
+			struct wref__work *w =
+				caa_container_of(n, struct wref__work, node);
+			/* TSan: pairs with the release in wref__defer() */
+			wref__tsan_acquire(w);
+			run_item(w);
+		}
+	}
+	return NULL;
+}
+
+static bool start_executor(void)
+{
+	bool ok = true;
+	pthread_mutex_lock(&ex_mutex);
+	/* relaxed: under ex_mutex */
+	if (!atomic_load_explicit(&ex_running, memory_order_relaxed)) {
+		sigset_t all, old;
+		sigfillset(&all);
+		/* the executor takes no signals meant for the application */
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		ok = pthread_create(&ex_thread, NULL, ex_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (ok)
+			/* release: pairs with the acquire in wref__defer() */
+			atomic_store_explicit(&ex_running, true,
+					      memory_order_release);
+	}
+	pthread_mutex_unlock(&ex_mutex);
+	return ok;
+}
+
+static void wake_executor(void)
+{
+	atomic_fetch_add(&ex_seq, 1);
+	if (atomic_load(&ex_sleeping))
+		wref__futex_wake(&ex_seq, 1);
+}
+
+static void inline_push(struct wref__work *w)
+{
+	w->node.next = NULL;
+	if (!tls_inl_head)
+		tls_inl_tail = &tls_inl_head;
+	*tls_inl_tail = w;
+	tls_inl_tail = (struct wref__work **)&w->node.next;
+}
+
+void wref__inline_drain(void)
+{
+	struct wref__work *w;
+	while ((w = tls_inl_head) != NULL) {
+		tls_inl_head = (struct wref__work *)w->node.next;
+		run_item(w);
+	}
+}
+
+void wref__defer(struct wref__work *w)
+{
+	wref__stat_add(WREF_ST_QUEUED, 1);
+	/* acquire: pairs with the release in start_executor() */
+	if (wref__exec_inline() ||
+	    (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
+	     !start_executor())) {
+		/* inline mode, or no thread could be started: run it here at
+		 * the outermost return from library code */
+		inline_push(w);
+		wref__enter();
+		wref__leave();
+		return;
+	}
+	cds_wfcq_node_init(&w->node);
+	/* TSan: pairs with the acquire in ex_main() */
+	wref__tsan_release(w);
+	if (!cds_wfcq_enqueue(&q_head, &q_tail, &w->node))
+		wake_executor(); /* the queue was empty: it may sleep */
+}
+
+struct barrier {
+	struct wref__work w;
+	_Atomic uint32_t done;
+};
+
+static void barrier_run(struct wref__work *w)
+{
+	struct barrier *b = caa_container_of(w, struct barrier, w);
+	/* release: pairs with the acquire in wref_flush() */
+	atomic_store_explicit(&b->done, 1, memory_order_release);
+	wref__futex_wake(&b->done, 1);
+}
+
+int wref_flush(void)
+{
+	if (tls_in_cb)
+		return -EDEADLK;
+	if (wref__exec_inline())
+		return 0; /* inline items ran before the call that queued them
+			     returned */
+	/* acquire: pairs with the release in start_executor() */
+	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
+	    cds_wfcq_empty(&q_head, &q_tail))
+		return 0;
+	struct barrier b = { .w.run = barrier_run };
+	atomic_init(&b.done, 0);
+	wref__defer(&b.w);
+	/* acquire: pairs with the release in barrier_run() */
+	while (!atomic_load_explicit(&b.done, memory_order_acquire))
+		wref__futex_wait(&b.done, 0);
+	return 0;
+}
+
+void wref__executor_stop(void)
+{
+	pthread_mutex_lock(&ex_mutex);
+	/* relaxed: under ex_mutex */
+	if (atomic_load_explicit(&ex_running, memory_order_relaxed) &&
+	    !pthread_equal(pthread_self(), ex_thread)) {
+		/* release: pairs with the acquire in ex_main() */
+		atomic_store_explicit(&ex_stop, true, memory_order_release);
+		wake_executor();
+		pthread_join(ex_thread, NULL);
+		atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
+		atomic_store_explicit(&ex_running, false,
+				      memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&ex_mutex);
+}
+
+int wref__exec_set_mode(int mode)
+{
+	if (mode != WREF_EXEC_THREAD && mode != WREF_EXEC_INLINE)
+		return -EINVAL;
+	/* relaxed: configuration, before use */
+	if (atomic_load_explicit(&exec_mode, memory_order_relaxed) == mode)
+		return 0;
+	if (!cds_wfcq_empty(&q_head, &q_tail) || tls_inl_head)
+		return -EBUSY;
+	atomic_store_explicit(&exec_mode, mode, memory_order_relaxed);
+	return 0;
+}
+
+/*
+ * After fork() only the forking thread exists.  The parent's executor
+ * thread is gone; what it had dequeued but not yet run, and everything
+ * still queued, belongs to the child now and runs on a new executor
+ * started lazily (rule 18).  An enqueue that another thread had half
+ * done at the instant of the fork cannot be completed: those items are
+ * dropped with a warning.
+ */
+void wref__executor_atfork_child(void)
+{
+	struct __cds_wfcq_head h;
+	struct cds_wfcq_tail t;
+
+	pthread_mutex_init(&ex_mutex, NULL);
+	atomic_store_explicit(&ex_running, false, memory_order_relaxed);
+	atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
+	atomic_store_explicit(&ex_sleeping, 0, memory_order_relaxed);
+	__cds_wfcq_init(&h, &t);
+	if (__cds_wfcq_splice_nonblocking(&h, &t, &batch_head, &batch_tail) ==
+		    CDS_WFCQ_RET_WOULDBLOCK ||
+	    __cds_wfcq_splice_nonblocking(&h, &t, &q_head, &q_tail) ==
+		    CDS_WFCQ_RET_WOULDBLOCK)
+		fprintf(stderr, "libwref: warning: fork() interrupted a queue "
+			"operation; some parent callbacks are lost in the "
+			"child\n");
+	__cds_wfcq_init(&q_head, &q_tail);
+	__cds_wfcq_init(&batch_head, &batch_tail);
+	__cds_wfcq_splice_nonblocking(&q_head, &q_tail, &h, &t);
+}

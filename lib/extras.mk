@@ -1,0 +1,1 @@
+## extras.mk: filled in by its area

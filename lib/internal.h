@@ -1,0 +1,301 @@
+/*
+ * internal.h - libwref internals shared by the lib/ sources (never installed).
+ *
+ * Layers import only downward: alloc/rcu -> object -> ref -> executor ->
+ * table -> containers -> method/finalize/signal.
+ */
+#ifndef WREF_INTERNAL_H
+#define WREF_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#define _LGPL_SOURCE /* inline urcu-bp read-side and wfcqueue fast paths */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu-bp.h>
+#include <urcu/wfcqueue.h>
+
+#include "wref.h"
+
+#define WREF_HIDDEN __attribute__((visibility("hidden")))
+#define wref_likely(x) __builtin_expect(!!(x), 1)
+#define wref_unlikely(x) __builtin_expect(!!(x), 0)
+#define WREF_CACHELINE 64
+
+/* ---- ThreadSanitizer hand-off annotations ------------------------------
+ * liburcu 0.13 synchronises with uninstrumented inline asm, so TSan cannot
+ * see the happens-before edges of call_rcu, grace periods or wfcqueue.  We
+ * declare our own hand-offs through liburcu explicitly. */
+#if defined(__SANITIZE_THREAD__)
+#define WREF_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WREF_TSAN 1
+#endif
+#endif
+#ifdef WREF_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define wref__tsan_acquire(p) __tsan_acquire((void *)(p))
+#define wref__tsan_release(p) __tsan_release((void *)(p))
+#else
+#define wref__tsan_acquire(p) ((void)(p))
+#define wref__tsan_release(p) ((void)(p))
+#endif
+
+/* ---- alloc.c ---------------------------------------------------------- */
+WREF_HIDDEN void *wref__alloc(size_t n);  /* NULL + errno ENOMEM */
+WREF_HIDDEN void *wref__zalloc(size_t n); /* zeroed */
+WREF_HIDDEN void wref__free(void *p);
+/* Test hook: the @n-th allocation from now fails (0 = the next one);
+ * negative disables.  Also set by the WREF_FAIL_ALLOC environment variable. */
+WREF_HIDDEN void wref__alloc_fail_after(long n);
+
+/* ---- rcu.c: RCU flavour wrapper ---------------------------------------
+ * urcu-bp: threads register lazily on their first read lock and are
+ * unregistered at thread exit (rule 10). */
+WREF_HIDDEN extern int wref__tsan_rcu_sync; /* TSan model of grace periods */
+static inline void wref__rcu_lock(void)
+{
+	urcu_bp_read_lock();
+}
+static inline void wref__rcu_unlock(void)
+{
+	/* TSan: every read-side section happens-before every grace period
+	 * that ends after it (paired with the acquire in wref__call_rcu's
+	 * callbacks). */
+	wref__tsan_release(&wref__tsan_rcu_sync);
+	urcu_bp_read_unlock();
+}
+/* Runs @fn(@head) after a grace period on liburcu's call_rcu thread. */
+WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
+				void (*fn)(struct rcu_head *));
+#define wref__rcu_tsan_after_gp(h)                                         \
+	do {                                                               \
+		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
+		wref__tsan_acquire(h);                                     \
+	} while (0)
+
+/* ---- lock.c: a tiny futex mutex (per control block, never global) ---- */
+typedef struct {
+	_Atomic uint32_t v; /* 0 free, 1 locked, 2 locked with waiters */
+} wref__lock_t;
+WREF_HIDDEN void wref__lock_slow(wref__lock_t *l);
+WREF_HIDDEN void wref__unlock_slow(wref__lock_t *l);
+static inline void wref__lock(wref__lock_t *l)
+{
+	uint32_t z = 0;
+	/* acquire: pairs with the release in wref__unlock() */
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1,
+			memory_order_acquire, memory_order_relaxed))
+		wref__lock_slow(l);
+}
+static inline void wref__unlock(wref__lock_t *l)
+{
+	/* release: pairs with the acquire in wref__lock() */
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		wref__unlock_slow(l);
+}
+WREF_HIDDEN int wref__futex_wait(_Atomic uint32_t *addr, uint32_t val);
+WREF_HIDDEN void wref__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* ---- object.c --------------------------------------------------------- */
+
+/* Sticky strong counter (Linux rcuref_t / Anderson-Blelloch-Wei).
+ * bit 63 DEAD: set by the one CAS that owns destruction; sticky.
+ * [2^62, 2^63): saturated zone: the object is pinned forever. */
+#define WREF_DEAD (UINT64_C(1) << 63)
+#define WREF_SAT (UINT64_C(1) << 62)
+#define WREF_SAT_MID (WREF_SAT + (UINT64_C(1) << 61))
+
+struct wref__cb;
+
+struct wref__hdr {
+	_Atomic uint64_t strong;
+	/* the type pointer, or (control block | 1) once weakly referenced;
+	 * written once (CAS) while a strong ref is held */
+	_Atomic uintptr_t tc;
+#ifdef WREF_DEBUG
+	uint64_t magic;
+	uint64_t pad; /* keep the payload 16-byte aligned */
+#endif
+};
+#define WREF_MAGIC UINT64_C(0x7772656661626c65)      /* "wrefable" */
+#define WREF_MAGIC_DEAD UINT64_C(0x646561646465616d) /* "deaddeam" */
+
+static inline struct wref__hdr *wref__hdr(const void *obj)
+{
+	return (struct wref__hdr *)obj - 1;
+}
+static inline void *wref__payload(struct wref__hdr *h)
+{
+	return h + 1;
+}
+WREF_HIDDEN void wref__check(const void *obj, const char *what);
+WREF_HIDDEN const wref_type *wref__type(const struct wref__hdr *h);
+/* control block of @h or NULL; caller holds a strong ref to @h */
+static inline struct wref__cb *wref__cb_peek(struct wref__hdr *h)
+{
+	/* acquire: pairs with the CAS publishing the block in wref__cb_get() */
+	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_acquire);
+	return (tc & 1) ? (struct wref__cb *)(tc & ~(uintptr_t)1) : NULL;
+}
+
+/* Slow path of wref__tryget (dead or saturated). */
+WREF_HIDDEN bool wref__tryget_slow(struct wref__hdr *h, uint64_t old);
+
+/*
+ * wref__tryget - the upgrade: one fetch_add; fails forever once DEAD.
+ * @h must be protected from reclamation (RCU read side, or a hold).
+ */
+static inline bool wref__tryget(struct wref__hdr *h)
+{
+	/* relaxed pre-check: a dead object's line is not dirtied; the
+	 * fetch_add below re-checks */
+	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
+	if (wref_unlikely(c & WREF_DEAD))
+		return false;
+	/* relaxed: taking a ref needs no ordering; the payload was published
+	 * through the acquire load of cb->obj; death ordering is carried by
+	 * the release/acquire pair on the decrement side */
+	c = atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
+	if (wref_unlikely(c >= WREF_SAT))
+		return wref__tryget_slow(h, c);
+	return true;
+}
+
+/* Death context (trashcan): cascades of deaths on one thread are flattened
+ * into a loop.  Inside it, releases that kill an object queue the destroy
+ * and the outermost level runs it. */
+WREF_HIDDEN void wref__enter(void);
+WREF_HIDDEN void wref__leave(void);
+
+/* ---- per-thread statistics ------------------------------------------- */
+enum {
+	WREF_ST_CREATED,
+	WREF_ST_DIED,
+	WREF_ST_CB_ALLOC,
+	WREF_ST_CB_FREE,
+	WREF_ST_QUEUED,
+	WREF_ST_RUN,
+	WREF_ST_N
+};
+struct wref__tstats {
+	_Atomic uint64_t v[WREF_ST_N];
+	struct wref__tstats *next;
+	bool registered;
+};
+WREF_HIDDEN extern __thread struct wref__tstats wref__tls_stats
+	__attribute__((tls_model("initial-exec")));
+WREF_HIDDEN void wref__stats_register(void);
+static inline void wref__stat_add(int i, uint64_t n)
+{
+	struct wref__tstats *s = &wref__tls_stats;
+	if (wref_unlikely(!s->registered))
+		wref__stats_register();
+	/* relaxed load+store, not an RMW: only this thread writes its slot;
+	 * wref_stats() reads it with relaxed loads (a snapshot) */
+	atomic_store_explicit(&s->v[i],
+		atomic_load_explicit(&s->v[i], memory_order_relaxed) + n,
+		memory_order_relaxed);
+}
+WREF_HIDDEN void wref__stats_atfork_child(void);
+
+/* ---- ref.c: control block and watches --------------------------------- */
+
+/*
+ * A watch is internal library code run when a referent dies: a callback
+ * ref's queueing, a container's prompt removal of an entry.  Watches sit on
+ * the control block's list under its lock; at death the dying thread pins
+ * each watch's owner (a wref object: the ref, the container) with a
+ * tryget, unlinks the watch and, after dropping the lock, calls fire().
+ * An owner that cannot be pinned is dying; its destroy unlinks the watch.
+ */
+struct wref__watch {
+	struct wref__watch *next, **pprev; /* under cb->lock; pprev NULL =
+					      not linked */
+	void (*fire)(struct wref__watch *w); /* no lock held; owner pinned */
+	void *owner;                         /* wref object (payload ptr) */
+	struct wref__watch *fnext;           /* private to the dying thread */
+	bool is_ref;                         /* a wref_ref (getweakrefs) */
+};
+
+struct wref__cb {
+	/* back pointer, cleared at death: upgraders read it under RCU */
+	_Atomic(struct wref__hdr *) obj;
+	/* holds: 1 for the object until its memory is freed, 1 per weak ref
+	 * handle, 1 per container entry / watch owner that needs the block */
+	_Atomic uint64_t holds;
+	struct wref__hdr *mem;     /* the object's memory (constant) */
+	const wref_type *type;
+	uint64_t hash;
+	wref__lock_t lock;
+	bool dead;                 /* under lock */
+	struct wref__watch *watches; /* under lock */
+	struct wref_ref *shared;   /* the shared callback-less ref, under lock */
+	size_t nrefs;              /* live wref_ref handles, under lock */
+	struct rcu_head rcu;       /* frees the object's memory after death */
+};
+
+/* the control block of the live object @obj (created on first use);
+ * NULL + errno EINVAL (NO_WEAK) or ENOMEM.  Does not take a hold. */
+WREF_HIDDEN struct wref__cb *wref__cb_get(void *obj);
+WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
+WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
+/* identity hash of a pointer (also the default hash of a block) */
+WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
+/* new strong ref to the referent, or NULL; lock-free */
+static inline void *wref__cb_upgrade(struct wref__cb *cb)
+{
+	void *ret = NULL;
+	wref__rcu_lock();
+	/* acquire (rcu_dereference): pairs with the release CAS publishing
+	 * the block, so the referent's header is initialised */
+	struct wref__hdr *h = rcu_dereference(cb->obj);
+	if (h && wref__tryget(h))
+		ret = wref__payload(h);
+	wref__rcu_unlock();
+	return ret;
+}
+static inline bool wref__cb_alive(struct wref__cb *cb)
+{
+	/* relaxed: a snapshot, no data is read through it */
+	struct wref__hdr *h = atomic_load_explicit(&cb->obj,
+						   memory_order_relaxed);
+	return h != NULL;
+}
+/* link @w on @cb; -ENOENT if the referent is already dead */
+WREF_HIDDEN int wref__watch_add(struct wref__cb *cb, struct wref__watch *w);
+/* unlink @w; false if it was not linked (already fired or firing) */
+WREF_HIDDEN bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w);
+/* death: called by the thread that set DEAD, before destroy */
+WREF_HIDDEN void wref__cb_kill(struct wref__cb *cb);
+
+/* ---- executor.c -------------------------------------------------------- */
+struct wref__work {
+	struct cds_wfcq_node node;
+	void (*run)(struct wref__work *w);
+};
+/* queue @w to run on the executor (or inline mode); never under a lock */
+WREF_HIDDEN void wref__defer(struct wref__work *w);
+WREF_HIDDEN bool wref__in_callback(void);
+WREF_HIDDEN bool wref__exec_inline(void);
+/* inline mode: run what this thread queued (called by wref__leave) */
+WREF_HIDDEN void wref__inline_drain(void);
+WREF_HIDDEN void wref__executor_atfork_child(void);
+WREF_HIDDEN void wref__executor_stop(void);
+WREF_HIDDEN int wref__exec_set_mode(int mode);
+
+/* ---- runtime.c ------------------------------------------------------------ */
+/* Register @fn to run in wref_shutdown() (and at exit) after the executor
+ * drained: upper layers (atexit finalizers) hook in here.  Idempotent. */
+WREF_HIDDEN void wref__on_shutdown(void (*fn)(void));
+
+#endif /* WREF_INTERNAL_H */

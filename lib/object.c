@@ -1,0 +1,316 @@
+/*
+ * object.c - the object header: sticky strong counter, death, and the
+ * per-thread "trashcan" that flattens cascades of deaths into a loop.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* counts in [WREF_DEAD - 2^40, WREF_DEAD) are a dead count that an
+ * over-release pushed below the DEAD bit: still dead */
+#define WREF_UNDERFLOW_ZONE (WREF_DEAD - (UINT64_C(1) << 40))
+
+static atomic_flag warned_saturation = ATOMIC_FLAG_INIT;
+static atomic_flag warned_misuse = ATOMIC_FLAG_INIT;
+
+static const char *type_name(const struct wref__hdr *h)
+{
+	const wref_type *t = wref__type(h);
+	return t && t->name ? t->name : "(unnamed type)";
+}
+
+__attribute__((format(printf, 2, 3)))
+static void misuse(const struct wref__hdr *h, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+#ifdef WREF_DEBUG
+	fprintf(stderr, "libwref: misuse: %s (object %p of type %s)\n", msg,
+		(const void *)(h + 1), type_name(h));
+	abort();
+#else
+	if (!atomic_flag_test_and_set(&warned_misuse))
+		fprintf(stderr, "libwref: misuse: %s (object %p); further "
+			"misuse is not reported\n", msg, (const void *)(h + 1));
+#endif
+}
+
+void wref__check(const void *obj, const char *what)
+{
+#ifdef WREF_DEBUG
+	const struct wref__hdr *h = wref__hdr(obj);
+	if (h->magic == WREF_MAGIC)
+		return;
+	fprintf(stderr, "libwref: misuse: %s(%p): %s\n", what, obj,
+		h->magic == WREF_MAGIC_DEAD ? "object is dead (released too "
+		"often)" : "not an object from wref_new()");
+	abort();
+#else
+	(void)obj;
+	(void)what;
+#endif
+}
+
+const wref_type *wref__type(const struct wref__hdr *h)
+{
+	/* relaxed: the type never changes; the block is reached through a
+	 * pointer published by a CAS we are ordered after (we hold a ref) */
+	uintptr_t tc = atomic_load_explicit(
+		&((struct wref__hdr *)h)->tc, memory_order_acquire);
+	if (tc & 1)
+		return ((struct wref__cb *)(tc & ~(uintptr_t)1))->type;
+	return (const wref_type *)tc;
+}
+
+static void saturate(struct wref__hdr *h)
+{
+	/* relaxed: the count is pinned; any value in the zone will do */
+	atomic_store_explicit(&h->strong, WREF_SAT_MID, memory_order_relaxed);
+	if (!atomic_flag_test_and_set(&warned_saturation))
+		fprintf(stderr, "libwref: warning: strong count of %p (type "
+			"%s) saturated; the object is pinned forever\n",
+			(void *)(h + 1), type_name(h));
+}
+
+bool wref__tryget_slow(struct wref__hdr *h, uint64_t old)
+{
+	if (old >= WREF_UNDERFLOW_ZONE)
+		return false; /* dead, sticky */
+	saturate(h);
+	return true;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+void *wref_new(const wref_type *type, size_t size)
+{
+	if (!type) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > SIZE_MAX - sizeof(struct wref__hdr)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct wref__hdr *h = wref__zalloc(sizeof *h + size);
+	if (!h)
+		return NULL;
+	atomic_init(&h->strong, 1);
+	atomic_init(&h->tc, (uintptr_t)type);
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC;
+#endif
+	wref__stat_add(WREF_ST_CREATED, 1);
+	return h + 1;
+}
+
+void *wref_retain(void *obj)
+{
+	if (!obj)
+		return NULL;
+	wref__check(obj, "wref_retain");
+	struct wref__hdr *h = wref__hdr(obj);
+	/* relaxed: the caller already holds a ref, nothing to order */
+	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
+					       memory_order_relaxed);
+	if (wref_unlikely(c - 1 >= WREF_SAT - 1)) {
+		if (c >= WREF_UNDERFLOW_ZONE || c == 0)
+			misuse(h, "wref_retain of an object with no strong "
+			       "ref (dead or dying)");
+		else
+			saturate(h);
+	}
+	return obj;
+}
+
+const wref_type *wref_type_of(const void *obj)
+{
+	if (!obj)
+		return NULL;
+	wref__check(obj, "wref_type_of");
+	return wref__type(wref__hdr(obj));
+}
+
+size_t wref_strong_count(const void *obj)
+{
+	if (!obj)
+		return 0;
+	/* relaxed: a snapshot */
+	uint64_t c = atomic_load_explicit(&wref__hdr(obj)->strong,
+					  memory_order_relaxed);
+	if (c >= WREF_UNDERFLOW_ZONE)
+		return 0;
+	return (size_t)c;
+}
+
+/* ---- the trashcan ------------------------------------------------------ */
+
+struct trashcan {
+	unsigned depth;
+	size_t n, cap;
+	struct wref__hdr **v;
+	struct wref__hdr *buf[32];
+};
+static __thread struct trashcan tls_can
+	__attribute__((tls_model("initial-exec")));
+
+static void destroy_and_free(struct wref__hdr *h);
+
+void wref__enter(void)
+{
+	tls_can.depth++;
+}
+
+static struct wref__hdr *can_pop(struct trashcan *t)
+{
+	return t->n ? t->v[--t->n] : NULL;
+}
+
+void wref__leave(void)
+{
+	struct trashcan *t = &tls_can;
+	if (t->depth > 1) {
+		t->depth--;
+		return;
+	}
+	/* outermost level: run queued destroys (and, in inline mode, queued
+	 * callbacks) while still inside, so that what they release is
+	 * queued here rather than recursing */
+	for (;;) {
+		struct wref__hdr *h = can_pop(t);
+		if (h) {
+			destroy_and_free(h);
+			continue;
+		}
+		if (wref__exec_inline())
+			wref__inline_drain();
+		if (!t->n)
+			break;
+	}
+	if (t->v != t->buf) {
+		wref__free(t->v);
+		t->v = t->buf;
+		t->cap = sizeof t->buf / sizeof t->buf[0];
+	}
+	t->depth = 0;
+}
+
+/* queue @h's destroy for the outermost level; false if it must run now */
+static bool can_push(struct wref__hdr *h)
+{
+	struct trashcan *t = &tls_can;
+	if (!t->v) {
+		t->v = t->buf;
+		t->cap = sizeof t->buf / sizeof t->buf[0];
+	}
+	if (t->n == t->cap) {
+		struct wref__hdr **nv = wref__alloc(2 * t->cap * sizeof *nv);
+		if (!nv)
+			return false; /* out of memory: recurse instead */
+		for (size_t i = 0; i < t->n; i++)
+			nv[i] = t->v[i];
+		if (t->v != t->buf)
+			wref__free(t->v);
+		t->v = nv;
+		t->cap *= 2;
+	}
+	t->v[t->n++] = h;
+	return true;
+}
+
+/* ---- death --------------------------------------------------------------- */
+
+static void free_after_gp(struct rcu_head *head)
+{
+	struct wref__cb *cb = caa_container_of(head, struct wref__cb, rcu);
+	wref__rcu_tsan_after_gp(head);
+	wref__free(cb->mem);
+	wref__cb_unhold(cb); /* the object's own hold */
+}
+
+static void destroy_and_free(struct wref__hdr *h)
+{
+	const wref_type *t = wref__type(h);
+	struct wref__cb *cb = wref__cb_peek(h);
+	if (t->destroy)
+		t->destroy(wref__payload(h));
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC_DEAD;
+#endif
+	if (cb)
+		/* weak readers may still be looking at the header */
+		wref__call_rcu(&cb->rcu, free_after_gp);
+	else
+		wref__free(h);
+}
+
+/* Called once, by the thread that owns destruction (it set DEAD). */
+static void die(struct wref__hdr *h)
+{
+	struct wref__cb *cb = wref__cb_peek(h);
+	wref__stat_add(WREF_ST_DIED, 1);
+	wref__enter();
+	/* unpublish now, so weak refs and containers read dead as soon as
+	 * the release returns; destroy is queued behind any outer death */
+	if (cb)
+		wref__cb_kill(cb);
+	if (tls_can.depth == 1 || !can_push(h))
+		destroy_and_free(h);
+	wref__leave();
+}
+
+static void release_slow(struct wref__hdr *h, uint64_t c)
+{
+	if (c == 1) {
+		/* acquire: pairs with the release decrements of every other
+		 * holder, so their writes happen-before destroy */
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t zero = 0;
+		/* exactly one of the racing last-releasers sets DEAD; an
+		 * upgrade that revived the count in between owns it now */
+		if (atomic_compare_exchange_strong_explicit(&h->strong, &zero,
+				WREF_DEAD, memory_order_acq_rel,
+				memory_order_relaxed))
+			die(h);
+		return;
+	}
+	if (c == 0 || c >= WREF_UNDERFLOW_ZONE) {
+		/* undo, so a dead count stays dead and a dying one is not
+		 * pushed into the DEAD zone by our mistake */
+		atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
+		misuse(h, "wref_release of an object with no strong ref "
+		       "(over-release)");
+		return;
+	}
+	saturate(h); /* c >= WREF_SAT: pinned */
+}
+
+void wref_release(void *obj)
+{
+	if (!obj)
+		return;
+	wref__check(obj, "wref_release");
+	struct wref__hdr *h = wref__hdr(obj);
+	/* acquire: pairs with the release decrements of earlier holders */
+	uint64_t c = atomic_load_explicit(&h->strong, memory_order_acquire);
+	/* relaxed: the block is only published while a ref is held, and we
+	 * are ordered after every other holder's release by the load above */
+	if (c == 1 && !(atomic_load_explicit(&h->tc, memory_order_relaxed) & 1)) {
+		/* sole owner, never weakly referenced: nobody can upgrade or
+		 * retain concurrently, so no RMW is needed */
+		atomic_store_explicit(&h->strong, WREF_DEAD,
+				      memory_order_relaxed);
+		die(h);
+		return;
+	}
+	/* release: pairs with the acquire fence of the last releaser */
+	c = atomic_fetch_sub_explicit(&h->strong, 1, memory_order_release);
+	if (wref_likely(c - 2 < WREF_SAT - 2))
+		return;
+	release_slow(h, c);
+}

@@ -1,0 +1,340 @@
+/*
+ * ref.c - control blocks, watches, and weak references.
+ *
+ * The control block is allocated on an object's first weak use and CASed
+ * into its header.  It carries the back pointer that upgraders read under
+ * RCU (cleared at death), the list of watches (callback refs, container
+ * entries) and the shared callback-less ref.  Its own memory lives until
+ * the last hold goes: the object's hold is dropped after the object's
+ * memory is freed (after a grace period), each ref and entry holds one.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct wref_ref {
+	struct wref__cb *cb; /* NULL until attached */
+	wref_callback fn;
+	void *arg;
+	struct wref__watch watch; /* on cb->watches while armed (fn only) */
+	struct wref__work work;   /* the callback's executor item */
+};
+
+uint64_t wref__hash_ptr(const void *p)
+{
+	/* splitmix64 finaliser: spreads aligned addresses over all bits */
+	uint64_t x = (uint64_t)(uintptr_t)p;
+	x ^= x >> 30;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64_C(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+struct wref__cb *wref__cb_get(void *obj)
+{
+	struct wref__hdr *h = wref__hdr(obj);
+	struct wref__cb *cb = wref__cb_peek(h);
+	if (wref_likely(cb != NULL))
+		return cb;
+	/* relaxed: only the type can be there (no block yet, checked above) */
+	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
+	if (tc & 1)
+		return (struct wref__cb *)(tc & ~(uintptr_t)1);
+	const wref_type *t = (const wref_type *)tc;
+	if (t->flags & WREF_TYPE_NO_WEAK) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct wref__cb *n = wref__zalloc(sizeof *n);
+	if (!n)
+		return NULL;
+	atomic_init(&n->obj, h);
+	atomic_init(&n->holds, 1); /* the object's hold */
+	n->mem = h;
+	n->type = t;
+	n->hash = t->hash ? t->hash(obj) : wref__hash_ptr(obj);
+	/* release: publishes the initialised block (pairs with the acquire
+	 * in wref__cb_peek()); acquire on failure to read the winner's */
+	if (atomic_compare_exchange_strong_explicit(&h->tc, &tc,
+			(uintptr_t)n | 1, memory_order_acq_rel,
+			memory_order_acquire)) {
+		wref__stat_add(WREF_ST_CB_ALLOC, 1);
+		return n;
+	}
+	wref__free(n);
+	return (struct wref__cb *)(tc & ~(uintptr_t)1);
+}
+
+void wref__cb_hold(struct wref__cb *cb)
+{
+	/* relaxed: the caller already has the block through a hold */
+	atomic_fetch_add_explicit(&cb->holds, 1, memory_order_relaxed);
+}
+
+void wref__cb_unhold(struct wref__cb *cb)
+{
+	/* release: pairs with the acquire fence before the free */
+	if (atomic_fetch_sub_explicit(&cb->holds, 1,
+				      memory_order_release) != 1)
+		return;
+	atomic_thread_fence(memory_order_acquire);
+	wref__free(cb);
+	wref__stat_add(WREF_ST_CB_FREE, 1);
+}
+
+static void watch_link(struct wref__cb *cb, struct wref__watch *w)
+{
+	w->next = cb->watches;
+	if (w->next)
+		w->next->pprev = &w->next;
+	w->pprev = &cb->watches;
+	cb->watches = w;
+}
+
+static void watch_unlink(struct wref__watch *w)
+{
+	*w->pprev = w->next;
+	if (w->next)
+		w->next->pprev = w->pprev;
+	w->next = NULL;
+	w->pprev = NULL;
+}
+
+int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
+{
+	int ret = -ENOENT;
+	wref__lock(&cb->lock);
+	if (!cb->dead) {
+		watch_link(cb, w);
+		ret = 0;
+	}
+	wref__unlock(&cb->lock);
+	return ret;
+}
+
+bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
+{
+	bool linked;
+	wref__lock(&cb->lock);
+	linked = w->pprev != NULL;
+	if (linked)
+		watch_unlink(w);
+	wref__unlock(&cb->lock);
+	return linked;
+}
+
+void wref__cb_kill(struct wref__cb *cb)
+{
+	struct wref__watch *fire = NULL, *w, *next;
+
+	/* relaxed: the DEAD bit already set by our caller is what makes
+	 * upgrades fail; clearing the pointer only spares them the header */
+	atomic_store_explicit(&cb->obj, NULL, memory_order_relaxed);
+	wref__lock(&cb->lock);
+	cb->dead = true;
+	for (w = cb->watches; w; w = next) {
+		next = w->next;
+		/* an owner we cannot pin is dying: its destroy unlinks */
+		if (!wref__tryget(wref__hdr(w->owner)))
+			continue;
+		watch_unlink(w);
+		w->fnext = fire;
+		fire = w;
+	}
+	wref__unlock(&cb->lock);
+	for (w = fire; w; w = next) {
+		next = w->fnext;
+		void *owner = w->owner;
+		w->fire(w);
+		wref_release(owner);
+	}
+}
+
+/* ---- wref_ref ------------------------------------------------------------ */
+
+static void ref_destroy(void *p)
+{
+	struct wref_ref *r = p;
+	struct wref__cb *cb = r->cb;
+	if (!cb)
+		return; /* never attached (lost a creation race) */
+	wref__lock(&cb->lock);
+	if (r->fn) {
+		if (r->watch.pprev)
+			watch_unlink(&r->watch); /* cancelled before death */
+	} else if (cb->shared == r) {
+		cb->shared = NULL;
+	}
+	cb->nrefs--;
+	wref__unlock(&cb->lock);
+	wref__cb_unhold(cb);
+}
+
+static const wref_type ref_type = {
+	.name = "wref_ref",
+	.destroy = ref_destroy,
+};
+
+static void ref_run(struct wref__work *work)
+{
+	struct wref_ref *r = caa_container_of(work, struct wref_ref, work);
+	r->fn(r, r->arg);
+	wref_release(r);
+}
+
+static void ref_fire(struct wref__watch *w)
+{
+	struct wref_ref *r = caa_container_of(w, struct wref_ref, watch);
+	wref_retain(r); /* the handle stays valid inside the callback */
+	r->work.run = ref_run;
+	wref__defer(&r->work);
+}
+
+/* pin the shared ref if there is a live one; under cb->lock */
+static struct wref_ref *shared_get(struct wref__cb *cb)
+{
+	struct wref_ref *r = cb->shared;
+	/* its destroy clears cb->shared under the lock, so r is valid here */
+	return r && wref__tryget(wref__hdr(r)) ? r : NULL;
+}
+
+wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
+{
+	if (!obj) {
+		errno = EINVAL;
+		return NULL;
+	}
+	wref__check(obj, "wref_ref_new");
+	struct wref__cb *cb = wref__cb_get(obj);
+	if (!cb)
+		return NULL;
+	struct wref_ref *r;
+	if (!fn) {
+		wref__lock(&cb->lock);
+		r = shared_get(cb);
+		wref__unlock(&cb->lock);
+		if (r)
+			return r;
+	}
+	struct wref_ref *n = wref_new(&ref_type, sizeof *n);
+	if (!n)
+		return NULL;
+	n->fn = fn;
+	n->arg = arg;
+	wref__lock(&cb->lock);
+	if (!fn && (r = shared_get(cb)) != NULL) {
+		wref__unlock(&cb->lock);
+		wref_release(n); /* lost the race; n->cb is NULL */
+		return r;
+	}
+	n->cb = cb;
+	wref__cb_hold(cb);
+	cb->nrefs++;
+	if (fn) {
+		n->watch.fire = ref_fire;
+		n->watch.owner = n;
+		n->watch.is_ref = true;
+		if (!cb->dead)
+			watch_link(cb, &n->watch);
+	} else {
+		cb->shared = n;
+	}
+	wref__unlock(&cb->lock);
+	return n;
+}
+
+void *wref_ref_get(wref_ref *r)
+{
+	if (wref_unlikely(!r))
+		return NULL;
+	return wref__cb_upgrade(r->cb);
+}
+
+bool wref_ref_alive(const wref_ref *r)
+{
+	if (!r)
+		return false;
+	bool alive = false;
+	wref__rcu_lock();
+	struct wref__hdr *h = rcu_dereference(r->cb->obj);
+	/* relaxed: a snapshot; a count of 0 is a release in progress that
+	 * an upgrade may still revive, so only DEAD reads as dead */
+	if (h && !(atomic_load_explicit(&h->strong, memory_order_relaxed) &
+		   WREF_DEAD))
+		alive = true;
+	wref__rcu_unlock();
+	return alive;
+}
+
+int wref_ref_call(wref_ref *r, int (*fn)(void *obj, void *arg), void *arg)
+{
+	if (!r || !fn)
+		return -EINVAL;
+	void *obj = wref_ref_get(r);
+	if (!obj)
+		return -ENOENT;
+	int ret = fn(obj, arg);
+	wref_release(obj);
+	return ret;
+}
+
+uint64_t wref_ref_hash(const wref_ref *r)
+{
+	return r ? r->cb->hash : 0;
+}
+
+bool wref_ref_equal(const wref_ref *a, const wref_ref *b)
+{
+	if (a == b)
+		return true;
+	return a && b && a->cb == b->cb;
+}
+
+size_t wref_weak_count(const void *obj)
+{
+	if (!obj)
+		return 0;
+	struct wref__cb *cb = wref__cb_peek(wref__hdr(obj));
+	if (!cb)
+		return 0;
+	wref__lock(&cb->lock);
+	size_t n = cb->nrefs;
+	wref__unlock(&cb->lock);
+	return n;
+}
+
+/* count @r, and pin it into @out while there is room; under cb->lock */
+static void collect(struct wref_ref *r, wref_ref **out, size_t cap,
+		    size_t *total)
+{
+	struct wref__hdr *h = wref__hdr(r);
+	if (*total < cap) {
+		if (wref__tryget(h))
+			out[(*total)++] = r;
+		return;
+	}
+	/* relaxed: a snapshot for the count */
+	if (!(atomic_load_explicit(&h->strong, memory_order_relaxed) &
+	      WREF_DEAD))
+		(*total)++;
+}
+
+size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap)
+{
+	if (!obj || (!out && cap))
+		return 0;
+	struct wref__cb *cb = wref__cb_peek(wref__hdr(obj));
+	if (!cb)
+		return 0;
+	size_t total = 0;
+	wref__lock(&cb->lock);
+	if (cb->shared)
+		collect(cb->shared, out, cap, &total);
+	for (struct wref__watch *w = cb->watches; w; w = w->next)
+		if (w->is_ref)
+			collect(w->owner, out, cap, &total);
+	wref__unlock(&cb->lock);
+	return total;
+}

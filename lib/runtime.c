@@ -1,0 +1,161 @@
+/*
+ * runtime.c - library set-up: configuration, shutdown and exit drain,
+ * fork handlers, and the per-thread statistics registry.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ---- statistics ------------------------------------------------------------ */
+
+__thread struct wref__tstats wref__tls_stats
+	__attribute__((tls_model("initial-exec")));
+static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wref__tstats *st_list;    /* under st_lock */
+static uint64_t st_gone[WREF_ST_N];     /* exited threads, under st_lock */
+static pthread_key_t st_key;
+
+static void fold(struct wref__tstats *s)
+{
+	for (int i = 0; i < WREF_ST_N; i++) {
+		/* relaxed: under st_lock; the owner has stopped writing */
+		st_gone[i] += atomic_load_explicit(&s->v[i],
+						   memory_order_relaxed);
+		atomic_store_explicit(&s->v[i], 0, memory_order_relaxed);
+	}
+}
+
+static void unlink_stats(struct wref__tstats *s)
+{
+	for (struct wref__tstats **p = &st_list; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+}
+
+static void stats_thread_exit(void *p)
+{
+	struct wref__tstats *s = p;
+	pthread_mutex_lock(&st_lock);
+	unlink_stats(s);
+	fold(s);
+	pthread_mutex_unlock(&st_lock);
+	s->registered = false;
+}
+
+void wref__stats_register(void)
+{
+	struct wref__tstats *s = &wref__tls_stats;
+	pthread_mutex_lock(&st_lock);
+	s->next = st_list;
+	st_list = s;
+	pthread_mutex_unlock(&st_lock);
+	s->registered = true;
+	pthread_setspecific(st_key, s);
+}
+
+void wref_stats(struct wref_stats *out)
+{
+	uint64_t v[WREF_ST_N];
+	if (!out)
+		return;
+	pthread_mutex_lock(&st_lock);
+	for (int i = 0; i < WREF_ST_N; i++)
+		v[i] = st_gone[i];
+	for (struct wref__tstats *s = st_list; s; s = s->next)
+		for (int i = 0; i < WREF_ST_N; i++)
+			/* relaxed: a snapshot of a counter only its thread
+			 * writes */
+			v[i] += atomic_load_explicit(&s->v[i],
+						     memory_order_relaxed);
+	pthread_mutex_unlock(&st_lock);
+	out->objects_created = v[WREF_ST_CREATED];
+	out->objects_live = v[WREF_ST_CREATED] - v[WREF_ST_DIED];
+	out->blocks_live = v[WREF_ST_CB_ALLOC] - v[WREF_ST_CB_FREE];
+	out->callbacks_queued = v[WREF_ST_QUEUED];
+	out->callbacks_run = v[WREF_ST_RUN];
+}
+
+void wref__stats_atfork_child(void)
+{
+	/* the other threads are gone: fold their counters */
+	struct wref__tstats *self = &wref__tls_stats;
+	pthread_mutex_init(&st_lock, NULL);
+	for (struct wref__tstats *s = st_list, *n; s; s = n) {
+		n = s->next;
+		if (s != self)
+			fold(s);
+	}
+	st_list = self->registered ? self : NULL;
+	if (st_list)
+		self->next = NULL;
+}
+
+/* ---- shutdown hooks ------------------------------------------------------------ */
+
+#define MAX_HOOKS 8
+static void (*_Atomic hooks[MAX_HOOKS])(void);
+
+void wref__on_shutdown(void (*fn)(void))
+{
+	for (int i = 0; i < MAX_HOOKS; i++) {
+		void (*cur)(void) = NULL;
+		if (atomic_compare_exchange_strong(&hooks[i], &cur, fn) ||
+		    cur == fn)
+			return;
+	}
+	abort(); /* more layers than slots: a build error, not a runtime one */
+}
+
+int wref_init(const wref_config *cfg)
+{
+	return wref__exec_set_mode(cfg ? cfg->exec_mode : WREF_EXEC_THREAD);
+}
+
+void wref_shutdown(void)
+{
+	if (wref__in_callback())
+		return; /* cannot stop the executor from inside it */
+	wref_flush();
+	for (int i = 0; i < MAX_HOOKS; i++) {
+		void (*fn)(void) = atomic_load(&hooks[i]);
+		if (fn)
+			fn();
+	}
+	wref_flush();
+	wref__executor_stop();
+	/* deferred frees of dead objects' memory */
+	urcu_bp_barrier();
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&st_lock);
+	urcu_bp_call_rcu_before_fork();
+	urcu_bp_before_fork();
+}
+
+static void fork_parent(void)
+{
+	urcu_bp_after_fork_parent();
+	urcu_bp_call_rcu_after_fork_parent();
+	pthread_mutex_unlock(&st_lock);
+}
+
+static void fork_child(void)
+{
+	urcu_bp_after_fork_child();
+	urcu_bp_call_rcu_after_fork_child();
+	wref__stats_atfork_child();
+	wref__executor_atfork_child();
+}
+
+__attribute__((constructor)) static void runtime_init(void)
+{
+	pthread_key_create(&st_key, stats_thread_exit);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	atexit(wref_shutdown);
+}

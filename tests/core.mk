@@ -1,0 +1,1 @@
+## core tests: objects, weak refs, executor (Check suites + stress)
