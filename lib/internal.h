@@ -221,7 +221,10 @@ WREF_HIDDEN void wref__stats_atfork_child(void);
 struct wref__watch {
 	struct wref__watch *next, **pprev; /* under cb->lock; pprev NULL =
 					      not linked */
-	void (*fire)(struct wref__watch *w); /* no lock held; owner pinned */
+	/* runs with no lock held, the owner pinned, inside an RCU read-side
+	 * section (so it may cds_lfht_del; it must not block or call user
+	 * code: queue that with wref__defer) */
+	void (*fire)(struct wref__watch *w);
 	void *owner;                         /* wref object (payload ptr) */
 	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */

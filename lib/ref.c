@@ -144,11 +144,15 @@ void wref__cb_kill(struct wref__cb *cb)
 		fire = w;
 	}
 	wref__unlock(&cb->lock);
-	for (w = fire; w; w = next) {
-		next = w->fnext;
-		void *owner = w->owner;
+	/* fire inside one read-side section: a watch's memory retired by a
+	 * racing remover (call_rcu) stays valid until we are done */
+	wref__rcu_lock();
+	for (w = fire; w; w = w->fnext)
 		w->fire(w);
-		wref_release(owner);
+	wref__rcu_unlock();
+	for (w = fire; w; w = next) {
+		next = w->fnext; /* read before the owner can go */
+		wref_release(w->owner);
 	}
 }
 
