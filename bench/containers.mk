@@ -1,0 +1,1 @@
+## containers.mk: filled in by its area

@@ -1,0 +1,1 @@
+## peers.mk: filled in by its area

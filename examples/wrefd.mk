@@ -1,0 +1,1 @@
+## wrefd.mk: filled in by its area

@@ -1,0 +1,1 @@
+## reliability.mk: filled in by its area
