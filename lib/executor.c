@@ -50,13 +50,17 @@ bool wref__exec_inline(void)
 	       WREF_EXEC_INLINE;
 }
 
+static void barrier_run(struct wref__work *w);
+
 static void run_item(struct wref__work *w)
 {
 	bool was = tls_in_cb;
+	bool counted = w->run != barrier_run; /* flush barriers are not work */
 	tls_in_cb = true;
 	w->run(w);
 	tls_in_cb = was;
-	wref__stat_add(WREF_ST_RUN, 1);
+	if (counted)
+		wref__stat_add(WREF_ST_RUN, 1);
 }
 
 static void *ex_main(void *unused)
@@ -143,7 +147,8 @@ void wref__inline_drain(void)
 
 void wref__defer(struct wref__work *w)
 {
-	wref__stat_add(WREF_ST_QUEUED, 1);
+	if (w->run != barrier_run)
+		wref__stat_add(WREF_ST_QUEUED, 1);
 	/* acquire: pairs with the release in start_executor() */
 	if (wref__exec_inline() ||
 	    (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
