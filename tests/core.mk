@@ -1,1 +1,35 @@
 ## core tests: objects, weak refs, executor (Check suites + stress)
+CORE_TEST_SUITES = \
+	tests/check_object \
+	tests/check_ref \
+	tests/check_executor \
+	tests/stress_upgrade \
+	tests/stress_callbacks
+TESTS += $(CORE_TEST_SUITES)
+check_PROGRAMS += $(CORE_TEST_SUITES) tests/test_exit
+EXTRA_DIST += tests/core_test.h
+
+tests_check_object_SOURCES = tests/check_object.c tests/core_test.h
+tests_check_object_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_check_object_LDADD = $(WREF_TEST_LIBS)
+
+tests_check_ref_SOURCES = tests/check_ref.c tests/core_test.h
+tests_check_ref_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_check_ref_LDADD = $(WREF_TEST_LIBS)
+
+tests_check_executor_SOURCES = tests/check_executor.c tests/core_test.h
+tests_check_executor_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_check_executor_LDADD = $(WREF_TEST_LIBS)
+
+tests_stress_upgrade_SOURCES = tests/stress_upgrade.c tests/core_test.h
+tests_stress_upgrade_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_stress_upgrade_LDADD = $(WREF_TEST_LIBS)
+
+tests_stress_callbacks_SOURCES = tests/stress_callbacks.c tests/core_test.h
+tests_stress_callbacks_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_stress_callbacks_LDADD = $(WREF_TEST_LIBS)
+
+## helper run by check_executor (rule 13: drain at exit)
+tests_test_exit_SOURCES = tests/test_exit.c
+tests_test_exit_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_test_exit_LDADD = $(WREF_TEST_LIBS)

@@ -1,0 +1,464 @@
+/*
+ * check_executor.c - the executor and runtime: wref_flush (barrier,
+ * -EDEADLK from a callback), wref_init (THREAD / INLINE, errors),
+ * wref_shutdown and lazy restart, wref_stats, drain at exit (rule 13,
+ * through the tests/test_exit helper), fork (rules 12, 18).
+ */
+#include "core_test.h"
+
+#include <libgen.h>
+#include <sys/wait.h>
+
+static char self_dir[4096];
+
+static const wref_type obj_type = { .name = "obj" };
+
+#define MAXCB 256
+static _Atomic int cb_runs[MAXCB];
+static pthread_t cb_thread[MAXCB];
+static _Atomic int cb_flush_ret[MAXCB];
+
+static void setup(void)
+{
+	for (int i = 0; i < MAXCB; i++) {
+		atomic_store(&cb_runs[i], 0);
+		atomic_store(&cb_flush_ret[i], 1);
+	}
+}
+
+static void cb_count(wref_ref *r, void *arg)
+{
+	(void)r;
+	int id = (int)(intptr_t)arg;
+	cb_thread[id] = pthread_self();
+	atomic_fetch_add(&cb_runs[id], 1);
+}
+
+static void cb_slow(wref_ref *r, void *arg)
+{
+	usleep(2000);
+	cb_count(r, arg);
+}
+
+static void cb_flush(wref_ref *r, void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	atomic_store(&cb_flush_ret[id], wref_flush());
+	wref_shutdown(); /* from a callback: a no-op, not a deadlock */
+	cb_count(r, arg);
+}
+
+/* arm a callback on a fresh object and kill it; returns the ref */
+static wref_ref *kill_with(wref_callback fn, int id)
+{
+	void *o = wref_new(&obj_type, 8);
+	ck_assert_ptr_nonnull(o);
+	wref_ref *r = wref_ref_new(o, fn, (void *)(intptr_t)id);
+	ck_assert_ptr_nonnull(r);
+	wref_release(o);
+	return r;
+}
+
+START_TEST(test_flush_idle)
+{
+	/* nothing queued, executor never started */
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(wref_flush(), 0);
+}
+END_TEST
+
+START_TEST(test_flush_waits)
+{
+	struct wref_stats st0 = ct_stats();
+	wref_ref *r[20];
+	for (int i = 0; i < 20; i++)
+		r[i] = kill_with(cb_slow, i);
+	ck_assert_int_eq(wref_flush(), 0);
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(cb_runs[i], 1);
+		ck_assert(!pthread_equal(cb_thread[i], pthread_self()));
+		ck_assert(pthread_equal(cb_thread[i], cb_thread[0]));
+		wref_release(r[i]);
+	}
+	struct wref_stats st1 = ct_stats();
+	ck_assert_uint_ge(st1.callbacks_queued, st0.callbacks_queued + 20);
+	/* everything queued before the flush returned has run */
+	ck_assert_uint_eq(st1.callbacks_queued, st1.callbacks_run);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+/* flush from several threads at once while callbacks are queued */
+static void *flusher(void *p)
+{
+	int base = (int)(intptr_t)p;
+	for (int i = 0; i < 10; i++) {
+		wref_ref *r = kill_with(cb_count, base + i);
+		if (wref_flush() != 0 || atomic_load(&cb_runs[base + i]) != 1)
+			return (void *)1;
+		wref_release(r);
+	}
+	return NULL;
+}
+
+START_TEST(test_flush_concurrent)
+{
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, flusher, (void *)(intptr_t)(i * 10));
+	for (int i = 0; i < 4; i++) {
+		void *ret;
+		pthread_join(t[i], &ret);
+		ck_assert_ptr_null(ret);
+	}
+}
+END_TEST
+
+START_TEST(test_flush_in_callback)
+{
+	wref_ref *r = kill_with(cb_flush, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_flush_ret[1], -EDEADLK);
+	wref_release(r);
+}
+END_TEST
+
+START_TEST(test_init_modes)
+{
+	wref_config bad = { .exec_mode = 7 };
+	ck_assert_int_eq(wref_init(&bad), -EINVAL);
+	ck_assert_int_eq(wref_init(NULL), 0);
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(&inl), 0); /* idempotent */
+
+	/* inline: the callback ran on this thread before release returned */
+	wref_ref *r = kill_with(cb_count, 1);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert(pthread_equal(cb_thread[1], pthread_self()));
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	wref_release(r);
+	/* flush from an inline callback: -EDEADLK too */
+	r = kill_with(cb_flush, 2);
+	ck_assert_int_eq(cb_runs[2], 1);
+	ck_assert_int_eq(cb_flush_ret[2], -EDEADLK);
+	wref_release(r);
+
+	/* back to the thread mode */
+	wref_config thr = { .exec_mode = WREF_EXEC_THREAD };
+	ck_assert_int_eq(wref_init(&thr), 0);
+	r = kill_with(cb_count, 3);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[3], 1);
+	ck_assert(!pthread_equal(cb_thread[3], pthread_self()));
+	wref_release(r);
+}
+END_TEST
+
+/* inline mode: a callback that kills objects with callbacks of their own;
+ * all run on this thread before the outermost release returns, no
+ * recursion */
+static void *inl_objs[100];
+static void cb_inline_chain(wref_ref *r, void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	atomic_fetch_add(&cb_runs[i], 1);
+	wref_release(r);
+	if (i + 1 < 100)
+		wref_release(inl_objs[i + 1]);
+}
+
+START_TEST(test_inline_cascade)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	struct wref_stats st0 = ct_stats();
+	for (int i = 0; i < 100; i++) {
+		inl_objs[i] = wref_new(&obj_type, 8);
+		ck_assert_ptr_nonnull(wref_ref_new(inl_objs[i], cb_inline_chain,
+						   (void *)(intptr_t)i));
+	}
+	wref_release(inl_objs[0]);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(cb_runs[i], 1);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+/* a callback that blocks the executor until released */
+static _Atomic int gate, gate_started;
+static void cb_gate(wref_ref *r, void *arg)
+{
+	atomic_store(&gate_started, 1);
+	while (!atomic_load(&gate))
+		usleep(200);
+	cb_count(r, arg);
+}
+
+static void wait_started(void)
+{
+	while (!atomic_load(&gate_started))
+		usleep(200);
+}
+
+START_TEST(test_init_busy)
+{
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	wref_ref *g = kill_with(cb_gate, 0);
+	wait_started();
+	wref_ref *r = kill_with(cb_count, 1); /* stays queued */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), -EBUSY);
+	atomic_store(&gate, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[0], 1);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(NULL), 0);
+	wref_release(g);
+	wref_release(r);
+}
+END_TEST
+
+START_TEST(test_shutdown_restart)
+{
+	struct wref_stats st0 = ct_stats();
+	wref_ref *r[30];
+	for (int i = 0; i < 30; i++)
+		r[i] = kill_with(i % 3 ? cb_count : cb_slow, i);
+	wref_shutdown(); /* drains */
+	for (int i = 0; i < 30; i++) {
+		ck_assert_int_eq(cb_runs[i], 1);
+		wref_release(r[i]);
+	}
+	wref_shutdown(); /* twice: nothing runs twice */
+	for (int i = 0; i < 30; i++)
+		ck_assert_int_eq(cb_runs[i], 1);
+	/* the library restarts lazily */
+	wref_ref *s = kill_with(cb_count, 40);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[40], 1);
+	ck_assert(!pthread_equal(cb_thread[40], pthread_self()));
+	wref_release(s);
+	struct wref_stats st1 = ct_stats();
+	ck_assert_uint_eq(st1.objects_created, st0.objects_created + 31 * 2);
+	ck_assert_uint_eq(st1.callbacks_queued, st1.callbacks_run);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_stats_threads)
+{
+	/* counters of exited threads are kept */
+	struct wref_stats st0 = ct_stats();
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&t[i], NULL, flusher, (void *)(intptr_t)(100 + i * 10));
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	struct wref_stats st1 = ct_stats();
+	ck_assert_uint_eq(st1.objects_created, st0.objects_created + 60);
+	ck_assert_uint_eq(st1.objects_live, st0.objects_live);
+	ck_assert_uint_ge(st1.callbacks_run, st0.callbacks_run + 30);
+}
+END_TEST
+
+/* ---- exit drain (rule 13) ----------------------------------------------- */
+
+static void run_exit_helper(const char *mode)
+{
+	enum { N = 500, CHAIN = 100 };
+	char cmd[8192];
+	static int seen[N + CHAIN];
+	memset(seen, 0, sizeof seen);
+	snprintf(cmd, sizeof cmd, "'%s/test_exit' %s", self_dir, mode);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	char line[64];
+	int total = 0, marker = 0, after_marker = 0;
+	while (fgets(line, sizeof line, f)) {
+		int id;
+		ck_assert_int_eq(sscanf(line, "cb %d", &id), 1);
+		if (id == -1) {
+			marker++;
+			continue;
+		}
+		ck_assert_int_ge(id, 0);
+		ck_assert_int_lt(id, N + CHAIN);
+		seen[id]++;
+		total++;
+		after_marker += marker;
+	}
+	int st = pclose(f);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	for (int i = 0; i < N + CHAIN; i++)
+		ck_assert_msg(seen[i] == 1, "callback %d ran %d times", i,
+			      seen[i]);
+	ck_assert_int_eq(total, N + CHAIN);
+	if (!strcmp(mode, "shutdown")) {
+		ck_assert_int_eq(marker, 1);
+		ck_assert_int_eq(after_marker, 0);
+	}
+}
+
+START_TEST(test_exit_return)
+{
+	run_exit_helper("return");
+}
+END_TEST
+
+START_TEST(test_exit_shutdown)
+{
+	run_exit_helper("shutdown");
+}
+END_TEST
+
+START_TEST(test_exit_from_thread)
+{
+	run_exit_helper("exit-thread");
+}
+END_TEST
+
+/* ---- fork (rules 12, 18) ---------------------------------------------- */
+
+/* in the child: plain checks, exit code names the first failure */
+static int child_checks(int nqueued, int running_at_fork)
+{
+	if (wref_flush() != 0)
+		return 10;
+	for (int i = 1; i <= nqueued; i++)
+		if (atomic_load(&cb_runs[i]) != 1)
+			return 11; /* queued in the parent: ran in the child */
+	if (atomic_load(&cb_runs[0]) != 0)
+		return 12; /* the one running at fork time is the parent's */
+	/* the library works: objects, refs, callbacks, flush */
+	void *o = wref_new(&obj_type, 8);
+	if (!o)
+		return 13;
+	wref_ref *a = wref_ref_new(o, NULL, NULL);
+	wref_ref *b = wref_ref_new(o, cb_count, (void *)(intptr_t)50);
+	if (!a || !b || wref_ref_get(a) != o)
+		return 14;
+	wref_release(o);
+	wref_release(o);
+	if (wref_ref_alive(a) || wref_flush() != 0)
+		return 15;
+	if (atomic_load(&cb_runs[50]) != 1)
+		return 16;
+	if (pthread_equal(cb_thread[50], pthread_self()))
+		return 17; /* ran on the child's own executor thread */
+	wref_release(a);
+	wref_release(b);
+	struct wref_stats s = ct_stats();
+	/* the item running at fork time was counted queued, never runs here */
+	if (s.callbacks_queued != s.callbacks_run + running_at_fork)
+		return 18;
+	/* threads work in the child too */
+	pthread_t t;
+	void *ret = (void *)1;
+	if (pthread_create(&t, NULL, flusher, (void *)(intptr_t)60) != 0)
+		return 19;
+	pthread_join(t, &ret);
+	if (ret)
+		return 20;
+	wref_shutdown();
+	return 0;
+}
+
+static void do_fork_test(bool busy)
+{
+	enum { Q = 10 };
+	wref_ref *g = NULL, *r[Q + 1] = { 0 };
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	if (busy) {
+		g = kill_with(cb_gate, 0);
+		wait_started();
+		for (int i = 1; i <= Q; i++)
+			r[i] = kill_with(cb_count, i); /* queued behind gate */
+	} else {
+		/* executor running but idle */
+		r[1] = kill_with(cb_count, 1);
+		ck_assert_int_eq(wref_flush(), 0);
+	}
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(child_checks(busy ? Q : 0, busy ? 1 : 0));
+	atomic_store(&gate, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	if (busy) {
+		ck_assert_int_eq(cb_runs[0], 1);
+		for (int i = 1; i <= Q; i++)
+			ck_assert_int_eq(cb_runs[i], 1);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_msg(WEXITSTATUS(st) == 0, "child check %d failed",
+		      WEXITSTATUS(st));
+	wref_release(g);
+	for (int i = 0; i <= Q; i++)
+		wref_release(r[i]);
+}
+
+START_TEST(test_fork_busy)
+{
+	do_fork_test(true);
+}
+END_TEST
+
+START_TEST(test_fork_idle)
+{
+	do_fork_test(false);
+}
+END_TEST
+
+START_TEST(test_fork_fresh)
+{
+	/* fork before the library started anything */
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(child_checks(0, 0));
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_msg(WEXITSTATUS(st) == 0, "child check %d failed",
+		      WEXITSTATUS(st));
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s", argv[0]);
+	snprintf(self_dir, sizeof self_dir, "%s", dirname(tmp));
+
+	Suite *s = suite_create("executor");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_flush_idle);
+	tcase_add_test(tc, test_flush_waits);
+	tcase_add_test(tc, test_flush_concurrent);
+	tcase_add_test(tc, test_flush_in_callback);
+	tcase_add_test(tc, test_init_modes);
+	tcase_add_test(tc, test_inline_cascade);
+	tcase_add_test(tc, test_init_busy);
+	tcase_add_test(tc, test_shutdown_restart);
+	tcase_add_test(tc, test_stats_threads);
+	tcase_add_test(tc, test_exit_return);
+	tcase_add_test(tc, test_exit_shutdown);
+	tcase_add_test(tc, test_exit_from_thread);
+	tcase_add_test(tc, test_fork_busy);
+	tcase_add_test(tc, test_fork_idle);
+	tcase_add_test(tc, test_fork_fresh);
+	suite_add_tcase(s, tc);
+	return ct_run_suite(s);
+}

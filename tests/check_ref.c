@@ -1,0 +1,589 @@
+/*
+ * check_ref.c - weak refs: wref_ref_new/get/alive/call/hash/equal,
+ * wref_weak_count/wref_weak_refs; rules 1, 2, 3, 4, 8, 16 (weak_count);
+ * argument errors and ENOMEM through the allocation-failure hook.
+ */
+#include "core_test.h"
+
+struct obj {
+	int id;
+	wref_ref *self; /* optional weak ref to itself, checked in destroy */
+	void *hold;     /* optional object released by destroy */
+	void *other;    /* optional live object destroy makes refs to */
+};
+
+static _Atomic int destroyed;
+static _Atomic int destroy_saw_dead; /* self ref read dead in destroy */
+static _Atomic int destroy_used_lib;
+
+static void obj_destroy(void *p)
+{
+	struct obj *o = p;
+	if (o->self) {
+		/* rule 1: no upgrade of an object whose destroy has begun */
+		void *x = wref_ref_get(o->self);
+		if (!x && !wref_ref_alive(o->self))
+			atomic_fetch_add(&destroy_saw_dead, 1);
+		wref_release(x);
+		wref_release(o->self);
+	}
+	if (o->other) {
+		/* rule 8: destroy runs with no library lock held */
+		wref_ref *a = wref_ref_new(o->other, NULL, NULL);
+		wref_ref *b = wref_ref_new(o->other, NULL, NULL);
+		wref_ref *out[4];
+		size_t n = wref_weak_refs(o->other, out, 4);
+		for (size_t i = 0; i < n && i < 4; i++)
+			wref_release(out[i]);
+		if (a && a == b && wref_weak_count(o->other) >= 1 && n >= 1)
+			atomic_fetch_add(&destroy_used_lib, 1);
+		wref_release(a);
+		wref_release(b);
+	}
+	wref_release(o->hold);
+	atomic_fetch_add(&destroyed, 1);
+}
+
+static const wref_type obj_type = { .name = "obj", .destroy = obj_destroy };
+
+static uint64_t id_hash(const void *p)
+{
+	return (uint64_t)((const struct obj *)p)->id * 1000003u;
+}
+static bool id_equal(const void *a, const void *b)
+{
+	return ((const struct obj *)a)->id == ((const struct obj *)b)->id;
+}
+static const wref_type hashed_type = {
+	.name = "hashed", .destroy = obj_destroy,
+	.hash = id_hash, .equal = id_equal,
+};
+static const wref_type noweak_type = {
+	.name = "noweak", .flags = WREF_TYPE_NO_WEAK,
+};
+
+static struct obj *new_obj(const wref_type *t, int id)
+{
+	struct obj *o = wref_new(t, sizeof *o);
+	ck_assert_ptr_nonnull(o);
+	o->id = id;
+	return o;
+}
+
+/* ---- callback bookkeeping ---------------------------------------------- */
+
+#define MAXCB 64
+static _Atomic int cb_runs[MAXCB];
+static _Atomic int cb_bad[MAXCB];     /* something was wrong inside */
+static pthread_t cb_thread[MAXCB];
+static wref_ref *cb_other[MAXCB];     /* another ref that must read dead */
+
+static int ret1(void *obj, void *arg)
+{
+	(void)obj;
+	(void)arg;
+	return 1;
+}
+
+static void cb_count(wref_ref *r, void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	cb_thread[id] = pthread_self();
+	/* rule 2: the handle is valid here and reads dead */
+	if (wref_ref_get(r) != NULL || wref_ref_alive(r))
+		atomic_fetch_add(&cb_bad[id], 1);
+	if (wref_ref_call(r, ret1, NULL) != -ENOENT)
+		atomic_fetch_add(&cb_bad[id], 1);
+	/* the other ref to the same referent already reads dead */
+	if (cb_other[id] && (wref_ref_alive(cb_other[id]) ||
+			     wref_ref_get(cb_other[id]) != NULL))
+		atomic_fetch_add(&cb_bad[id], 1);
+	atomic_fetch_add(&cb_runs[id], 1);
+}
+
+static void setup(void)
+{
+	atomic_store(&destroyed, 0);
+	atomic_store(&destroy_saw_dead, 0);
+	atomic_store(&destroy_used_lib, 0);
+	for (int i = 0; i < MAXCB; i++) {
+		atomic_store(&cb_runs[i], 0);
+		atomic_store(&cb_bad[i], 0);
+		cb_other[i] = NULL;
+	}
+}
+
+static int pin_check(void *obj, void *arg)
+{
+	/* runs with the referent pinned */
+	ck_assert_ptr_eq(obj, arg);
+	ck_assert_uint_ge(wref_strong_count(obj), 2);
+	return 42;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+START_TEST(test_ref_basics)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(ct_stats().blocks_live, st0.blocks_live + 1);
+	ck_assert_uint_eq(wref_strong_count(o), 1); /* a weak ref is weak */
+	ck_assert(wref_ref_alive(r));
+	struct obj *p = wref_ref_get(r);
+	ck_assert_ptr_eq(p, o);
+	ck_assert_uint_eq(wref_strong_count(o), 2);
+	wref_release(p);
+	ck_assert_int_eq(wref_ref_call(r, pin_check, o), 42);
+	ck_assert_uint_eq(wref_strong_count(o), 1);
+	uint64_t h = wref_ref_hash(r);
+	ck_assert_uint_eq(h, wref__hash_ptr(o)); /* identity hash */
+	ck_assert(wref_ref_equal(r, r));
+
+	wref_release(o);
+	ck_assert_int_eq(destroyed, 1);
+	/* rule 1: dead forever */
+	for (int i = 0; i < 1000; i++)
+		ck_assert_ptr_null(wref_ref_get(r));
+	ck_assert(!wref_ref_alive(r));
+	ck_assert_int_eq(wref_ref_call(r, pin_check, o), -ENOENT);
+	ck_assert_uint_eq(wref_ref_hash(r), h); /* stable after death */
+	ck_assert(wref_ref_equal(r, r));
+	ck_assert_uint_eq(wref_strong_count(r), 1);
+	wref_release(r);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_ref_hash_equal)
+{
+	struct obj *a = new_obj(&hashed_type, 7);
+	struct obj *b = new_obj(&hashed_type, 7);
+	struct obj *c = new_obj(&obj_type, 7);
+	wref_ref *ra = wref_ref_new(a, NULL, NULL);
+	wref_ref *ra2 = wref_ref_new(a, cb_count, (void *)(intptr_t)1);
+	wref_ref *rb = wref_ref_new(b, NULL, NULL);
+	wref_ref *rc = wref_ref_new(c, NULL, NULL);
+	ck_assert_uint_eq(wref_ref_hash(ra), id_hash(a)); /* the type's hash */
+	ck_assert_uint_eq(wref_ref_hash(ra2), id_hash(a));
+	ck_assert_uint_eq(wref_ref_hash(rb), id_hash(b));
+	ck_assert_uint_eq(wref_ref_hash(rc), wref__hash_ptr(c));
+	/* rule 16: equal iff the same referent (callback or not) */
+	ck_assert_ptr_ne(ra, ra2);
+	ck_assert(wref_ref_equal(ra, ra2));
+	ck_assert(wref_ref_equal(ra2, ra));
+	ck_assert(!wref_ref_equal(ra, rb));
+	ck_assert(!wref_ref_equal(ra, rc));
+	ck_assert(wref_ref_equal(NULL, NULL));
+	ck_assert(!wref_ref_equal(ra, NULL));
+	ck_assert(!wref_ref_equal(NULL, ra));
+	uint64_t h = wref_ref_hash(ra);
+	wref_release(a);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert(wref_ref_equal(ra, ra2)); /* still, after death */
+	ck_assert_uint_eq(wref_ref_hash(ra), h);
+	ck_assert_uint_eq(wref_ref_hash(ra2), h);
+	ck_assert_int_eq(cb_runs[1], 1);
+	wref_release(ra);
+	wref_release(ra2);
+	wref_release(rb);
+	wref_release(rc);
+	wref_release(b);
+	wref_release(c);
+}
+END_TEST
+
+START_TEST(test_shared_refs)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *o = new_obj(&obj_type, 1);
+	/* rule 3: callback-less refs are shared, retained once more */
+	wref_ref *r1 = wref_ref_new(o, NULL, NULL);
+	wref_ref *r2 = wref_ref_new(o, NULL, NULL);
+	ck_assert_ptr_nonnull(r1);
+	ck_assert_ptr_eq(r1, r2);
+	ck_assert_uint_eq(wref_strong_count(r1), 2);
+	/* rule 16: the shared ref counts once */
+	ck_assert_uint_eq(wref_weak_count(o), 1);
+	wref_ref *c1 = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	wref_ref *c2 = wref_ref_new(o, cb_count, (void *)(intptr_t)2);
+	ck_assert_ptr_ne(c1, r1);
+	ck_assert_ptr_ne(c1, c2);
+	ck_assert_uint_eq(wref_weak_count(o), 3);
+
+	/* getweakrefs: retained refs, total count */
+	wref_ref *out[8] = { 0 };
+	ck_assert_uint_eq(wref_weak_refs(o, out, 8), 3);
+	int seen_r = 0, seen_c1 = 0, seen_c2 = 0;
+	for (int i = 0; i < 3; i++) {
+		seen_r += out[i] == r1;
+		seen_c1 += out[i] == c1;
+		seen_c2 += out[i] == c2;
+	}
+	ck_assert_int_eq(seen_r + seen_c1 + seen_c2, 3);
+	ck_assert_int_eq(seen_r * seen_c1 * seen_c2, 1);
+	ck_assert_uint_eq(wref_strong_count(r1), 3);
+	ck_assert_uint_eq(wref_strong_count(c1), 2);
+	for (int i = 0; i < 3; i++)
+		wref_release(out[i]);
+	ck_assert_uint_eq(wref_weak_refs(o, out, 1), 3); /* total > cap */
+	ck_assert_ptr_nonnull(out[0]);
+	wref_release(out[0]);
+	ck_assert_uint_eq(wref_weak_refs(o, NULL, 0), 3);
+
+	wref_release(r1);
+	ck_assert_uint_eq(wref_weak_count(o), 3); /* r2 is the same handle */
+	wref_release(r2);
+	ck_assert_uint_eq(wref_weak_count(o), 2);
+	wref_release(c2);
+	ck_assert_uint_eq(wref_weak_count(o), 1);
+	/* a new shared ref after the old one went */
+	wref_ref *r3 = wref_ref_new(o, NULL, NULL);
+	ck_assert_ptr_nonnull(r3);
+	ck_assert_uint_eq(wref_strong_count(r3), 1);
+	ck_assert_uint_eq(wref_weak_count(o), 2);
+	ck_assert_ptr_eq(wref_ref_new(o, NULL, NULL), r3);
+	wref_release(r3);
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_runs[2], 0); /* cancelled */
+	ck_assert_int_eq(cb_bad[1], 0);
+	wref_release(c1);
+	wref_release(r3);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_no_weak)
+{
+	struct wref_stats st0 = ct_stats();
+	void *o = wref_new(&noweak_type, 8);
+	errno = 0;
+	ck_assert_ptr_null(wref_ref_new(o, NULL, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_ref_new(o, cb_count, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(ct_stats().blocks_live, st0.blocks_live);
+	ck_assert_uint_eq(ct_stats().objects_live, st0.objects_live + 1);
+	ck_assert_uint_eq(wref_weak_count(o), 0);
+	ck_assert_uint_eq(wref_weak_refs(o, NULL, 0), 0);
+	wref_release(o);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_null_args)
+{
+	errno = 0;
+	ck_assert_ptr_null(wref_ref_new(NULL, NULL, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_ref_new(NULL, cb_count, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(wref_ref_get(NULL));
+	ck_assert(!wref_ref_alive(NULL));
+	ck_assert_int_eq(wref_ref_call(NULL, pin_check, NULL), -EINVAL);
+	ck_assert_uint_eq(wref_ref_hash(NULL), 0);
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	ck_assert_int_eq(wref_ref_call(r, NULL, NULL), -EINVAL);
+	wref_release(o);
+	ck_assert_int_eq(wref_ref_call(r, NULL, NULL), -EINVAL);
+	wref_release(r);
+}
+END_TEST
+
+/* ENOMEM: the n-th allocation fails, for every n until the call succeeds;
+ * every failure sets ENOMEM and leaks nothing */
+static void enomem_loop(bool with_cb, bool existing_block)
+{
+	struct wref_stats st0 = ct_stats();
+	int fails = 0;
+	for (long n = 0;; n++) {
+		struct obj *o = new_obj(&obj_type, 1);
+		wref_ref *pre = NULL;
+		if (existing_block)
+			pre = wref_ref_new(o, cb_count, (void *)(intptr_t)3);
+		wref__alloc_fail_after(n);
+		errno = 0;
+		wref_ref *r = wref_ref_new(o, with_cb ? cb_count : NULL,
+					   (void *)(intptr_t)1);
+		int err = errno;
+		wref__alloc_fail_after(-1);
+		if (!r) {
+			ck_assert_int_eq(err, ENOMEM);
+			fails++;
+			wref_release(pre);
+			wref_release(o);
+			ck_assert_int_eq(wref_flush(), 0);
+			ck_assert_int_eq(cb_runs[1], 0);
+			continue;
+		}
+		/* the successful one works */
+		ck_assert(wref_ref_alive(r));
+		ck_assert_uint_eq(wref_weak_count(o), existing_block ? 2 : 1);
+		wref_release(o);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(cb_runs[1], with_cb ? 1 : 0);
+		ck_assert(!wref_ref_alive(r));
+		wref_release(r);
+		wref_release(pre);
+		break;
+	}
+	ck_assert_int_ge(fails, 1);
+	ct_assert_no_leak(st0);
+}
+
+START_TEST(test_enomem_shared)
+{
+	enomem_loop(false, false);
+}
+END_TEST
+
+START_TEST(test_enomem_callback)
+{
+	enomem_loop(true, false);
+}
+END_TEST
+
+START_TEST(test_enomem_second_ref)
+{
+	enomem_loop(true, true);
+	setup();
+	enomem_loop(false, true);
+}
+END_TEST
+
+/* ---- callbacks (rule 2) ------------------------------------------------- */
+
+START_TEST(test_callback_once)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 0); /* not before death */
+	wref_release(o);
+	/* reads dead as soon as the release returns */
+	ck_assert(!wref_ref_alive(r));
+	ck_assert_ptr_null(wref_ref_get(r));
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_bad[1], 0);
+	/* on the executor, not on the releasing thread */
+	ck_assert(!pthread_equal(cb_thread[1], pthread_self()));
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	wref_release(r);
+	struct wref_stats st1 = ct_stats();
+	ck_assert_uint_ge(st1.callbacks_queued, st0.callbacks_queued + 1);
+	ck_assert_uint_ge(st1.callbacks_run, st0.callbacks_run + 1);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_callback_cancel)
+{
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	wref_ref *k = wref_ref_new(o, cb_count, (void *)(intptr_t)2);
+	wref_release(r); /* before death: cancelled */
+	ck_assert_uint_eq(wref_weak_count(o), 1);
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 0);
+	ck_assert_int_eq(cb_runs[2], 1);
+	wref_release(k);
+}
+END_TEST
+
+START_TEST(test_callback_ref_released_after_death)
+{
+	/* held at death, released before the callback ran: still runs once,
+	 * with a valid handle (the library holds it) */
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	wref_release(o);
+	wref_release(r);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_bad[1], 0);
+}
+END_TEST
+
+START_TEST(test_two_callbacks_other_dead)
+{
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *r1 = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	wref_ref *r2 = wref_ref_new(o, cb_count, (void *)(intptr_t)2);
+	wref_ref *plain = wref_ref_new(o, NULL, NULL);
+	cb_other[1] = r2;
+	cb_other[2] = plain;
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_runs[2], 1);
+	ck_assert_int_eq(cb_bad[1], 0);
+	ck_assert_int_eq(cb_bad[2], 0);
+	wref_release(r1);
+	wref_release(r2);
+	wref_release(plain);
+}
+END_TEST
+
+/* rule 8: a callback creates objects and refs, releases refs, and releases
+ * the last strong ref of other objects (with their own callbacks) */
+static void *busy_victim;
+static _Atomic int busy_ok;
+static void cb_busy(wref_ref *r, void *arg)
+{
+	(void)arg;
+	struct obj *n = new_obj(&obj_type, 99);
+	wref_ref *a = wref_ref_new(n, NULL, NULL);
+	wref_ref *b = wref_ref_new(n, cb_count, (void *)(intptr_t)5);
+	wref_ref *c = wref_ref_new(busy_victim, NULL, NULL);
+	bool ok = a && b && c && wref_weak_count(n) == 2 &&
+		  wref_ref_alive(c) && !wref_ref_alive(r);
+	/* the callback holds its own ref: releasing an extra one is fine */
+	wref_retain(r);
+	wref_release(r);
+	wref_release(busy_victim); /* last strong ref: its callback queues */
+	ok = ok && !wref_ref_alive(c);
+	wref_release(n); /* dies here: b's callback queues */
+	ok = ok && !wref_ref_alive(a);
+	wref_release(a);
+	wref_release(b);
+	wref_release(c);
+	if (ok)
+		atomic_store(&busy_ok, 1);
+	atomic_fetch_add(&cb_runs[0], 1);
+}
+
+START_TEST(test_callback_uses_library)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *o = new_obj(&obj_type, 1);
+	busy_victim = new_obj(&obj_type, 2);
+	wref_ref *vr = wref_ref_new(busy_victim, cb_count, (void *)(intptr_t)4);
+	wref_ref *r = wref_ref_new(o, cb_busy, NULL);
+	wref_release(o);
+	/* the callbacks the first one queued run after it: flush until the
+	 * queue is quiet */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[0], 1);
+	ck_assert_int_eq(busy_ok, 1);
+	ck_assert_int_eq(cb_runs[4], 1);
+	ck_assert_int_eq(cb_runs[5], 1); /* its ref was held at n's death */
+	ck_assert_int_eq(cb_bad[5], 0);
+	ck_assert_int_eq(cb_bad[4], 0);
+	ck_assert_int_eq(destroyed, 3);
+	wref_release(vr);
+	wref_release(r);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+START_TEST(test_destroy_self_ref_dead)
+{
+	/* rule 1: inside destroy, a weak ref to the dying object reads dead */
+	struct obj *o = new_obj(&obj_type, 1);
+	o->self = wref_ref_new(o, NULL, NULL);
+	struct obj *o2 = new_obj(&obj_type, 2);
+	o2->self = wref_ref_new(o2, cb_count, (void *)(intptr_t)1);
+	wref_release(o);
+	wref_release(o2);
+	ck_assert_int_eq(destroyed, 2);
+	ck_assert_int_eq(destroy_saw_dead, 2);
+	ck_assert_int_eq(wref_flush(), 0);
+	/* o2's ref was released by destroy: held at death, so it ran */
+	ck_assert_int_eq(cb_runs[1], 1);
+}
+END_TEST
+
+START_TEST(test_destroy_uses_library)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *other = new_obj(&obj_type, 3);
+	wref_ref *keep = wref_ref_new(other, NULL, NULL);
+	struct obj *victim = new_obj(&obj_type, 4);
+	wref_ref *vr = wref_ref_new(victim, cb_count, (void *)(intptr_t)1);
+	struct obj *o = new_obj(&obj_type, 1);
+	o->other = other;
+	o->hold = victim; /* destroy releases victim's last ref */
+	wref_release(o);
+	ck_assert_int_eq(destroy_used_lib, 1);
+	ck_assert_int_eq(destroyed, 2);
+	ck_assert(!wref_ref_alive(vr));
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_uint_eq(wref_weak_count(other), 1);
+	wref_release(keep);
+	wref_release(vr);
+	wref_release(other);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+/* a weak ref to the object whose destroy is running, made inside destroy
+ * (resurrection attempt, GLib MR 3316): must read dead, leak nothing */
+static _Atomic int late_ok;
+static void late_destroy(void *p)
+{
+	wref_ref *r = wref_ref_new(p, NULL, NULL);
+	wref_ref *c = wref_ref_new(p, cb_count, (void *)(intptr_t)1);
+	if ((!r || !wref_ref_alive(r)) && (!c || !wref_ref_alive(c)) &&
+	    (!r || !wref_ref_get(r)))
+		atomic_store(&late_ok, 1);
+	wref_release(r);
+	wref_release(c);
+}
+static const wref_type late_type = { .name = "late", .destroy = late_destroy };
+
+START_TEST(test_ref_new_in_own_destroy)
+{
+	struct wref_stats st0 = ct_stats();
+	void *o = wref_new(&late_type, 8);
+	wref_release(o);
+	ck_assert_int_eq(late_ok, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 0);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ref");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_ref_basics);
+	tcase_add_test(tc, test_ref_hash_equal);
+	tcase_add_test(tc, test_shared_refs);
+	tcase_add_test(tc, test_no_weak);
+	tcase_add_test(tc, test_null_args);
+	tcase_add_test(tc, test_enomem_shared);
+	tcase_add_test(tc, test_enomem_callback);
+	tcase_add_test(tc, test_enomem_second_ref);
+	tcase_add_test(tc, test_callback_once);
+	tcase_add_test(tc, test_callback_cancel);
+	tcase_add_test(tc, test_callback_ref_released_after_death);
+	tcase_add_test(tc, test_two_callbacks_other_dead);
+	tcase_add_test(tc, test_callback_uses_library);
+	tcase_add_test(tc, test_destroy_self_ref_dead);
+	tcase_add_test(tc, test_destroy_uses_library);
+	suite_add_tcase(s, tc);
+	/* known core bugs: see the report; each fails today */
+	TCase *bugs = tcase_create("core_bugs");
+	tcase_set_timeout(bugs, CT_TIMEOUT);
+	tcase_add_checked_fixture(bugs, setup, NULL);
+	tcase_add_test(bugs, test_ref_new_in_own_destroy);
+	suite_add_tcase(s, bugs);
+	return ct_run_suite(s);
+}
