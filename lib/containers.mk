@@ -1,1 +1,4 @@
-## containers.mk: filled in by its area
+## containers: the weak-entry table layer and the weak containers
+lib_libwref_core_la_SOURCES += \
+	lib/table.h \
+	lib/table.c

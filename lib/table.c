@@ -1,0 +1,352 @@
+/*
+ * table.c - the weak-entry table layer (see table.h): entries on cds_lfht
+ * with prompt removal by identity, the retirement count, container
+ * teardown, key hashing and the retention clock.
+ */
+#include "table.h"
+
+#include <string.h>
+#include <time.h>
+
+/* ---- entries ------------------------------------------------------------ */
+
+static void entry_fire(struct wref__watch *w)
+{
+	struct wref__entry *e = caa_container_of(w, struct wref__entry, watch);
+	/* inside the dying thread's read-side section, the owner pinned:
+	 * remove exactly this node; a newer entry under the key survives */
+	if (wref__entry_unlink(e))
+		wref__entry_put(e); /* the table count */
+	wref__entry_put(e);         /* the watch count: the fire is over */
+}
+
+void wref__entry_init(struct wref__table *t, struct wref__entry *e,
+		      struct wref__cb *cb)
+{
+	cds_lfht_node_init(&e->node);
+	e->t = t;
+	e->cb = cb;
+	e->watch.next = NULL;
+	e->watch.pprev = NULL;
+	e->watch.fnext = NULL;
+	e->watch.fire = entry_fire;
+	e->watch.owner = t->owner;
+	e->watch.is_ref = false;
+	atomic_init(&e->refs, cb ? 2 : 1);
+	if (cb)
+		wref__cb_hold(cb);
+}
+
+void wref__entry_arm(struct wref__entry *e)
+{
+	if (e->cb) {
+		int r = wref__watch_add(e->cb, &e->watch);
+		/* the caller holds a strong ref: the object cannot be dead */
+		(void)r;
+	}
+}
+
+void wref__entry_discard(struct wref__entry *e)
+{
+	if (e->cb) {
+		wref__watch_del(e->cb, &e->watch);
+		wref__cb_unhold(e->cb);
+	}
+	wref__free(e);
+}
+
+struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
+					   uint64_t hash, const void *key)
+{
+	struct wref__table *t = e->t;
+	/* TSan: publication through lfht; pairs with the acquire in
+	 * wref__table_lookup()/first/next */
+	wref__tsan_release(&e->node);
+	struct cds_lfht_node *n = cds_lfht_add_unique(t->ht, hash,
+						      t->ops->match, key,
+						      &e->node);
+	if (n == &e->node) {
+		atomic_fetch_add(&t->len, 1);
+		return e;
+	}
+	wref__tsan_acquire(n);
+	return caa_container_of(n, struct wref__entry, node);
+}
+
+struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
+					    uint64_t hash, const void *key)
+{
+	struct wref__table *t = e->t;
+	wref__tsan_release(&e->node);
+	struct cds_lfht_node *n = cds_lfht_add_replace(t->ht, hash,
+						       t->ops->match, key,
+						       &e->node);
+	if (!n) {
+		atomic_fetch_add(&t->len, 1);
+		return NULL;
+	}
+	wref__tsan_acquire(n);
+	return caa_container_of(n, struct wref__entry, node);
+}
+
+bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
+			 uint64_t hash, const void *key)
+{
+	struct wref__table *t = e->t;
+	struct cds_lfht_iter it;
+	/* an iterator on exactly @old (among duplicates of the key); replace
+	 * fails (-ENOENT) if @old is removed meanwhile */
+	cds_lfht_lookup(t->ht, hash, t->ops->match, key, &it);
+	while (it.node && it.node != &old->node)
+		cds_lfht_next_duplicate(t->ht, t->ops->match, key, &it);
+	if (!it.node)
+		return false;
+	wref__tsan_release(&e->node);
+	return cds_lfht_replace(t->ht, &it, hash, t->ops->match, key,
+				&e->node) == 0;
+}
+
+bool wref__entry_unlink(struct wref__entry *e)
+{
+	struct wref__table *t = e->t;
+	if (cds_lfht_del(t->ht, &e->node) != 0)
+		return false;
+	atomic_fetch_sub(&t->len, 1);
+	return true;
+}
+
+void wref__entry_removed(struct wref__entry *e)
+{
+	/* false: the dying thread took the watch and drops its count when
+	 * its fire is over */
+	if (e->cb && wref__watch_del(e->cb, &e->watch))
+		wref__entry_put(e);
+	wref__entry_put(e);
+}
+
+void wref__entry_put(struct wref__entry *e)
+{
+	/* release: pairs with the acquire fence of the last putter, so all
+	 * uses of the entry happen-before retire */
+	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_release) != 1)
+		return;
+	atomic_thread_fence(memory_order_acquire);
+	e->t->ops->retire(e);
+}
+
+static void entry_free_cb(struct rcu_head *head)
+{
+	struct wref__entry *e = caa_container_of(head, struct wref__entry,
+						 rcu);
+	wref__rcu_tsan_after_gp(head);
+	if (e->cb)
+		wref__cb_unhold(e->cb);
+	wref__free(e);
+}
+
+void wref__entry_free_rcu(struct wref__entry *e)
+{
+	wref__call_rcu(&e->rcu, entry_free_cb);
+}
+
+/* ---- walks ------------------------------------------------------------- */
+
+struct wref__entry *wref__table_first(struct wref__table *t,
+				      struct cds_lfht_iter *it)
+{
+	cds_lfht_first(t->ht, it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(it);
+	if (!n)
+		return NULL;
+	wref__tsan_acquire(n);
+	return caa_container_of(n, struct wref__entry, node);
+}
+
+struct wref__entry *wref__table_next(struct wref__table *t,
+				     struct cds_lfht_iter *it)
+{
+	cds_lfht_next(t->ht, it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(it);
+	if (!n)
+		return NULL;
+	wref__tsan_acquire(n);
+	return caa_container_of(n, struct wref__entry, node);
+}
+
+/* ---- table ------------------------------------------------------------- */
+
+struct table_gone {
+	struct wref__work work;
+	struct cds_lfht *ht;
+};
+
+int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
+		     const struct wref__table_ops *ops)
+{
+	unsigned long init = 1;
+	while (init < initial_size && init < (1UL << 30))
+		init <<= 1;
+	if (init < 16)
+		init = 16;
+	t->ops = ops;
+	t->owner = owner;
+	atomic_init(&t->len, 0);
+	/* the flavour is urcu-bp (included first by internal.h): no thread
+	 * registration needed; liburcu registers its fork handlers with the
+	 * flavour on the first table */
+	t->ht = cds_lfht_new(init, 16, 0,
+			     CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	if (!t->ht)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Remove every entry.  Batches are unlinked inside a read-side section
+ * and finished outside it (retirement may queue executor work). */
+void wref__table_clear(struct wref__table *t)
+{
+	struct wref__entry *batch[64];
+	size_t n;
+	do {
+		struct cds_lfht_iter it;
+		n = 0;
+		wref__rcu_lock();
+		for (struct wref__entry *e = wref__table_first(t, &it);
+		     e && n < 64; e = wref__table_next(t, &it))
+			if (wref__entry_unlink(e))
+				batch[n++] = e;
+		wref__rcu_unlock();
+		for (size_t i = 0; i < n; i++)
+			wref__entry_removed(batch[i]);
+	} while (n);
+}
+
+static void table_gone_run(struct wref__work *w)
+{
+	struct table_gone *g = caa_container_of(w, struct table_gone, work);
+	/* on the executor: never inside a read-side section nor on the
+	 * call_rcu thread, as cds_lfht_destroy requires */
+	cds_lfht_destroy(g->ht, NULL);
+	wref__free(g);
+}
+
+void wref__table_fini(struct wref__table *t)
+{
+	if (!t->ht)
+		return;
+	wref__table_clear(t);
+	struct table_gone *g = wref__alloc(sizeof *g);
+	if (!g) {
+		/* out of memory: destroy here (we are not inside a
+		 * read-side section; the callers are user threads) */
+		cds_lfht_destroy(t->ht, NULL);
+	} else {
+		g->ht = t->ht;
+		g->work.run = table_gone_run;
+		wref__defer(&g->work);
+	}
+	t->ht = NULL;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 32;
+	x *= UINT64_C(0xd6e8feb86659fd93);
+	x ^= x >> 32;
+	x *= UINT64_C(0xd6e8feb86659fd93);
+	x ^= x >> 32;
+	return x;
+}
+
+uint64_t wref__hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ (n * UINT64_C(0xff51afd7ed558ccd));
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, s, 8);
+		h = (h ^ mix64(v)) * UINT64_C(0x9fb21c651e98df25);
+		s += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t v = 0;
+		memcpy(&v, s, n);
+		h = (h ^ mix64(v ^ n)) * UINT64_C(0x9fb21c651e98df25);
+	}
+	return mix64(h);
+}
+
+struct wref__cb *wref__key_cb(void *obj, bool by_value)
+{
+	if (!obj) {
+		errno = EINVAL;
+		return NULL;
+	}
+	wref__check(obj, "container insert");
+	if (by_value) {
+		const wref_type *ty = wref__type(wref__hdr(obj));
+		if (!ty->hash || !ty->equal) {
+			errno = EINVAL;
+			return NULL;
+		}
+	}
+	return wref__cb_get(obj);
+}
+
+uint64_t wref__objkey_hash(const struct wref__objkey *k)
+{
+	if (!k->by_value)
+		return wref__hash_ptr(k->obj);
+	if (k->cb)
+		return k->cb->hash; /* the type's hash, computed once */
+	return wref__type(wref__hdr(k->obj))->hash(k->obj);
+}
+
+int wref__objkey_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct wref__objkey *k = key;
+	struct wref__entry *e = caa_container_of(node, struct wref__entry,
+						 node);
+	if (e->cb == k->cb)
+		return 1;
+	if (!k->by_value)
+		return 0;
+	const wref_type *kt = wref__type(wref__hdr(k->obj));
+	if (e->cb->type->equal != kt->equal)
+		return 0;
+	/* acquire (rcu_dereference): pairs with the block's publication */
+	struct wref__hdr *h = rcu_dereference(e->cb->obj);
+	/* relaxed: a dead entry never matches; the header is valid for the
+	 * read-side section */
+	if (!h || (atomic_load_explicit(&h->strong, memory_order_relaxed) &
+		   WREF_DEAD))
+		return 0;
+	return kt->equal(wref__payload(h), k->obj);
+}
+
+/* ---- clock ----------------------------------------------------------------- */
+
+static uint64_t (*_Atomic clock_fn)(void);
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t wref__clock_ms(void)
+{
+	/* relaxed: a test hook, set before use */
+	uint64_t (*fn)(void) = atomic_load_explicit(&clock_fn,
+						    memory_order_relaxed);
+	return fn ? fn() : mono_ms();
+}
+
+void wref__clock_set(uint64_t (*fn)(void))
+{
+	atomic_store(&clock_fn, fn);
+}

@@ -1,0 +1,213 @@
+/*
+ * table.h - the weak-entry table layer shared by the containers (valmap,
+ * keymap, set) on liburcu's lock-free resizable hash table (cds_lfht,
+ * flavour urcu-bp).  Internal, never installed.
+ *
+ * An entry (struct wref__entry, embedded first in each container's own
+ * entry struct) is an lfht node plus the control block of the object it
+ * watches (held with wref__cb_hold) and a watch on that block.  When the
+ * object dies, the dying thread fires the watch inside an RCU read-side
+ * section: the fire unlinks exactly that node (cds_lfht_del by identity),
+ * so a newer entry under the same key is never touched (rule 5).
+ *
+ * Retirement.  An entry is freed (ops->retire) when its retirement count
+ * reaches zero.  The count starts at 2: one for the table link (dropped by
+ * whoever succeeds cds_lfht_del: user removal, replace, death fire,
+ * container teardown) and one for the watch (dropped by whoever unlinks
+ * it: wref__watch_del returning true, or the end of the fire).  Extra
+ * counts pin an entry (foreach snapshots, the valmap retention tier) with
+ * wref__entry_tryhold/put.  Because the watch count is dropped only when
+ * the fire is over, a racing remover never frees an entry that a dying
+ * thread is about to fire.  retire() must defer the free past a grace
+ * period (wref__entry_free_rcu) since readers may still see the node.
+ *
+ * len is an atomic counter changed only by whoever succeeded
+ * cds_lfht_add/replace/del, on its own cache line.
+ *
+ * Calling rules: lookups and wref__entry_unlink run inside
+ * wref__rcu_lock(); wref__entry_put and wref__entry_remove (which may
+ * retire, and retiring may queue executor work) run OUTSIDE read-side
+ * sections unless the caller is a watch fire (which runs inside a death
+ * context where queued inline work is deferred).
+ */
+#ifndef WREF_TABLE_H
+#define WREF_TABLE_H
+
+#include "internal.h"
+
+#include <urcu/rculfhash.h>
+
+struct wref__table;
+struct wref__entry;
+
+struct wref__table_ops {
+	/* cds_lfht match function: @key is the container's lookup key */
+	int (*match)(struct cds_lfht_node *node, const void *key);
+	/* last count dropped: release what the entry holds and free it
+	 * after a grace period (wref__entry_free_rcu / own call_rcu) */
+	void (*retire)(struct wref__entry *e);
+};
+
+struct wref__entry {
+	struct cds_lfht_node node;
+	/* control block of the watched object, held; NULL for a placeholder
+	 * entry that watches nothing (a CREATE_ONCE pending entry) */
+	struct wref__cb *cb;
+	struct wref__table *t;
+	_Atomic uint32_t refs;    /* retirement count, see above */
+	struct wref__watch watch; /* fire = prompt removal */
+	union {
+		struct rcu_head rcu;
+		struct wref__work work;
+	};
+};
+
+struct wref__table {
+	struct cds_lfht *ht;
+	const struct wref__table_ops *ops;
+	void *owner; /* the container object: owner of every entry's watch */
+	/* live entries: changed only by the winner of an lfht add/del */
+	_Atomic size_t len __attribute__((aligned(WREF_CACHELINE)));
+	char pad_[WREF_CACHELINE - sizeof(size_t)];
+};
+
+/* Initialise @t for the container object @owner; 0 or -ENOMEM. */
+WREF_HIDDEN int wref__table_init(struct wref__table *t, void *owner,
+				 size_t initial_size,
+				 const struct wref__table_ops *ops);
+/*
+ * Container teardown (from the container type's destroy; not inside a
+ * read-side section): removes every entry (each retired through
+ * ops->retire) and destroys the lfht on the executor (cds_lfht_destroy
+ * must not run inside a read-side section nor on the call_rcu thread).
+ */
+WREF_HIDDEN void wref__table_fini(struct wref__table *t);
+/* Remove every entry (clear); not inside a read-side section. */
+WREF_HIDDEN void wref__table_clear(struct wref__table *t);
+
+static inline size_t wref__table_len(struct wref__table *t)
+{
+	/* relaxed: a snapshot */
+	return atomic_load_explicit(&t->len, memory_order_relaxed);
+}
+
+/* Prepare @e (memory owned by the caller, zeroed or not) for @t, watching
+ * @cb (NULL for a placeholder).  Takes a hold on @cb.  Count = 2. */
+WREF_HIDDEN void wref__entry_init(struct wref__table *t,
+				  struct wref__entry *e, struct wref__cb *cb);
+/* Arm the watch of an entry that was linked into the table (caller holds
+ * a strong ref to the watched object, so this cannot fail).  A placeholder
+ * has no watch: its watch count is dropped here. */
+WREF_HIDDEN void wref__entry_arm(struct wref__entry *e);
+/* Free an entry that never got linked (not armed) right away. */
+WREF_HIDDEN void wref__entry_discard(struct wref__entry *e);
+
+/* cds_lfht_add_unique of @e; inside a read-side section.  Returns @e
+ * (linked, len counted) or the existing node's entry. */
+WREF_HIDDEN struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
+		uint64_t hash, const void *key);
+/* cds_lfht_add_replace of @e; inside a read-side section.  Returns the
+ * replaced entry (its table count is now the caller's to drop via
+ * wref__entry_removed()) or NULL. */
+WREF_HIDDEN struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
+		uint64_t hash, const void *key);
+/* cds_lfht_replace of the exact node @old by @e; inside a read-side
+ * section.  true on success (then treat @old as in add_replace). */
+WREF_HIDDEN bool wref__entry_replace(struct wref__entry *old,
+				     struct wref__entry *e, uint64_t hash,
+				     const void *key);
+/* cds_lfht_del of exactly @e (inside a read-side section); on success
+ * len is decremented and the caller owns the table count (drop it with
+ * wref__entry_removed() outside the read-side section, or inside a fire). */
+WREF_HIDDEN bool wref__entry_unlink(struct wref__entry *e);
+/* After a successful unlink/replace by a user-side removal: unarm the
+ * watch (dropping its count if we unlinked it) and drop the table count. */
+WREF_HIDDEN void wref__entry_removed(struct wref__entry *e);
+
+/* Pin an entry seen under RCU against retirement; false if retiring. */
+static inline bool wref__entry_tryhold(struct wref__entry *e)
+{
+	/* relaxed: the entry's memory is protected by the read-side section;
+	 * what we read through it afterwards was published by the add */
+	uint32_t r = atomic_load_explicit(&e->refs, memory_order_relaxed);
+	while (r != 0)
+		if (atomic_compare_exchange_weak_explicit(&e->refs, &r, r + 1,
+				memory_order_relaxed, memory_order_relaxed))
+			return true;
+	return false;
+}
+static inline void wref__entry_hold(struct wref__entry *e)
+{
+	/* relaxed: the caller already holds a count */
+	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+}
+/* Drop a count; the last one calls ops->retire. */
+WREF_HIDDEN void wref__entry_put(struct wref__entry *e);
+
+/* Free @e (its whole allocation, @e is its start) after a grace period,
+ * unholding its control block. */
+WREF_HIDDEN void wref__entry_free_rcu(struct wref__entry *e);
+
+/* first node / next node of a walk, inside a read-side section (helpers
+ * for the containers' snapshots; TSan-annotated) */
+WREF_HIDDEN struct wref__entry *wref__table_first(struct wref__table *t,
+						 struct cds_lfht_iter *it);
+WREF_HIDDEN struct wref__entry *wref__table_next(struct wref__table *t,
+						struct cds_lfht_iter *it);
+/* lookup inside a read-side section */
+static inline struct wref__entry *wref__table_lookup(struct wref__table *t,
+		uint64_t hash, const void *key)
+{
+	struct cds_lfht_iter it;
+	cds_lfht_lookup(t->ht, hash, t->ops->match, key, &it);
+	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
+	if (!n)
+		return NULL;
+	wref__tsan_acquire(n);
+	return caa_container_of(n, struct wref__entry, node);
+}
+
+/* Upgrade the entry's object (inside a read-side section); NULL if dead
+ * or a placeholder. */
+static inline void *wref__entry_upgrade(struct wref__entry *e)
+{
+	struct wref__cb *cb = e->cb;
+	if (!cb)
+		return NULL;
+	/* acquire (rcu_dereference): pairs with the block's publication */
+	struct wref__hdr *h = rcu_dereference(cb->obj);
+	if (h && wref__tryget(h))
+		return wref__payload(h);
+	return NULL;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* hash of a byte string (keys of valmap) */
+WREF_HIDDEN uint64_t wref__hash_bytes(const void *p, size_t n);
+
+/* Millisecond clock for the retention tier; tests replace it with
+ * wref__clock_set (NULL restores CLOCK_MONOTONIC). */
+WREF_HIDDEN uint64_t wref__clock_ms(void);
+WREF_HIDDEN void wref__clock_set(uint64_t (*fn)(void));
+
+/* Test hook: run every retention tier's expiry/eviction now (queued on
+ * the executor) and wait for it with wref_flush(). */
+WREF_HIDDEN void wref__retain_sync(void);
+
+/* The key object's control block for an insert (EINVAL for NULL, NO_WEAK,
+ * or @by_value without hash/equal), or NULL. */
+WREF_HIDDEN struct wref__cb *wref__key_cb(void *obj, bool by_value);
+
+/* Lookup key for object-keyed tables (keymap, set). */
+struct wref__objkey {
+	const void *obj;         /* the key object (caller holds it) */
+	struct wref__cb *cb;     /* its block (NULL: never weakly used) */
+	bool by_value;
+};
+WREF_HIDDEN int wref__objkey_match(struct cds_lfht_node *node,
+				   const void *key);
+/* hash of @k (identity, or the type's hash by value) */
+WREF_HIDDEN uint64_t wref__objkey_hash(const struct wref__objkey *k);
+
+#endif /* WREF_TABLE_H */
