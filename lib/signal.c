@@ -1,43 +1,30 @@
 /*
  * signal.c - an observer / event bus whose subscribers are held weakly.
  *
- * Subscriptions live in a cds_lfht keyed by the (control block, function)
- * pair, so connect detects duplicates and disconnect finds its node without
- * a lock.  Each subscription also sits on its object's watch list, owned by
- * the signal: when the object dies, the dying thread removes the node from
- * the table at once, so a dead subscriber leaves len without any
- * unsubscribe call.
- *
- * A subscription node has two references: the table's (dropped by whoever
- * removes the node with a successful cds_lfht_del) and the watch's (dropped
- * by whoever unlinks the watch: wref__watch_del's winner, or the fire).
- * The last one retires the node through call_rcu, since emitters may still
- * be walking past it.
+ * Subscriptions are weak entries of the table layer (table.h) keyed by the
+ * (control block, function) pair: connect detects duplicates and
+ * disconnect finds its entry without a lock, and when a subscriber dies
+ * the dying thread removes its entries at once, so it leaves len without
+ * any unsubscribe call.
  *
  * Emit pins every live subscriber inside one RCU read-side section, leaves
  * it, sorts the snapshot into connection order and calls each subscriber
  * with no lock held and outside RCU: a subscriber may connect, disconnect,
  * emit, and release anything, the signal included.
  */
-#include "internal.h"
+#include "table.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <urcu/rculfhash.h>
 
 struct sub {
-	struct cds_lfht_node node;
-	struct wref__cb *cb;      /* held */
+	struct wref__entry e; /* first: the table layer frees from here */
 	wref_method_fn fn;
-	uint64_t seq;             /* connection order */
-	struct wref__watch watch; /* owner: the signal */
-	_Atomic unsigned refs;    /* table + watch, see above */
-	struct rcu_head rcu;
+	uint64_t seq;         /* connection order */
 };
 
 struct wref_signal {
-	struct cds_lfht *ht;
-	_Atomic size_t len;  /* subscriptions in the table */
+	struct wref__table t;
 	_Atomic uint64_t seq; /* next connection number */
 };
 
@@ -49,7 +36,7 @@ struct sub_key {
 static uint64_t sub_hash(const struct sub_key *k)
 {
 	uint64_t h = wref__hash_ptr(k->cb);
-	/* boost::hash_combine: the pair's order matters */
+	/* boost::hash_combine of the pair */
 	return h ^ (wref__hash_ptr((const void *)(uintptr_t)k->fn) +
 		    UINT64_C(0x9e3779b97f4a7c15) + (h << 6) + (h >> 2));
 }
@@ -57,69 +44,28 @@ static uint64_t sub_hash(const struct sub_key *k)
 static int sub_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct sub_key *k = key;
-	struct sub *s = caa_container_of(node, struct sub, node);
-	/* TSan: pairs with the release before cds_lfht_add_unique() */
-	wref__tsan_acquire(s);
-	return s->cb == k->cb && s->fn == k->fn;
+	/* TSan: the table layer's acquire on the node covers these fields */
+	struct sub *s = caa_container_of(node, struct sub, e.node);
+	return s->e.cb == k->cb && s->fn == k->fn;
 }
 
-static void sub_free(struct rcu_head *head)
+static void sub_retire(struct wref__entry *e)
 {
-	struct sub *s = caa_container_of(head, struct sub, rcu);
-	wref__rcu_tsan_after_gp(head);
-	wref__cb_unhold(s->cb);
-	wref__free(s);
+	wref__entry_free_rcu(e);
 }
 
-static void sub_put(struct sub *s)
-{
-	/* acq_rel: the two owners' last accesses happen-before the retire */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
-		wref__call_rcu(&s->rcu, sub_free);
-}
-
-/* @s left the table through our cds_lfht_del: drop the table's ref */
-static void sub_removed(struct wref_signal *sig, struct sub *s)
-{
-	atomic_fetch_sub(&sig->len, 1);
-	sub_put(s);
-}
-
-/* the subscriber died: runs in a read-side section, the signal pinned */
-static void sub_fire(struct wref__watch *w)
-{
-	struct sub *s = caa_container_of(w, struct sub, watch);
-	struct wref_signal *sig = w->owner;
-	if (cds_lfht_del(sig->ht, &s->node) == 0)
-		sub_removed(sig, s); /* else a disconnect got there first */
-	sub_put(s); /* the watch's ref: unlinked by the dying thread */
-}
+static const struct wref__table_ops sub_ops = {
+	.match = sub_match,
+	.retire = sub_retire,
+};
 
 static void signal_destroy(void *p)
 {
 	struct wref_signal *sig = p;
-	struct cds_lfht_iter iter;
-	struct sub *s;
-
-	if (!sig->ht)
-		return;
-	/* no fire can be running: each pins the signal, and it is dead.  A
-	 * watch the dying thread skipped (it could not pin us) is still
-	 * linked, and ours to unlink. */
-	wref__rcu_lock();
-	cds_lfht_for_each_entry(sig->ht, &iter, s, node) {
-		wref__tsan_acquire(s);
-		if (cds_lfht_del(sig->ht, &s->node) != 0)
-			continue;
-		/* read before the puts: the node may go with the last one */
-		struct wref__cb *cb = s->cb;
-		bool linked = wref__watch_del(cb, &s->watch);
-		sub_removed(sig, s);
-		if (linked)
-			sub_put(s);
-	}
-	wref__rcu_unlock();
-	cds_lfht_destroy(sig->ht, NULL);
+	/* no watch can be firing: each fire pins the signal, and it is
+	 * dead; a watch the dying thread skipped is unlinked here */
+	if (sig->t.ht)
+		wref__table_fini(&sig->t);
 }
 
 static const wref_type signal_type = {
@@ -132,12 +78,10 @@ wref_signal *wref_signal_new(void)
 	struct wref_signal *sig = wref_new(&signal_type, sizeof *sig);
 	if (!sig)
 		return NULL;
-	sig->ht = cds_lfht_new(8, 8, 0,
-			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-			       NULL);
-	if (!sig->ht) {
+	int r = wref__table_init(&sig->t, sig, 0, &sub_ops);
+	if (r < 0) {
 		wref_release(sig);
-		errno = ENOMEM;
+		errno = -r;
 		return NULL;
 	}
 	return sig;
@@ -151,40 +95,25 @@ int wref_signal_connect(wref_signal *sig, void *obj, wref_method_fn fn)
 	struct wref__cb *cb = wref__cb_get(obj); /* EINVAL for NO_WEAK */
 	if (!cb)
 		return -errno;
-	struct sub *s = wref__zalloc(sizeof *s);
+	struct sub *s = wref__alloc(sizeof *s);
 	if (!s)
 		return -ENOMEM;
-	wref__cb_hold(cb); /* @obj, alive, keeps @cb until here */
-	s->cb = cb;
+	wref__entry_init(&sig->t, &s->e, cb);
 	s->fn = fn;
 	s->seq = atomic_fetch_add(&sig->seq, 1);
-	s->watch.fire = sub_fire;
-	s->watch.owner = sig;
-	atomic_init(&s->refs, 2);
-	cds_lfht_node_init(&s->node);
-	/* watch first: the caller's strong ref keeps @obj alive, so it cannot
-	 * fire before the node is in the table; a node in the table always
-	 * has its watch linked, which signal_destroy() relies on */
-	if (wref__watch_add(cb, &s->watch) < 0) {
-		wref__cb_unhold(cb);
-		wref__free(s);
-		return -ENOENT; /* dead: the caller held no strong ref */
-	}
+	/* armed before it is published: the caller's strong ref keeps @obj
+	 * alive, so it cannot fire yet, and a disconnect racing with us can
+	 * never leave a linked watch behind an entry no longer in the
+	 * table (signal_destroy would miss it) */
+	wref__entry_arm(&s->e);
 	struct sub_key k = { cb, fn };
-	/* before publishing, so len never reads one short of the table */
-	atomic_fetch_add(&sig->len, 1);
-	/* TSan: pairs with the acquires after lookups and walks */
-	wref__tsan_release(s);
 	wref__rcu_lock();
-	struct cds_lfht_node *got = cds_lfht_add_unique(sig->ht, sub_hash(&k),
-							sub_match, &k, &s->node);
+	struct wref__entry *got = wref__entry_add_unique(&s->e, sub_hash(&k),
+							 &k);
 	wref__rcu_unlock();
-	if (got == &s->node)
+	if (got == &s->e)
 		return 0;
-	atomic_fetch_sub(&sig->len, 1);
-	wref__watch_del(cb, &s->watch); /* linked: @obj is alive */
-	wref__cb_unhold(cb);
-	wref__free(s); /* never published */
+	wref__entry_discard(&s->e); /* never published */
 	return -EEXIST;
 }
 
@@ -199,20 +128,13 @@ int wref_signal_disconnect(wref_signal *sig, void *obj, wref_method_fn fn)
 		return wref__type(h)->flags & WREF_TYPE_NO_WEAK ? -EINVAL
 								 : -ENOENT;
 	struct sub_key k = { cb, fn };
-	struct cds_lfht_iter iter;
-	struct sub *s = NULL;
 	wref__rcu_lock();
-	cds_lfht_lookup(sig->ht, sub_hash(&k), sub_match, &k, &iter);
-	struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
-	if (node && cds_lfht_del(sig->ht, node) == 0)
-		s = caa_container_of(node, struct sub, node);
+	struct wref__entry *e = wref__table_lookup(&sig->t, sub_hash(&k), &k);
+	bool ours = e && wref__entry_unlink(e);
 	wref__rcu_unlock();
-	if (!s)
+	if (!ours)
 		return -ENOENT;
-	/* the table's ref, still ours, keeps @s valid here */
-	if (wref__watch_del(cb, &s->watch))
-		sub_put(s); /* else the dying thread fires and drops it */
-	sub_removed(sig, s);
+	wref__entry_removed(e); /* the table count keeps @e valid until here */
 	return 0;
 }
 
@@ -233,15 +155,14 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 {
 	struct pin buf[16], *v = buf;
 	size_t n = 0, cap = sizeof buf / sizeof buf[0];
-	struct cds_lfht_iter iter;
-	struct sub *s;
+	struct cds_lfht_iter it;
 
 	if (!sig)
 		return 0;
 	wref__rcu_lock();
-	cds_lfht_for_each_entry(sig->ht, &iter, s, node) {
-		/* TSan: pairs with the release before cds_lfht_add_unique() */
-		wref__tsan_acquire(s);
+	for (struct wref__entry *e = wref__table_first(&sig->t, &it); e;
+	     e = wref__table_next(&sig->t, &it)) {
+		struct sub *s = caa_container_of(e, struct sub, e);
 		if (n == cap) {
 			/* grow before pinning: a pin we could not store would
 			 * have to be released here, inside the read side */
@@ -254,7 +175,7 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 			v = nv;
 			cap *= 2;
 		}
-		void *obj = wref__cb_upgrade(s->cb);
+		void *obj = wref__entry_upgrade(e);
 		if (obj)
 			v[n++] = (struct pin){ obj, s->fn, s->seq };
 	}
@@ -272,5 +193,5 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 
 size_t wref_signal_len(wref_signal *sig)
 {
-	return sig ? atomic_load(&sig->len) : 0;
+	return sig ? wref__table_len(&sig->t) : 0;
 }
