@@ -2,11 +2,20 @@
 ## Each is built by make and run by make check, its output compared with
 ## examples/NAME.expected (examples/check_examples.sh).
 EXAMPLES = \
-	examples/observer
+	examples/observer \
+	examples/tree \
+	examples/tempfile \
+	examples/pitfalls
 
 noinst_PROGRAMS += $(EXAMPLES)
 examples_observer_SOURCES = examples/observer.c
 examples_observer_LDADD = lib/libwref.la -lpthread
+examples_tree_SOURCES = examples/tree.c
+examples_tree_LDADD = lib/libwref.la -lpthread
+examples_tempfile_SOURCES = examples/tempfile.c
+examples_tempfile_LDADD = lib/libwref.la -lpthread
+examples_pitfalls_SOURCES = examples/pitfalls.c
+examples_pitfalls_LDADD = lib/libwref.la -lpthread
 
 TESTS += examples/check_examples.sh
 EXTRA_DIST += examples/check_examples.sh $(EXAMPLES:=.expected)
