@@ -530,8 +530,17 @@ START_TEST(test_destroy_uses_library)
 }
 END_TEST
 
-/* a weak ref to the object whose destroy is running, made inside destroy
- * (resurrection attempt, GLib MR 3316): must read dead, leak nothing */
+/*
+ * A weak ref to the object whose destroy is running, made inside destroy
+ * (resurrection attempt, GLib MR 3316): must read dead, leak nothing.
+ * KNOWN CORE BUG: wref_ref_new() on a dead object without a control block
+ * allocates one (wref__cb_get does not check DEAD); destroy_and_free()
+ * peeked the block before destroy ran, so it frees the memory at once
+ * without wref__cb_kill and without the grace period: the block leaks
+ * (blocks_live stays 1) and its obj pointer dangles (use-after-free in a
+ * later wref_ref_get/alive).  Expected: NULL + ENOENT/EINVAL, or a ref
+ * that reads dead with the block freed normally.
+ */
 static _Atomic int late_ok;
 static void late_destroy(void *p)
 {
@@ -579,11 +588,9 @@ int main(void)
 	tcase_add_test(tc, test_destroy_self_ref_dead);
 	tcase_add_test(tc, test_destroy_uses_library);
 	suite_add_tcase(s, tc);
-	/* known core bugs: see the report; each fails today */
-	TCase *bugs = tcase_create("core_bugs");
-	tcase_set_timeout(bugs, CT_TIMEOUT);
+	/* KNOWN CORE BUG: fails on the core as of 16a6bb7/47909bd */
+	TCase *bugs = ct_known_bugs_tcase(s);
 	tcase_add_checked_fixture(bugs, setup, NULL);
 	tcase_add_test(bugs, test_ref_new_in_own_destroy);
-	suite_add_tcase(s, bugs);
 	return ct_run_suite(s);
 }
