@@ -165,13 +165,20 @@ typedef void (*wref_method_fn)(void *obj, void *arg);
 
 /*
  * wref_method_new - a weakly bound (@obj, @fn) pair (Python's WeakMethod).
- * Holds @obj weakly.  Returns a new strong ref, or NULL with EINVAL (NULL
- * argument, NO_WEAK type) or ENOMEM.
+ * Holds @obj weakly (its control block, never the payload; not counted by
+ * wref_weak_count); the caller holds a strong ref to @obj.  Every call
+ * returns a new, unshared handle.  Returns a new strong ref, or NULL with
+ * EINVAL (NULL argument, NO_WEAK type) or ENOMEM.
  */
 WREF_API wref_method *wref_method_new(void *obj, wref_method_fn fn);
 
-/* wref_method_call - calls fn(obj, @arg) with obj pinned; 0 if called,
- * -ENOENT (calls nothing) if obj died, -EINVAL for NULL @m. */
+/*
+ * wref_method_call - calls fn(obj, @arg) on this thread with obj pinned by
+ * a strong ref for the duration (fn may release every other ref to obj,
+ * and the method itself); no library lock is held and no RCU read-side
+ * section is open during fn.  0 if called, -ENOENT (calls nothing) if obj
+ * died, -EINVAL for NULL @m.  Lock-free: one upgrade.
+ */
 WREF_API int wref_method_call(wref_method *m, void *arg);
 
 /* ------------------------------------------------------------------ */
@@ -183,29 +190,42 @@ enum { WREF_FIN_ATEXIT = 1 };
 
 /*
  * wref_finalize - arrange for @fn(@arg) to run once when @obj dies (on the
- * executor), or earlier via wref_finalizer_call, or at exit with
- * WREF_FIN_ATEXIT.  The finalizer stays armed after the handle is released.
- * Returns a new strong ref to the handle, or NULL with EINVAL/ENOMEM.
+ * executor; wref_flush waits for it), or earlier via wref_finalizer_call,
+ * or at exit / wref_shutdown with WREF_FIN_ATEXIT.  The caller holds a
+ * strong ref to @obj; @obj is held weakly (not counted by wref_weak_count).
+ * The finalizer stays armed after the handle is released: the library
+ * keeps its own ref until it runs or is detached.  Death, call, detach and
+ * the at-exit run race safely: exactly one of them wins, so @fn runs at
+ * most once.  @arg must not be @obj: its memory is gone when a death-time
+ * finalizer runs.  Returns a new strong ref to the handle, or NULL with
+ * EINVAL (NULL @obj or @fn, unknown @flags, NO_WEAK type) or ENOMEM.
  */
 WREF_API wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg),
 				       void *arg, unsigned flags);
 
-/* wref_finalizer_alive - true while the finalizer has not run nor been
- * detached. */
+/* wref_finalizer_alive - true while the finalizer has not run (nor begun
+ * to) nor been detached.  A snapshot; false for NULL. */
 WREF_API bool wref_finalizer_alive(wref_finalizer *f);
 
 /* wref_finalizer_call - runs fn(arg) now on this thread if still alive and
- * disarms it; true if it ran.  Races safely with death: exactly one wins. */
+ * disarms it; true if it ran.  Races safely with death: exactly one wins
+ * (the loser returns false, or does not run).  False for NULL, and when
+ * called from inside its own fn. */
 WREF_API bool wref_finalizer_call(wref_finalizer *f);
 
-/* wref_finalizer_detach - disarms; true if it was alive, and then stores
- * the argument in *@arg (if @arg is not NULL) for the caller to clean up. */
+/* wref_finalizer_detach - disarms without running; true if it was alive,
+ * and then stores the argument in *@arg (if @arg is not NULL) for the
+ * caller to clean up.  False (and *@arg untouched) otherwise. */
 WREF_API bool wref_finalizer_detach(wref_finalizer *f, void **arg);
 
-/* wref_finalizer_peek - true if alive, storing the argument in *@arg. */
+/* wref_finalizer_peek - true if alive, storing the argument in *@arg (if
+ * not NULL); does not disarm. */
 WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
 
-/* wref_finalizer_set_atexit - turn the at-exit run on or off. */
+/* wref_finalizer_set_atexit - turn the at-exit run on or off (a no-op once
+ * the finalizer ran or was detached, and for NULL).  At-exit finalizers
+ * run on the thread calling wref_shutdown (exit's thread at exit), after
+ * the executor drained, each at most once and in no particular order. */
 WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 
 /* ------------------------------------------------------------------ */
@@ -297,18 +317,32 @@ WREF_API int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg),
 /* Signal: observer / event bus with weak subscribers                 */
 /* ------------------------------------------------------------------ */
 
+/* wref_signal_new - an empty signal; NULL with errno ENOMEM. */
 WREF_API wref_signal *wref_signal_new(void);
-/* wref_signal_connect - subscribe (@obj held weakly, @fn); -EEXIST for a
- * duplicate pair, -EINVAL for NULL/NO_WEAK, -ENOMEM. */
+/* wref_signal_connect - subscribe the pair (@obj held weakly, @fn); the
+ * caller holds a strong ref to @obj.  One object may subscribe several
+ * functions.  When @obj dies its subscriptions leave the signal at once
+ * (len drops before the killing release returns); no disconnect needed.
+ * -EEXIST for a duplicate pair, -EINVAL for NULL/NO_WEAK, -ENOMEM. */
 WREF_API int wref_signal_connect(wref_signal *s, void *obj, wref_method_fn fn);
-/* wref_signal_disconnect - -ENOENT if the pair is not connected. */
+/* wref_signal_disconnect - removes the pair; -ENOENT if it is not
+ * connected, -EINVAL for NULL arguments or a NO_WEAK @obj. */
 WREF_API int wref_signal_disconnect(wref_signal *s, void *obj,
 				    wref_method_fn fn);
-/* wref_signal_emit - calls fn(obj, @arg) for each live subscriber with obj
- * pinned, on this thread; returns how many were called.  Lock-free against
- * concurrent connects, disconnects, deaths and other emits. */
+/*
+ * wref_signal_emit - calls fn(obj, @arg) for each live subscriber with obj
+ * pinned, on this thread, in connection order; returns how many were
+ * called.  The subscribers are a snapshot taken at the start: one
+ * connected during the emit is not called by it; one disconnected during
+ * the emit may still be (pinned by the snapshot, it cannot die first).
+ * No lock is held and no RCU section is open during the calls: a
+ * subscriber may connect, disconnect, emit, and release anything, the
+ * signal included.  Lock-free against concurrent connects, disconnects,
+ * deaths and other emits.  If the snapshot cannot grow (ENOMEM) only the
+ * subscribers pinned so far are called.
+ */
 WREF_API size_t wref_signal_emit(wref_signal *s, void *arg);
-/* wref_signal_len - live subscribers (snapshot). */
+/* wref_signal_len - live subscriptions (snapshot); 0 for NULL. */
 WREF_API size_t wref_signal_len(wref_signal *s);
 
 /* ------------------------------------------------------------------ */
