@@ -168,7 +168,9 @@ int main(int argc, char **argv)
 	keys = malloc(2 * BENCH_NKEYS * sizeof *keys);
 	for (uint32_t i = 0; i < 2 * BENCH_NKEYS; i++)
 		bench_key(keys[i], i);
-	w_memory();
-	w_get();
+	if (bench_want(&opt, "memory"))
+		w_memory();
+	if (bench_want(&opt, "get"))
+		w_get();
 	return 0;
 }

@@ -198,7 +198,14 @@ struct bench_opts {
 	int nthreads;
 	int lat_n;        /* death-callback latency samples */
 	const char *impl; /* which implementation, for multi-impl binaries */
+	const char *only; /* run only this workload group (profiling) */
 };
+
+/* --only GROUP: upgrade, create, get, churn, callbacks, memory */
+static inline int bench_want(const struct bench_opts *o, const char *group)
+{
+	return !o->only || !strcmp(o->only, group);
+}
 
 static inline void bench_parse(struct bench_opts *o, int argc, char **argv)
 {
@@ -206,6 +213,7 @@ static inline void bench_parse(struct bench_opts *o, int argc, char **argv)
 	o->nthreads = 0;
 	o->lat_n = 2000;
 	o->impl = "";
+	o->only = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--ms") && i + 1 < argc)
 			o->ms = atof(argv[++i]);
@@ -213,6 +221,8 @@ static inline void bench_parse(struct bench_opts *o, int argc, char **argv)
 			o->lat_n = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--impl") && i + 1 < argc)
 			o->impl = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			o->only = argv[++i];
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
 			char *s = argv[++i], *e;
 			while (*s && o->nthreads < 64) {

@@ -270,11 +270,17 @@ int main(int argc, char **argv)
 	keys = (char(*)[16])malloc(2 * BENCH_NKEYS * 16);
 	for (uint32_t i = 0; i < 2 * BENCH_NKEYS; i++)
 		bench_key(keys[i], i);
-	w_memory();
-	w_upgrade();
-	w_create();
-	w_get();
-	w_churn();
-	w_callbacks();
+	if (bench_want(&opt, "memory"))
+		w_memory();
+	if (bench_want(&opt, "upgrade"))
+		w_upgrade();
+	if (bench_want(&opt, "create"))
+		w_create();
+	if (bench_want(&opt, "get"))
+		w_get();
+	if (bench_want(&opt, "churn"))
+		w_churn();
+	if (bench_want(&opt, "callbacks"))
+		w_callbacks();
 	return 0;
 }

@@ -388,11 +388,17 @@ static void w_memory(void)
 int main(int argc, char **argv)
 {
 	bench_parse(&opt, argc, argv);
-	w_memory();
-	w_upgrade();
-	w_create();
-	w_get();
-	w_churn();
-	w_callbacks();
+	if (bench_want(&opt, "memory"))
+		w_memory();
+	if (bench_want(&opt, "upgrade"))
+		w_upgrade();
+	if (bench_want(&opt, "create"))
+		w_create();
+	if (bench_want(&opt, "get"))
+		w_get();
+	if (bench_want(&opt, "churn"))
+		w_churn();
+	if (bench_want(&opt, "callbacks"))
+		w_callbacks();
 	return 0;
 }

@@ -304,13 +304,19 @@ int main(int argc, char **argv)
 {
 	bench_parse(&opt, argc, argv);
 	keys_init();
-	w_memory();
-	w_upgrade();
-	w_create();
+	if (bench_want(&opt, "memory"))
+		w_memory();
+	if (bench_want(&opt, "upgrade"))
+		w_upgrade();
+	if (bench_want(&opt, "create"))
+		w_create();
 #ifndef WREF_BENCH_NO_VALMAP
-	w_get();
-	w_churn();
+	if (bench_want(&opt, "get"))
+		w_get();
+	if (bench_want(&opt, "churn"))
+		w_churn();
 #endif
-	w_callbacks();
+	if (bench_want(&opt, "callbacks"))
+		w_callbacks();
 	return 0;
 }
