@@ -13,8 +13,8 @@ round so that every peer sees the same machine conditions, and writes
                             ratios (gnuplot)
   bench/results/latest.tsv  every raw figure (peer, key, round, value)
 
-  --quick       5 short rounds (under a minute on 2 cores)
-  --rounds N    rounds (default 5 quick, 9 full)
+  --quick       7 short rounds (under a minute on 2 cores)
+  --rounds N    rounds (default 7 quick, 9 full)
   --ms MS       timed window per measurement (default 20 quick, 200 full)
   --bindir DIR  where the peer binaries were built (default: cwd)
   --srcdir DIR  the source tree (default: this file's parent's parent)
@@ -172,7 +172,7 @@ def main():
     ap.add_argument("--srcdir", default=os.path.dirname(here))
     ap.add_argument("--out")
     a = ap.parse_args()
-    rounds = a.rounds or (5 if a.quick else 9)
+    rounds = a.rounds or (7 if a.quick else 9)
     ms = a.ms or (20.0 if a.quick else 200.0)
     lat = a.lat or (1000 if a.quick else 10000)
     out = a.out or os.path.join(a.srcdir, "bench", "results")
@@ -235,7 +235,8 @@ def main():
                   time.time() - start))
     lines.append("* compilers: %s; %s; %s; Python %s" % (
         version(["gcc", "--version"]), version(["g++", "--version"]),
-        version(["rustc", "--version"]), platform.python_version()))
+        version(["/usr/bin/rustc" if os.path.exists("/usr/bin/rustc")
+                 else "rustc", "--version"]), platform.python_version()))
     lines.append("")
     lines.append("Cells: median over the rounds (min–max).  Times are ns per "
                  "operation per thread (lower is better), latencies µs, "
@@ -270,6 +271,10 @@ def main():
                 cell = fmt_cell([t * 1e3 / x for x in xs])
             else:
                 cell = fmt_cell(xs, spread=(unit != "B"))
+            if c == "libwref" and not xs and any(
+                    v is not None for v in per_round(data, "limit", key,
+                                                     rounds)):
+                cell = "n/a (not built)"
             if c == "CPython" and key == "goc_churn_2t" and xs:
                 cell += " ²"
             cells.append(cell)
@@ -347,7 +352,9 @@ def main():
                  "**CPython**: `weakref.ref()` call, `WeakValueDictionary`.  "
                  "All native peers use jemalloc as malloc; memory is "
                  "jemalloc `stats.allocated` deltas over 20000 objects "
-                 "(CPython: tracemalloc).")
+                 "(CPython: tracemalloc); the weak-ref row adds the handle a user "
+                 "stores, the entry row is measured on objects that already "
+                 "have a weak ref.")
     if misses:
         lines.append("")
         lines.append("Targets missed in this run: " + "; ".join(
