@@ -1,0 +1,972 @@
+/*
+ * main.c - wrefd: listener, worker event loops, connections, RESP parser,
+ * output queues, SIGTERM shutdown.
+ *
+ * One epoll event loop per worker thread.  The listening socket is in
+ * every worker's epoll set (EPOLLEXCLUSIVE); a worker owns the connections
+ * it accepted and is the only thread that reads, writes or closes them.
+ * Other threads (publishers, CLIENT LIST) only pin a connection through
+ * libwref and append to its output queue under its mutex, then post it to
+ * the owner's mailbox (an eventfd) so the owner flushes it.
+ */
+#include "wrefd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { K_LISTEN = 1, K_WAKE, K_CONN };
+
+struct config cfg = {
+	.port = 6380,
+	.threads = 0,
+	.max_request = 16u << 20,
+	.max_clients = 10000,
+};
+
+wref_set *g_clients;
+wref_valmap *g_channels;
+wref_valmap *g_intern;
+_Atomic uint64_t g_commands, g_connections, g_rejected;
+int64_t g_start_ms;
+static _Atomic int g_nclients;
+static _Atomic bool g_stop;
+static int g_listen_fd = -1;
+static int g_listen_kind = K_LISTEN;
+static _Atomic uint64_t g_next_id = 1;
+
+struct worker {
+	int kind; /* K_WAKE: the eventfd's epoll tag */
+	int idx;
+	pthread_t th;
+	int epfd, evfd;
+	struct conn *conns; /* owned, doubly linked */
+	struct conn *dead;  /* closed, released after the event batch */
+	pthread_mutex_t mbox_mu;
+	struct conn **mbox; /* each holds a strong ref */
+	size_t mbox_n, mbox_cap;
+};
+static struct worker *g_workers;
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static const wref_type val_type = { .name = "wrefd.val" };
+
+static void *val_create(const void *p, size_t n, void *arg)
+{
+	struct val *v = wref_new(&val_type, sizeof *v + n + 1);
+	if (!v)
+		return NULL;
+	v->len = n;
+	if (n)
+		memcpy(v->data, p, n);
+	return v;
+}
+
+struct val *val_make(const void *p, size_t n)
+{
+	if (n <= INTERN_MAX) {
+		struct val *v = wref_valmap_get_or_create(g_intern, p, n,
+							  val_create, NULL);
+		if (v)
+			return v;
+	}
+	return val_create(p, n, NULL);
+}
+
+/* ---- output queue ------------------------------------------------------ */
+
+static struct seg *seg_new(struct conn *c, size_t need)
+{
+	struct seg *s;
+	if (need <= SEG_SIZE && c->spare) {
+		s = c->spare;
+		c->spare = NULL;
+	} else {
+		size_t cap = need > SEG_SIZE ? need : SEG_SIZE;
+		s = malloc(sizeof *s + cap);
+		if (!s)
+			return NULL;
+		s->cap = cap;
+	}
+	s->next = NULL;
+	s->v = NULL;
+	s->off = s->len = 0;
+	return s;
+}
+
+static void seg_push(struct conn *c, struct seg *s)
+{
+	if (c->out_tail)
+		c->out_tail->next = s;
+	else
+		c->out_head = s;
+	c->out_tail = s;
+}
+
+static void out_add(struct conn *c, size_t n)
+{
+	/* relaxed: written under mu; the owner's unlocked reads are hints
+	 * re-checked under mu before acting */
+	atomic_store_explicit(&c->out_bytes,
+		atomic_load_explicit(&c->out_bytes, memory_order_relaxed) + n,
+		memory_order_relaxed);
+}
+
+bool out_bytes_locked(struct conn *c, const char *p, size_t n)
+{
+	struct seg *t = c->out_tail;
+	if (!n)
+		return true;
+	if (!t || t->v || t->cap - t->len < n) {
+		t = seg_new(c, n);
+		if (!t)
+			return false;
+		seg_push(c, t);
+	}
+	memcpy(t->buf + t->len, p, n);
+	t->len += n;
+	out_add(c, n);
+	return true;
+}
+
+bool out_val_locked(struct conn *c, struct val *v)
+{
+	struct seg *s;
+	if (v->len <= COPY_MAX)
+		return out_bytes_locked(c, v->data, v->len);
+	s = malloc(sizeof *s);
+	if (!s)
+		return false;
+	s->next = NULL;
+	s->v = wref_retain(v); /* the reply shares the value, no copy */
+	s->off = 0;
+	s->len = v->len;
+	s->cap = 0;
+	seg_push(c, s);
+	out_add(c, v->len);
+	return true;
+}
+
+static void seg_free(struct conn *c, struct seg *s)
+{
+	if (s->v) {
+		wref_release(s->v);
+		free(s);
+	} else if (!c->spare && s->cap == SEG_SIZE) {
+		c->spare = s;
+	} else {
+		free(s);
+	}
+}
+
+static void out_clear_locked(struct conn *c)
+{
+	while (c->out_head) {
+		struct seg *s = c->out_head;
+		c->out_head = s->next;
+		seg_free(c, s);
+	}
+	c->out_tail = NULL;
+	atomic_store_explicit(&c->out_bytes, 0, memory_order_relaxed);
+}
+
+void reply_raw(struct conn *c, const char *p, size_t n)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!out_bytes_locked(c, p, n))
+		c->kill = true;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void reply_str(struct conn *c, const char *s)
+{
+	reply_raw(c, s, strlen(s));
+}
+
+void reply_err(struct conn *c, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+	buf[0] = '-';
+	va_start(ap, fmt);
+	n = vsnprintf(buf + 1, sizeof buf - 3, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > (int)sizeof buf - 4)
+		n = sizeof buf - 4;
+	/* a RESP error line must not contain CR or LF */
+	for (int i = 1; i <= n; i++)
+		if (buf[i] == '\r' || buf[i] == '\n')
+			buf[i] = ' ';
+	memcpy(buf + 1 + n, "\r\n", 2);
+	reply_raw(c, buf, n + 3);
+}
+
+void reply_int(struct conn *c, long long v)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, ":%lld\r\n", v);
+	reply_raw(c, buf, n);
+}
+
+void reply_array(struct conn *c, long long v)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "*%lld\r\n", v);
+	reply_raw(c, buf, n);
+}
+
+void reply_nil(struct conn *c)
+{
+	reply_raw(c, "$-1\r\n", 5);
+}
+
+void reply_bulk(struct conn *c, const char *p, size_t n)
+{
+	char hdr[32];
+	int h = snprintf(hdr, sizeof hdr, "$%zu\r\n", n);
+	pthread_mutex_lock(&c->mu);
+	if (!out_bytes_locked(c, hdr, h) || !out_bytes_locked(c, p, n) ||
+	    !out_bytes_locked(c, "\r\n", 2))
+		c->kill = true;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void reply_val(struct conn *c, struct val *v)
+{
+	char hdr[32];
+	int h = snprintf(hdr, sizeof hdr, "$%zu\r\n", v->len);
+	pthread_mutex_lock(&c->mu);
+	if (!out_bytes_locked(c, hdr, h) || !out_val_locked(c, v) ||
+	    !out_bytes_locked(c, "\r\n", 2))
+		c->kill = true;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void conn_destroy(void *p)
+{
+	/* may run on any thread: the last strong ref may be a publisher's or
+	 * CLIENT LIST's pin; the owner already closed the socket */
+	struct conn *c = p;
+	conn_drop_subs(c);
+	free(c->subs);
+	out_clear_locked(c);
+	free(c->spare);
+	free(c->in);
+	free(c->argv);
+	pthread_mutex_destroy(&c->mu);
+}
+
+static const wref_type conn_type = { .name = "wrefd.conn",
+				     .destroy = conn_destroy };
+
+static void set_events(struct conn *c, bool rd, bool wr)
+{
+	struct epoll_event ev = { .data.ptr = c };
+	if (rd == c->reading && wr == c->writing)
+		return;
+	ev.events = (rd ? EPOLLIN : 0) | (wr ? EPOLLOUT : 0);
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+		c->reading = rd;
+		c->writing = wr;
+	}
+}
+
+static void conn_close(struct conn *c)
+{
+	struct worker *w = c->w;
+	if (atomic_load_explicit(&c->closed, memory_order_relaxed))
+		return;
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	pthread_mutex_lock(&c->mu);
+	/* relaxed: publishers read it under mu; CLIENT LIST's read is a
+	 * snapshot */
+	atomic_store_explicit(&c->closed, true, memory_order_relaxed);
+	out_clear_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	atomic_fetch_sub(&g_nclients, 1);
+	/* the current epoll batch may still name it: drop the owner's ref
+	 * after the batch (worker_reap) */
+	c->next = w->dead;
+	w->dead = c;
+}
+
+static void worker_reap(struct worker *w)
+{
+	while (w->dead) {
+		struct conn *c = w->dead;
+		w->dead = c->next;
+		/* the owner's ref: once it goes the connection leaves
+		 * g_clients and every channel it subscribed to, with no
+		 * bookkeeping here */
+		wref_release(c);
+	}
+}
+
+static bool conn_flush(struct conn *c)
+{
+	bool ok = true;
+	pthread_mutex_lock(&c->mu);
+	while (c->out_head) {
+		struct iovec iov[64];
+		int k = 0;
+		for (struct seg *s = c->out_head; s && k < 64; s = s->next) {
+			iov[k].iov_base = (s->v ? s->v->data : s->buf) + s->off;
+			iov[k].iov_len = s->len - s->off;
+			k++;
+		}
+		ssize_t wr = writev(c->fd, iov, k);
+		if (wr < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				ok = false;
+			break;
+		}
+		atomic_store_explicit(&c->out_bytes,
+			atomic_load_explicit(&c->out_bytes,
+					     memory_order_relaxed) - wr,
+			memory_order_relaxed);
+		while (wr > 0) {
+			struct seg *s = c->out_head;
+			size_t left = s->len - s->off;
+			if ((size_t)wr < left) {
+				s->off += wr;
+				break;
+			}
+			wr -= left;
+			c->out_head = s->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			seg_free(c, s);
+		}
+	}
+	if (c->kill)
+		ok = false;
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+/* Parses one command at c->in + c->in_off into c->argv.  Returns 1 with
+ * *used set, 0 when more input is needed, -1 with *err on a protocol error
+ * (the connection is then answered and closed, as Redis does). */
+static bool argv_push(struct conn *c, const char *p, size_t n)
+{
+	if (c->argc == c->argv_cap) {
+		size_t cap = c->argv_cap ? c->argv_cap * 2 : 16;
+		struct arg *a = realloc(c->argv, cap * sizeof *a);
+		if (!a)
+			return false;
+		c->argv = a;
+		c->argv_cap = cap;
+	}
+	c->argv[c->argc].p = p;
+	c->argv[c->argc].n = n;
+	c->argc++;
+	return true;
+}
+
+static const char *find_crlf(const char *p, const char *end)
+{
+	const char *r = memchr(p, '\r', end - p);
+	while (r && r + 1 < end && r[1] != '\n')
+		r = memchr(r + 1, '\r', end - r - 1);
+	return r && r + 1 < end ? r : NULL;
+}
+
+static bool parse_ll(const char *p, const char *e, long long *out)
+{
+	long long v = 0;
+	bool neg = false;
+	if (p < e && *p == '-') {
+		neg = true;
+		p++;
+	}
+	if (p == e || e - p > 18)
+		return false;
+	for (; p < e; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	*out = neg ? -v : v;
+	return true;
+}
+
+static int parse_cmd(struct conn *c, size_t *used, char *err, size_t errlen)
+{
+	const char *start = c->in + c->in_off, *end = c->in + c->in_len;
+	const char *p = start, *e;
+	long long count;
+	size_t total = 0;
+
+	c->argc = 0;
+	c->need = 0;
+	if (*p != '*') {
+		/* inline command: words separated by blanks, up to LF */
+		const char *lf = memchr(p, '\n', end - p);
+		if (!lf) {
+			if ((size_t)(end - p) > INLINE_MAX) {
+				snprintf(err, errlen, "too big inline request");
+				return -1;
+			}
+			return 0;
+		}
+		e = lf;
+		if (e > p && e[-1] == '\r')
+			e--;
+		while (p < e) {
+			while (p < e && (*p == ' ' || *p == '\t'))
+				p++;
+			const char *w = p;
+			while (p < e && *p != ' ' && *p != '\t')
+				p++;
+			if (p > w && !argv_push(c, w, p - w)) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+		}
+		*used = lf + 1 - start;
+		return 1;
+	}
+	e = find_crlf(p, end);
+	if (!e) {
+		if ((size_t)(end - p) > INLINE_MAX) {
+			snprintf(err, errlen, "too big mbulk count string");
+			return -1;
+		}
+		return 0;
+	}
+	if (!parse_ll(p + 1, e, &count) || count > MBULK_MAX) {
+		snprintf(err, errlen, "invalid multibulk length");
+		return -1;
+	}
+	p = e + 2;
+	for (long long i = 0; i < count; i++) {
+		long long len;
+		if (p >= end)
+			return 0;
+		if (*p != '$') {
+			snprintf(err, errlen, "expected '$', got '%c'",
+				 *p >= 32 && *p < 127 ? *p : '?');
+			return -1;
+		}
+		e = find_crlf(p, end);
+		if (!e) {
+			if (end - p > 32) {
+				snprintf(err, errlen, "invalid bulk length");
+				return -1;
+			}
+			return 0;
+		}
+		if (!parse_ll(p + 1, e, &len) || len < 0 ||
+		    (unsigned long long)len > cfg.max_request) {
+			snprintf(err, errlen, "invalid bulk length");
+			return -1;
+		}
+		total += len;
+		if (total > cfg.max_request) {
+			snprintf(err, errlen, "request larger than %zu bytes",
+				 cfg.max_request);
+			return -1;
+		}
+		p = e + 2;
+		if ((size_t)(end - p) < (size_t)len + 2) {
+			c->need = (p - start) + len + 2;
+			return 0;
+		}
+		if (p[len] != '\r' || p[len + 1] != '\n') {
+			snprintf(err, errlen, "expected CRLF after bulk");
+			return -1;
+		}
+		if (!argv_push(c, p, len)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		p += len + 2;
+	}
+	*used = p - start;
+	return 1;
+}
+
+static size_t in_limit(void)
+{
+	return cfg.max_request + INLINE_MAX + 4096;
+}
+
+/* Makes room for at least READ_CHUNK (or the pending command's size) more
+ * bytes; false when the buffer is at its bound. */
+static bool in_reserve(struct conn *c)
+{
+	size_t want = READ_CHUNK;
+	if (c->in_off && (c->in_off == c->in_len || c->in_off > c->in_cap / 2 ||
+			  c->in_cap - c->in_len < want)) {
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	if (c->need > c->in_len)
+		want = c->need - c->in_len;
+	if (c->in_cap - c->in_len >= want)
+		return true;
+	size_t cap = c->in_cap ? c->in_cap : READ_CHUNK;
+	while (cap - c->in_len < want)
+		cap *= 2;
+	if (cap > in_limit())
+		cap = in_limit();
+	if (cap <= c->in_len)
+		return false;
+	char *n = realloc(c->in, cap);
+	if (!n)
+		return false;
+	c->in = n;
+	c->in_cap = cap;
+	return true;
+}
+
+/* Runs the complete commands in the input buffer, stopping when the output
+ * queue is over OUT_HIGH (backpressure: input is not read meanwhile). */
+static void conn_process(struct conn *c)
+{
+	char err[160];
+	while (!c->closing && c->in_off < c->in_len &&
+	       atomic_load_explicit(&c->out_bytes, memory_order_relaxed) <
+		       OUT_HIGH) {
+		size_t used = 0;
+		int r = parse_cmd(c, &used, err, sizeof err);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			reply_err(c, "ERR Protocol error: %s", err);
+			c->closing = true;
+			break;
+		}
+		if (c->argc)
+			cmd_exec(c); /* may set c->closing (QUIT) */
+		c->in_off += used;
+	}
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+}
+
+/* Reads, runs, writes; closes when done or broken. */
+static void conn_service(struct conn *c, bool readable)
+{
+	if (readable && !c->closing) {
+		if (!in_reserve(c)) {
+			reply_err(c, "ERR Protocol error: request too large");
+			c->closing = true;
+		} else {
+			ssize_t n = read(c->fd, c->in + c->in_len,
+					 c->in_cap - c->in_len);
+			if (n == 0 || (n < 0 && errno != EAGAIN &&
+				       errno != EINTR)) {
+				conn_close(c);
+				return;
+			}
+			if (n > 0) {
+				c->in_len += n;
+				atomic_store_explicit(&c->last_ms, now_ms(),
+						      memory_order_relaxed);
+			}
+		}
+	}
+	for (int round = 0; round < 8; round++) {
+		conn_process(c);
+		if (!conn_flush(c)) {
+			conn_close(c);
+			return;
+		}
+		if (atomic_load_explicit(&c->out_bytes, memory_order_relaxed) ||
+		    c->closing || c->in_off == c->in_len)
+			break;
+		/* output drained with input still buffered: run more of it */
+	}
+	size_t pending = atomic_load_explicit(&c->out_bytes,
+					      memory_order_relaxed);
+	if (c->closing && !pending) {
+		conn_close(c);
+		return;
+	}
+	set_events(c, !c->closing && pending < OUT_HIGH, pending > 0);
+}
+
+void conn_wake(struct conn *c)
+{
+	struct worker *w = c->w;
+	bool post = false;
+	if (c->wake_pending)
+		return;
+	pthread_mutex_lock(&w->mbox_mu);
+	if (w->mbox_n == w->mbox_cap) {
+		size_t cap = w->mbox_cap ? w->mbox_cap * 2 : 64;
+		struct conn **m = realloc(w->mbox, cap * sizeof *m);
+		if (m) {
+			w->mbox = m;
+			w->mbox_cap = cap;
+		}
+	}
+	if (w->mbox_n < w->mbox_cap) {
+		w->mbox[w->mbox_n++] = wref_retain(c);
+		post = w->mbox_n == 1;
+		c->wake_pending = true;
+	} else {
+		c->kill = true; /* cannot schedule its flush: cut it */
+	}
+	pthread_mutex_unlock(&w->mbox_mu);
+	if (post) {
+		uint64_t one = 1;
+		ssize_t r = write(w->evfd, &one, sizeof one);
+		(void)r;
+	}
+}
+
+static void worker_mailbox(struct worker *w)
+{
+	uint64_t v;
+	ssize_t r = read(w->evfd, &v, sizeof v);
+	(void)r;
+	for (;;) {
+		struct conn **box;
+		size_t n;
+		pthread_mutex_lock(&w->mbox_mu);
+		box = w->mbox;
+		n = w->mbox_n;
+		w->mbox = NULL;
+		w->mbox_n = w->mbox_cap = 0;
+		pthread_mutex_unlock(&w->mbox_mu);
+		if (!n) {
+			free(box);
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct conn *c = box[i];
+			pthread_mutex_lock(&c->mu);
+			c->wake_pending = false;
+			pthread_mutex_unlock(&c->mu);
+			if (!atomic_load_explicit(&c->closed,
+						  memory_order_relaxed))
+				conn_service(c, false);
+			wref_release(c);
+		}
+		free(box);
+	}
+}
+
+static void worker_accept(struct worker *w)
+{
+	for (int i = 0; i < 16; i++) {
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof sa;
+		int fd = accept4(g_listen_fd, (struct sockaddr *)&sa, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (atomic_fetch_add(&g_nclients, 1) >= cfg.max_clients) {
+			static const char msg[] =
+				"-ERR max number of clients reached\r\n";
+			ssize_t r = write(fd, msg, sizeof msg - 1);
+			(void)r;
+			close(fd);
+			atomic_fetch_sub(&g_nclients, 1);
+			atomic_fetch_add(&g_rejected, 1);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		struct conn *c = wref_new(&conn_type, sizeof *c);
+		if (!c) {
+			close(fd);
+			atomic_fetch_sub(&g_nclients, 1);
+			continue;
+		}
+		c->kind = K_CONN;
+		c->fd = fd;
+		c->w = w;
+		c->id = atomic_fetch_add(&g_next_id, 1);
+		pthread_mutex_init(&c->mu, NULL);
+		snprintf(c->addr, sizeof c->addr, "%s:%d",
+			 inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
+		c->ctime_ms = now_ms();
+		atomic_store(&c->last_ms, c->ctime_ms);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		c->reading = true;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			atomic_fetch_sub(&g_nclients, 1);
+			pthread_mutex_lock(&c->mu);
+			c->closed = true;
+			pthread_mutex_unlock(&c->mu);
+			wref_release(c);
+			continue;
+		}
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		atomic_fetch_add(&g_connections, 1);
+		/* weakly registered: the set never keeps it alive, and the
+		 * entry goes by itself when the connection dies */
+		wref_set_add(g_clients, c);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[128];
+	int64_t last_sweep = now_ms();
+
+	while (!atomic_load(&g_stop)) {
+		int n = epoll_wait(w->epfd, evs, 128, 100);
+		for (int i = 0; i < n; i++) {
+			int kind = *(int *)evs[i].data.ptr;
+			if (kind == K_LISTEN) {
+				worker_accept(w);
+			} else if (kind == K_WAKE) {
+				worker_mailbox(w);
+			} else {
+				struct conn *c = evs[i].data.ptr;
+				if (atomic_load_explicit(&c->closed,
+						memory_order_relaxed))
+					continue;
+				conn_service(c, evs[i].events &
+					     (EPOLLIN | EPOLLHUP | EPOLLERR));
+			}
+		}
+		worker_reap(w);
+		int64_t now = now_ms();
+		if (now - last_sweep >= 100) {
+			db_sweep(w->idx, cfg.threads);
+			last_sweep = now;
+		}
+	}
+	while (w->conns)
+		conn_close(w->conns);
+	worker_mailbox(w);
+	worker_reap(w);
+	return NULL;
+}
+
+/* ---- startup / shutdown ------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: wrefd [options]\n"
+		"  -p, --port N          TCP port on 127.0.0.1 (default 6380, "
+		"0 = any free port)\n"
+		"  -t, --threads N       worker threads (default: CPUs)\n"
+		"  -m, --max-request N   largest command in bytes (default "
+		"16 MiB)\n"
+		"  -c, --max-clients N   (default 10000)\n"
+		"  -f, --port-file FILE  write the port there once listening\n"
+		"  -h, --help\n"
+		"SIGTERM or SIGINT shuts down cleanly.\n");
+}
+
+static void parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "max-request", required_argument, NULL, 'm' },
+		{ "max-clients", required_argument, NULL, 'c' },
+		{ "port-file", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "p:t:m:c:f:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'p':
+			cfg.port = atoi(optarg);
+			break;
+		case 't':
+			cfg.threads = atoi(optarg);
+			break;
+		case 'm':
+			cfg.max_request = strtoull(optarg, NULL, 0);
+			break;
+		case 'c':
+			cfg.max_clients = atoi(optarg);
+			break;
+		case 'f':
+			cfg.port_file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (cfg.threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg.threads = n > 0 ? (int)n : 1;
+	}
+	if (cfg.threads > 256)
+		cfg.threads = 256;
+	if (cfg.port < 0 || cfg.port > 65535 || cfg.max_request < 64 ||
+	    cfg.max_request > (1ull << 32) || cfg.max_clients <= 0) {
+		usage(stderr);
+		exit(2);
+	}
+}
+
+static void listen_socket(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(cfg.port) };
+	socklen_t sl = sizeof sa;
+	int one = 1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* 127.0.0.1 only */
+	g_listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			     0);
+	if (g_listen_fd < 0)
+		die("socket");
+	setsockopt(g_listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(g_listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		die("bind 127.0.0.1");
+	if (listen(g_listen_fd, 511) < 0)
+		die("listen");
+	if (getsockname(g_listen_fd, (struct sockaddr *)&sa, &sl) == 0)
+		cfg.port = ntohs(sa.sin_port);
+}
+
+int main(int argc, char **argv)
+{
+	sigset_t set;
+	int sig = 0;
+
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	/* every thread inherits the mask; main waits for them in sigwait */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	g_start_ms = now_ms();
+	g_clients = wref_set_new(NULL);
+	g_channels = wref_valmap_new(NULL);
+	g_intern = wref_valmap_new(NULL);
+	if (!g_clients || !g_channels || !g_intern)
+		die("wrefd: containers");
+	db_init();
+	listen_socket();
+
+	g_workers = calloc(cfg.threads, sizeof *g_workers);
+	if (!g_workers)
+		die("calloc");
+	for (int i = 0; i < cfg.threads; i++) {
+		struct worker *w = &g_workers[i];
+		struct epoll_event ev;
+		w->kind = K_WAKE;
+		w->idx = i;
+		pthread_mutex_init(&w->mbox_mu, NULL);
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->epfd < 0 || w->evfd < 0)
+			die("epoll/eventfd");
+		ev.events = EPOLLIN;
+		ev.data.ptr = w;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+			die("epoll_ctl");
+		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+		ev.data.ptr = &g_listen_kind;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g_listen_fd, &ev) < 0)
+			die("epoll_ctl listen");
+	}
+	for (int i = 0; i < cfg.threads; i++)
+		if (pthread_create(&g_workers[i].th, NULL, worker_main,
+				   &g_workers[i]))
+			die("pthread_create");
+
+	if (cfg.port_file) {
+		char tmp[4096];
+		snprintf(tmp, sizeof tmp, "%s.tmp", cfg.port_file);
+		FILE *f = fopen(tmp, "w");
+		if (!f || fprintf(f, "%d\n", cfg.port) < 0 || fclose(f) ||
+		    rename(tmp, cfg.port_file))
+			die("port file");
+	}
+	printf("wrefd %s: listening on 127.0.0.1:%d with %d worker threads\n",
+	       WREFD_VERSION, cfg.port, cfg.threads);
+	fflush(stdout);
+
+	while (sigwait(&set, &sig) != 0)
+		;
+	printf("wrefd: signal %d, shutting down\n", sig);
+	fflush(stdout);
+
+	atomic_store(&g_stop, true);
+	for (int i = 0; i < cfg.threads; i++) {
+		uint64_t one = 1;
+		ssize_t r = write(g_workers[i].evfd, &one, sizeof one);
+		(void)r;
+	}
+	for (int i = 0; i < cfg.threads; i++)
+		pthread_join(g_workers[i].th, NULL);
+	close(g_listen_fd);
+	for (int i = 0; i < cfg.threads; i++) {
+		close(g_workers[i].epfd);
+		close(g_workers[i].evfd);
+		/* posted by a publisher after this worker had stopped */
+		for (size_t j = 0; j < g_workers[i].mbox_n; j++)
+			wref_release(g_workers[i].mbox[j]);
+		free(g_workers[i].mbox);
+		pthread_mutex_destroy(&g_workers[i].mbox_mu);
+	}
+	free(g_workers);
+	db_free();
+	wref_release(g_clients);
+	wref_release(g_channels);
+	wref_release(g_intern);
+	wref_shutdown();
+	if (cfg.port_file)
+		unlink(cfg.port_file);
+	printf("wrefd: bye\n");
+	return 0;
+}

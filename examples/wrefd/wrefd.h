@@ -1,0 +1,160 @@
+/*
+ * wrefd.h - a small multithreaded RESP2 server built on libwref.
+ *
+ * Where libwref is used:
+ *  - clients: a wref_set of connection objects (weak); CLIENT LIST walks it
+ *    with wref_set_foreach while connections come and go;
+ *  - pub/sub: each channel is a wref_signal found in a weak-value map
+ *    (wref_valmap, get_or_create on SUBSCRIBE); a subscriber is its
+ *    connection held weakly, so a closed connection is unsubscribed without
+ *    any bookkeeping, and a channel nobody listens to disappears;
+ *  - values are immutable wref objects shared by the keyspace and the
+ *    output queues of in-flight replies: DEL or overwrite while a large
+ *    reply is being written to another client only drops one reference;
+ *  - small values are interned in a wref_valmap (get_or_create), so equal
+ *    values stored under many keys share one object.
+ * EX/PX expiry is a plain scheme (deadline per key, checked on access and
+ * swept by the workers), not libwref's retention tier: the tier keeps an
+ * object alive for a while after its last use (a cache), while EX must
+ * remove a key at a fixed deadline whatever its use, and interned values
+ * are shared between keys with different deadlines.
+ */
+#ifndef WREFD_H
+#define WREFD_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wref.h>
+
+#define WREFD_VERSION "0.1"
+
+/* ---- limits ------------------------------------------------------------ */
+#define INLINE_MAX (64 * 1024)        /* inline command / header line */
+#define MBULK_MAX (1024 * 1024)       /* arguments per command */
+#define READ_CHUNK (16 * 1024)
+#define OUT_HIGH (1024 * 1024)        /* stop reading input above this */
+#define PUBSUB_OUT_MAX (32u << 20)    /* a subscriber this far behind is cut */
+#define INTERN_MAX 256                /* values up to this size are interned */
+#define SEG_SIZE (16 * 1024)
+#define COPY_MAX 1024                 /* values up to this are copied out */
+
+struct config {
+	int port;
+	int threads;
+	size_t max_request; /* bytes in one command (bulk lengths summed) */
+	int max_clients;
+	const char *port_file;
+};
+extern struct config cfg;
+
+/* ---- values (immutable wref objects) ---------------------------------- */
+struct val {
+	size_t len;
+	char data[]; /* NUL-terminated for convenience */
+};
+struct val *val_make(const void *p, size_t n); /* new strong ref, or NULL */
+
+/* ---- globals ------------------------------------------------------------ */
+extern wref_set *g_clients;     /* struct conn, weak */
+extern wref_valmap *g_channels; /* channel name -> wref_signal, weak */
+extern wref_valmap *g_intern;   /* value bytes -> struct val, weak */
+extern _Atomic uint64_t g_commands, g_connections, g_rejected;
+extern int64_t g_start_ms;
+int64_t now_ms(void); /* monotonic, coarse */
+
+/* ---- keyspace (db.c) ---------------------------------------------------- */
+enum { SET_NX = 1, SET_XX = 2, SET_KEEPTTL = 4 };
+struct val *db_get(const char *k, size_t n);        /* new strong ref */
+int db_set(const char *k, size_t n, struct val *v, int64_t expire_at,
+	   int flags);                                /* consumes v; 1 set */
+int db_del(const char *k, size_t n);                /* 1 removed */
+int db_exists(const char *k, size_t n);
+int db_incr(const char *k, size_t n, long long by, long long *out);
+int64_t db_ttl_ms(const char *k, size_t n);         /* -2 absent, -1 none */
+size_t db_size(size_t *expires);
+void db_sweep(int worker, int nworkers);
+void db_init(void);
+void db_free(void);
+
+/* ---- connections (main.c) ---------------------------------------------- */
+struct arg {
+	const char *p;
+	size_t n;
+};
+
+struct seg {
+	struct seg *next;
+	struct val *v; /* shared value, or NULL: bytes in buf */
+	size_t off, len, cap;
+	char buf[];
+};
+
+struct sub {
+	char *name;
+	size_t len;
+	wref_signal *sig; /* strong: the channel lives while someone listens */
+};
+
+struct worker;
+
+struct conn {
+	int kind; /* first: epoll tag */
+	int fd;
+	uint64_t id;
+	struct worker *w;
+	struct conn *prev, *next; /* the owner worker's list (owner only) */
+	char addr[48];
+	int64_t ctime_ms;
+	_Atomic int64_t last_ms;
+	_Atomic(const char *) last_cmd;
+	_Atomic bool closed;
+
+	/* input: owner thread only */
+	char *in;
+	size_t in_len, in_cap, in_off, need;
+	struct arg *argv;
+	size_t argc, argv_cap;
+	bool closing, reading, writing;
+
+	/* output queue: appended by the owner and by publishers, under mu */
+	pthread_mutex_t mu;
+	struct seg *out_head, *out_tail, *spare;
+	_Atomic size_t out_bytes;
+	bool wake_pending; /* queued in the owner's mailbox */
+	bool kill;         /* subscriber too far behind */
+	char name[64];     /* CLIENT SETNAME */
+
+	/* subscriptions: owner thread only; count read by CLIENT LIST */
+	struct sub *subs;
+	size_t nsubs_cap;
+	_Atomic size_t nsubs;
+};
+
+/* reply helpers: take c->mu themselves (never called with it held) */
+void reply_raw(struct conn *c, const char *p, size_t n);
+void reply_str(struct conn *c, const char *s);   /* raw, s includes CRLF */
+void reply_err(struct conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void reply_int(struct conn *c, long long v);
+void reply_bulk(struct conn *c, const char *p, size_t n);
+void reply_val(struct conn *c, struct val *v);   /* $len + shared value */
+void reply_nil(struct conn *c);
+void reply_array(struct conn *c, long long n);
+/* with c->mu held */
+bool out_bytes_locked(struct conn *c, const char *p, size_t n);
+bool out_val_locked(struct conn *c, struct val *v);
+
+void conn_wake(struct conn *c); /* with c->mu held: schedule a flush */
+
+/* ---- commands (cmd.c) --------------------------------------------------- */
+void cmd_exec(struct conn *c);
+void conn_drop_subs(struct conn *c);
+
+#endif
