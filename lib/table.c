@@ -66,7 +66,8 @@ struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
 						      t->ops->match, key,
 						      &e->node);
 	if (n == &e->node) {
-		atomic_fetch_add(&t->len, 1);
+		if (e->cb)
+			atomic_fetch_add(&t->len, 1);
 		return e;
 	}
 	wref__tsan_acquire(n);
@@ -81,12 +82,14 @@ struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 	struct cds_lfht_node *n = cds_lfht_add_replace(t->ht, hash,
 						       t->ops->match, key,
 						       &e->node);
-	if (!n) {
-		atomic_fetch_add(&t->len, 1);
-		return NULL;
-	}
-	wref__tsan_acquire(n);
-	return caa_container_of(n, struct wref__entry, node);
+	struct wref__entry *old = n ? caa_container_of(n, struct wref__entry,
+						       node) : NULL;
+	if (old)
+		wref__tsan_acquire(n);
+	long d = (e->cb != NULL) - (old && old->cb);
+	if (d)
+		atomic_fetch_add(&t->len, (size_t)d);
+	return old;
 }
 
 bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
@@ -102,8 +105,13 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 	if (!it.node)
 		return false;
 	wref__tsan_release(&e->node);
-	return cds_lfht_replace(t->ht, &it, hash, t->ops->match, key,
-				&e->node) == 0;
+	if (cds_lfht_replace(t->ht, &it, hash, t->ops->match, key,
+			     &e->node) != 0)
+		return false;
+	long d = (e->cb != NULL) - (old->cb != NULL);
+	if (d)
+		atomic_fetch_add(&t->len, (size_t)d);
+	return true;
 }
 
 bool wref__entry_unlink(struct wref__entry *e)
@@ -111,12 +119,15 @@ bool wref__entry_unlink(struct wref__entry *e)
 	struct wref__table *t = e->t;
 	if (cds_lfht_del(t->ht, &e->node) != 0)
 		return false;
-	atomic_fetch_sub(&t->len, 1);
+	if (e->cb)
+		atomic_fetch_sub(&t->len, 1);
 	return true;
 }
 
 void wref__entry_removed(struct wref__entry *e)
 {
+	if (e->t->ops->forget)
+		e->t->ops->forget(e);
 	/* false: the dying thread took the watch and drops its count when
 	 * its fire is over */
 	if (e->cb && wref__watch_del(e->cb, &e->watch))
@@ -294,6 +305,24 @@ struct wref__cb *wref__key_cb(void *obj, bool by_value)
 		}
 	}
 	return wref__cb_get(obj);
+}
+
+int wref__objkey_init(struct wref__objkey *k, const void *obj, bool by_value)
+{
+	if (!obj)
+		return -EINVAL;
+	wref__check(obj, "container lookup");
+	struct wref__hdr *h = wref__hdr(obj);
+	k->obj = obj;
+	k->by_value = by_value;
+	k->cb = wref__cb_peek(h);
+	if (by_value) {
+		const wref_type *ty = wref__type(h);
+		if (!ty->hash || !ty->equal)
+			return -EINVAL;
+		return 0;
+	}
+	return k->cb ? 0 : -ENOENT;
 }
 
 uint64_t wref__objkey_hash(const struct wref__objkey *k)

@@ -22,7 +22,8 @@
  * period (wref__entry_free_rcu) since readers may still see the node.
  *
  * len is an atomic counter changed only by whoever succeeded
- * cds_lfht_add/replace/del, on its own cache line.
+ * cds_lfht_add/replace/del, on its own cache line; placeholders (cb NULL)
+ * are not counted.
  *
  * Calling rules: lookups and wref__entry_unlink run inside
  * wref__rcu_lock(); wref__entry_put and wref__entry_remove (which may
@@ -46,6 +47,10 @@ struct wref__table_ops {
 	/* last count dropped: release what the entry holds and free it
 	 * after a grace period (wref__entry_free_rcu / own call_rcu) */
 	void (*retire)(struct wref__entry *e);
+	/* optional: a user-side removal (del, pop, replace, clear,
+	 * teardown) took the entry out; called before its counts drop,
+	 * outside read-side sections (the valmap drops its retention) */
+	void (*forget)(struct wref__entry *e);
 };
 
 struct wref__entry {
@@ -99,7 +104,9 @@ WREF_HIDDEN void wref__entry_init(struct wref__table *t,
  * a strong ref to the watched object, so this cannot fail).  A placeholder
  * has no watch: its watch count is dropped here. */
 WREF_HIDDEN void wref__entry_arm(struct wref__entry *e);
-/* Free an entry that never got linked (not armed) right away. */
+/* Free an entry that never got linked right away (unarming it); the
+ * caller first releases what its own part holds.  Entries are allocated
+ * with the struct wref__entry at the start of the allocation. */
 WREF_HIDDEN void wref__entry_discard(struct wref__entry *e);
 
 /* cds_lfht_add_unique of @e; inside a read-side section.  Returns @e
@@ -207,6 +214,11 @@ struct wref__objkey {
 };
 WREF_HIDDEN int wref__objkey_match(struct cds_lfht_node *node,
 				   const void *key);
+/* Fill @k for a lookup of @obj (held by the caller): 0, -EINVAL (NULL,
+ * or by value without hash/equal), or -ENOENT (identity and @obj was
+ * never weakly used, so no entry can name it). */
+WREF_HIDDEN int wref__objkey_init(struct wref__objkey *k, const void *obj,
+				  bool by_value);
 /* hash of @k (identity, or the type's hash by value) */
 WREF_HIDDEN uint64_t wref__objkey_hash(const struct wref__objkey *k);
 

@@ -1,0 +1,235 @@
+/*
+ * keymap.c - the weak-key map (WeakKeyDictionary): keys are wref objects
+ * held weakly (identity, or the type's hash/equal with WREF_MAP_BY_VALUE),
+ * values wref objects held strongly by the entry.  When the key dies its
+ * entry is unlinked at once by the dying thread (table.h) and the value's
+ * release is queued to the executor, so wref_flush() waits for it.
+ */
+#include "table.h"
+
+struct wref_keymap {
+	struct wref__table t;
+	bool by_value;
+};
+
+struct km_entry {
+	struct wref__entry e; /* e.cb: the key's block */
+	void *value;          /* strong until retired */
+};
+
+static void km_release(struct wref__work *w)
+{
+	struct wref__entry *e = caa_container_of(w, struct wref__entry, work);
+	struct km_entry *k = caa_container_of(e, struct km_entry, e);
+	wref_release(k->value);
+	wref__entry_free_rcu(e);
+}
+
+static void km_retire(struct wref__entry *e)
+{
+	/* the value may run user code when released: on the executor */
+	e->work.run = km_release;
+	wref__defer(&e->work);
+}
+
+static const struct wref__table_ops km_ops = {
+	.match = wref__objkey_match,
+	.retire = km_retire,
+};
+
+static void keymap_destroy(void *p)
+{
+	struct wref_keymap *m = p;
+	wref__table_fini(&m->t);
+}
+
+static const wref_type keymap_type = {
+	.name = "wref_keymap",
+	.destroy = keymap_destroy,
+};
+
+wref_keymap *wref_keymap_new(const wref_map_options *opt)
+{
+	wref_map_options def = { 0 };
+	if (!opt)
+		opt = &def;
+	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct wref_keymap *m = wref_new(&keymap_type, sizeof *m);
+	if (!m)
+		return NULL;
+	if (wref__table_init(&m->t, m, opt->initial_size, &km_ops) != 0) {
+		wref_release(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->by_value = opt->flags & WREF_MAP_BY_VALUE;
+	return m;
+}
+
+int wref_keymap_set(wref_keymap *m, void *key, void *value)
+{
+	if (!m || !key || !value)
+		return -EINVAL;
+	wref__check(value, "wref_keymap_set");
+	struct wref__cb *cb = wref__key_cb(key, m->by_value);
+	if (!cb)
+		return -errno;
+	struct km_entry *k = wref__alloc(sizeof *k);
+	if (!k)
+		return -ENOMEM;
+	wref__entry_init(&m->t, &k->e, cb);
+	k->value = wref_retain(value);
+	struct wref__objkey ok = { key, cb, m->by_value };
+	uint64_t h = wref__objkey_hash(&ok);
+	wref__entry_arm(&k->e);
+	wref__rcu_lock();
+	struct wref__entry *old = wref__entry_add_replace(&k->e, h, &ok);
+	wref__rcu_unlock();
+	if (old)
+		wref__entry_removed(old);
+	return 0;
+}
+
+/* the entry under @key, pinned (caller puts it), or NULL + errno */
+static struct km_entry *find(wref_keymap *m, const void *key)
+{
+	struct wref__objkey ok;
+	int r;
+	if (!m) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((r = wref__objkey_init(&ok, key, m->by_value)) != 0) {
+		errno = -r;
+		return NULL;
+	}
+	uint64_t h = wref__objkey_hash(&ok);
+	wref__rcu_lock();
+	struct wref__entry *e = wref__table_lookup(&m->t, h, &ok);
+	if (e && !wref__entry_tryhold(e))
+		e = NULL;
+	wref__rcu_unlock();
+	if (!e) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return caa_container_of(e, struct km_entry, e);
+}
+
+void *wref_keymap_get(wref_keymap *m, const void *key)
+{
+	struct km_entry *k = find(m, key);
+	if (!k)
+		return NULL;
+	/* the entry holds the value until it retires, which our pin delays */
+	void *v = wref_retain(k->value);
+	wref__entry_put(&k->e);
+	return v;
+}
+
+/* unlink the entry under @key; NULL + errno if absent */
+static struct km_entry *take(wref_keymap *m, const void *key)
+{
+	for (;;) {
+		struct km_entry *k = find(m, key);
+		if (!k)
+			return NULL;
+		wref__rcu_lock();
+		bool un = wref__entry_unlink(&k->e);
+		wref__rcu_unlock();
+		if (un) {
+			wref__entry_put(&k->e); /* our pin; the table count
+						   is ours now */
+			return k;
+		}
+		wref__entry_put(&k->e); /* removed meanwhile: look again */
+	}
+}
+
+void *wref_keymap_pop(wref_keymap *m, const void *key)
+{
+	struct km_entry *k = take(m, key);
+	if (!k)
+		return NULL;
+	void *v = wref_retain(k->value);
+	wref__entry_removed(&k->e);
+	return v;
+}
+
+int wref_keymap_del(wref_keymap *m, const void *key)
+{
+	struct km_entry *k = take(m, key);
+	if (!k)
+		return -errno;
+	wref__entry_removed(&k->e);
+	return 0;
+}
+
+size_t wref_keymap_len(wref_keymap *m)
+{
+	return m ? wref__table_len(&m->t) : 0;
+}
+
+struct pin {
+	struct km_entry *k; /* pinned (NULL: skip, only release key) */
+	void *key;          /* strong */
+};
+
+int wref_keymap_foreach(wref_keymap *m,
+			int (*fn)(void *key, void *value, void *arg),
+			void *arg)
+{
+	if (!m || !fn)
+		return -EINVAL;
+	size_t cap = wref__table_len(&m->t) + 16, n;
+	struct pin *pins;
+	bool full;
+	for (;;) {
+		pins = wref__alloc(cap * sizeof *pins);
+		if (!pins)
+			return -ENOMEM;
+		struct cds_lfht_iter it;
+		n = 0;
+		full = false;
+		wref__rcu_lock();
+		for (struct wref__entry *e = wref__table_first(&m->t, &it); e;
+		     e = wref__table_next(&m->t, &it)) {
+			if (n == cap) {
+				full = true;
+				break;
+			}
+			void *key = wref__entry_upgrade(e);
+			if (!key)
+				continue;
+			struct km_entry *k = wref__entry_tryhold(e) ?
+				caa_container_of(e, struct km_entry, e) : NULL;
+			/* a retiring entry: release its key after the
+			 * section (it may be the last ref) */
+			pins[n++] = (struct pin){ k, key };
+		}
+		wref__rcu_unlock();
+		if (!full)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			if (pins[i].k)
+				wref__entry_put(&pins[i].k->e);
+			wref_release(pins[i].key);
+		}
+		wref__free(pins);
+		cap *= 2;
+	}
+	int ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct km_entry *k = pins[i].k;
+		if (!ret && k)
+			ret = fn(pins[i].key, k->value, arg);
+		if (k)
+			wref__entry_put(&k->e);
+		wref_release(pins[i].key);
+	}
+	wref__free(pins);
+	return ret;
+}

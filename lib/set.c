@@ -1,0 +1,171 @@
+/*
+ * set.c - the weak set (WeakSet): members are wref objects held weakly,
+ * compared by identity or (WREF_MAP_BY_VALUE) by their type's hash/equal.
+ * An entry is the bare table entry (table.h): removed at once when its
+ * member dies.
+ */
+#include "table.h"
+
+struct wref_set {
+	struct wref__table t;
+	bool by_value;
+};
+
+static void set_retire(struct wref__entry *e)
+{
+	wref__entry_free_rcu(e);
+}
+
+static const struct wref__table_ops set_ops = {
+	.match = wref__objkey_match,
+	.retire = set_retire,
+};
+
+static void set_destroy(void *p)
+{
+	struct wref_set *s = p;
+	wref__table_fini(&s->t);
+}
+
+static const wref_type set_type = {
+	.name = "wref_set",
+	.destroy = set_destroy,
+};
+
+wref_set *wref_set_new(const wref_map_options *opt)
+{
+	wref_map_options def = { 0 };
+	if (!opt)
+		opt = &def;
+	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct wref_set *s = wref_new(&set_type, sizeof *s);
+	if (!s)
+		return NULL;
+	if (wref__table_init(&s->t, s, opt->initial_size, &set_ops) != 0) {
+		wref_release(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->by_value = opt->flags & WREF_MAP_BY_VALUE;
+	return s;
+}
+
+int wref_set_add(wref_set *s, void *obj)
+{
+	if (!s || !obj)
+		return -EINVAL;
+	struct wref__cb *cb = wref__key_cb(obj, s->by_value);
+	if (!cb)
+		return -errno;
+	struct wref__entry *e = wref__alloc(sizeof *e);
+	if (!e)
+		return -ENOMEM;
+	wref__entry_init(&s->t, e, cb);
+	struct wref__objkey k = { obj, cb, s->by_value };
+	uint64_t h = wref__objkey_hash(&k);
+	wref__entry_arm(e);
+	wref__rcu_lock();
+	/* a dead member never matches (by value) or cannot share our block
+	 * (identity): whatever is found is a live equal member */
+	struct wref__entry *got = wref__entry_add_unique(e, h, &k);
+	wref__rcu_unlock();
+	if (got == e)
+		return 0;
+	wref__entry_discard(e);
+	return -EEXIST;
+}
+
+int wref_set_discard(wref_set *s, const void *obj)
+{
+	struct wref__objkey k;
+	int r;
+	if (!s)
+		return -EINVAL;
+	if ((r = wref__objkey_init(&k, obj, s->by_value)) != 0)
+		return r;
+	uint64_t h = wref__objkey_hash(&k);
+	for (;;) {
+		wref__rcu_lock();
+		struct wref__entry *e = wref__table_lookup(&s->t, h, &k);
+		bool un = e && wref__entry_unlink(e);
+		wref__rcu_unlock();
+		if (un) {
+			wref__entry_removed(e);
+			return 0;
+		}
+		if (!e)
+			return -ENOENT;
+		/* removed under us (death or a racing discard): again */
+	}
+}
+
+bool wref_set_contains(wref_set *s, const void *obj)
+{
+	struct wref__objkey k;
+	if (!s || wref__objkey_init(&k, obj, s->by_value) != 0)
+		return false;
+	uint64_t h = wref__objkey_hash(&k);
+	bool found = false;
+	wref__rcu_lock();
+	struct wref__entry *e = wref__table_lookup(&s->t, h, &k);
+	if (e) {
+		/* acquire (rcu_dereference): pairs with the publication */
+		struct wref__hdr *o = rcu_dereference(e->cb->obj);
+		/* relaxed: a snapshot, nothing is read through it */
+		found = o && !(atomic_load_explicit(&o->strong,
+					memory_order_relaxed) & WREF_DEAD);
+	}
+	wref__rcu_unlock();
+	return found;
+}
+
+size_t wref_set_len(wref_set *s)
+{
+	return s ? wref__table_len(&s->t) : 0;
+}
+
+int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg), void *arg)
+{
+	if (!s || !fn)
+		return -EINVAL;
+	size_t cap = wref__table_len(&s->t) + 16, n;
+	void **objs;
+	bool full;
+	for (;;) {
+		objs = wref__alloc(cap * sizeof *objs);
+		if (!objs)
+			return -ENOMEM;
+		struct cds_lfht_iter it;
+		n = 0;
+		full = false;
+		wref__rcu_lock();
+		for (struct wref__entry *e = wref__table_first(&s->t, &it); e;
+		     e = wref__table_next(&s->t, &it)) {
+			if (n == cap) {
+				full = true;
+				break;
+			}
+			void *obj = wref__entry_upgrade(e);
+			if (obj)
+				objs[n++] = obj;
+		}
+		wref__rcu_unlock();
+		if (!full)
+			break;
+		for (size_t i = 0; i < n; i++)
+			wref_release(objs[i]);
+		wref__free(objs);
+		cap *= 2;
+	}
+	int ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!ret)
+			ret = fn(objs[i], arg);
+		wref_release(objs[i]);
+	}
+	wref__free(objs);
+	return ret;
+}

@@ -1,0 +1,935 @@
+/*
+ * valmap.c - the weak-value map (WeakValueDictionary): byte-string keys,
+ * copied; values held weakly through the table layer (table.h).
+ *
+ * get/get_or_create hits are one lfht lookup and one upgrade inside a
+ * read-side section: no lock, no write to shared memory but the object's
+ * count (and, with the retention tier, a relaxed timestamp store).
+ *
+ * WREF_MAP_CREATE_ONCE: the first caller for a missing key links a
+ * placeholder entry (cb NULL) and runs make outside any lock or read-side
+ * section; later callers pin the placeholder and sleep on its futex word
+ * until the creator replaces it by the real entry (or fails).
+ *
+ * Retention tier (retain_ms, retain_max): an access stamps the entry's
+ * last-access time (relaxed store) and, if the entry is not yet retained,
+ * wins a CAS on its tier state, takes a strong ref to the object and an
+ * entry count, and pushes the entry on the tier's lock-free inbox.  The
+ * tier's list (under its mutex, never taken on the access path) is kept
+ * in recorded-stamp order; entries touched since they were recorded are
+ * moved to the tail when they reach the head, so the head is the least
+ * recently used.  Expiry and LRU trimming run as executor work ("tier
+ * work", so wref_flush waits for the releases, rule 14), queued by a
+ * global timer thread while a tier holds anything, and by the access path
+ * when a tier exceeds retain_max.
+ */
+#include "table.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+struct tier;
+
+struct wref_valmap {
+	struct wref__table t;
+	unsigned flags;
+	struct tier *tier; /* NULL: no retention */
+};
+
+enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
+
+struct vm_entry {
+	struct wref__entry e;
+	union {
+		struct { /* a real entry: the retention tier's part */
+			_Atomic uint64_t stamp;    /* last access, ms */
+			_Atomic uint32_t tstate;   /* 1: held by the tier */
+			bool inlist;               /* under tier->lock */
+			uint64_t rstamp;           /* recorded stamp, lock */
+			struct vm_entry *tnext, *tprev; /* LRU, under lock */
+			struct vm_entry *inext;    /* inbox link */
+		} r;
+		struct { /* a placeholder (e.cb NULL, CREATE_ONCE) */
+			_Atomic uint32_t state;    /* futex word: PEND_* */
+			int err;                   /* make's errno */
+		} p;
+	};
+	size_t len;
+	unsigned char key[];
+};
+
+struct vkey {
+	const void *p;
+	size_t n;
+};
+
+static inline struct vm_entry *vm(struct wref__entry *e)
+{
+	return caa_container_of(e, struct vm_entry, e);
+}
+
+static int vm_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct vkey *k = key;
+	struct vm_entry *v = vm(caa_container_of(node, struct wref__entry,
+						 node));
+	return v->len == k->n && (k->n == 0 || !memcmp(v->key, k->p, k->n));
+}
+
+static void vm_retire(struct wref__entry *e)
+{
+	wref__entry_free_rcu(e);
+}
+
+static void vm_forget(struct wref__entry *e);
+
+static const struct wref__table_ops vm_ops = {
+	.match = vm_match,
+	.retire = vm_retire,
+	.forget = vm_forget,
+};
+
+static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
+				 struct wref__cb *cb)
+{
+	if (k->n > SIZE_MAX - sizeof(struct vm_entry)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct vm_entry *v = wref__alloc(sizeof *v + k->n);
+	if (!v)
+		return NULL;
+	wref__entry_init(&m->t, &v->e, cb);
+	if (cb) {
+		atomic_init(&v->r.stamp, 0);
+		atomic_init(&v->r.tstate, 0);
+		v->r.inlist = false;
+	} else {
+		atomic_init(&v->p.state, PEND_WAIT);
+		v->p.err = 0;
+	}
+	v->len = k->n;
+	if (k->n)
+		memcpy(v->key, k->p, k->n);
+	return v;
+}
+
+/* ---- retention tier ------------------------------------------------------- */
+
+struct tier {
+	struct wref__work work;
+	_Atomic uint32_t refs;     /* map, queued work, registry scan */
+	_Atomic uint32_t queued;   /* work is on the executor */
+	_Atomic size_t n;          /* retained (inbox + list) */
+	_Atomic(struct vm_entry *) inbox;
+	uint64_t retain_ms;
+	size_t retain_max;
+	pthread_mutex_t lock;
+	struct vm_entry *head, *tail; /* LRU list, under lock */
+	bool dead;                    /* under lock: the map is gone */
+	struct wref_valmap *m;        /* valid while !dead */
+	struct tier *rnext, **rpprev; /* registry, under reg_lock */
+	uint64_t next_poll;           /* registry, under reg_lock */
+	uint64_t sync_gen;            /* registry, under reg_lock */
+};
+
+/* registry of tiers + the timer thread that queues their work */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tier *reg_head;              /* under reg_lock */
+static bool timer_running;                 /* under reg_lock */
+static _Atomic uint32_t timer_seq;         /* futex word: kicks */
+static uint64_t sync_gen;                  /* under reg_lock */
+
+static void tier_unref(struct tier *tr)
+{
+	/* release: pairs with the acquire fence of the last unref */
+	if (atomic_fetch_sub_explicit(&tr->refs, 1, memory_order_release) != 1)
+		return;
+	atomic_thread_fence(memory_order_acquire);
+	pthread_mutex_destroy(&tr->lock);
+	wref__free(tr);
+}
+
+static void tier_run(struct wref__work *w);
+
+/* queue the tier's work unless queued; never inside a read-side section */
+static void tier_schedule(struct tier *tr)
+{
+	if (atomic_exchange(&tr->queued, 1))
+		return;
+	/* relaxed: the caller holds a ref (map pinned or registry lock) */
+	atomic_fetch_add_explicit(&tr->refs, 1, memory_order_relaxed);
+	tr->work.run = tier_run;
+	wref__defer(&tr->work);
+}
+
+static void list_append(struct tier *tr, struct vm_entry *v)
+{
+	v->r.tnext = NULL;
+	v->r.tprev = tr->tail;
+	if (tr->tail)
+		tr->tail->r.tnext = v;
+	else
+		tr->head = v;
+	tr->tail = v;
+}
+
+static void list_unlink(struct tier *tr, struct vm_entry *v)
+{
+	if (v->r.tprev)
+		v->r.tprev->r.tnext = v->r.tnext;
+	else
+		tr->head = v->r.tnext;
+	if (v->r.tnext)
+		v->r.tnext->r.tprev = v->r.tprev;
+	else
+		tr->tail = v->r.tprev;
+}
+
+/* move the inbox into the list; under tr->lock */
+static void drain_inbox(struct tier *tr)
+{
+	/* acquire: pairs with the release CAS in tier_touch() */
+	struct vm_entry *v = atomic_exchange_explicit(&tr->inbox, NULL,
+						      memory_order_acquire);
+	/* the inbox is LIFO: reverse it to keep access order */
+	struct vm_entry *rev = NULL;
+	while (v) {
+		struct vm_entry *next = v->r.inext;
+		v->r.inext = rev;
+		rev = v;
+		v = next;
+	}
+	for (v = rev; v; v = v->r.inext) {
+		/* relaxed: the stamp is a hint for ordering */
+		v->r.rstamp = atomic_load_explicit(&v->r.stamp,
+						   memory_order_relaxed);
+		v->r.inlist = true;
+		list_append(tr, v);
+	}
+}
+
+/* take @v out of the tier; under tr->lock.  Returns the object whose
+ * strong ref the caller must release (outside the lock).  The entry's
+ * tier count is dropped here (its retire only queues a call_rcu). */
+static void *evict(struct tier *tr, struct vm_entry *v)
+{
+	list_unlink(tr, v);
+	v->r.inlist = false;
+	void *obj = wref__payload(v->e.cb->mem);
+	atomic_fetch_sub(&tr->n, 1);
+	/* release: a later touch re-retains with a fresh CAS */
+	atomic_store_explicit(&v->r.tstate, 0, memory_order_release);
+	wref__entry_put(&v->e);
+	return obj;
+}
+
+#define EVICT_BATCH 64
+
+/* One pass of expiry and trimming.  Returns true if it stopped early
+ * with a full batch (call again). */
+static bool tier_pass(struct tier *tr)
+{
+	void *objs[EVICT_BATCH];
+	size_t k = 0;
+	bool more = false;
+	uint64_t now = wref__clock_ms();
+
+	pthread_mutex_lock(&tr->lock);
+	drain_inbox(tr);
+	/* each entry may be moved to the tail once per pass */
+	size_t budget = atomic_load(&tr->n) + 1;
+	while (tr->head) {
+		struct vm_entry *v = tr->head;
+		/* relaxed: a hint (the access path's store) */
+		uint64_t s = atomic_load_explicit(&v->r.stamp,
+						  memory_order_relaxed);
+		bool over = tr->dead || (tr->retain_max &&
+					 atomic_load(&tr->n) > tr->retain_max);
+		if (s != v->r.rstamp && !tr->dead && budget) {
+			budget--;
+			v->r.rstamp = s; /* touched since recorded */
+			list_unlink(tr, v);
+			list_append(tr, v);
+			continue;
+		}
+		if (!over && now - s < tr->retain_ms && now >= s)
+			break; /* the oldest is still young */
+		if (k == EVICT_BATCH) {
+			more = true;
+			break;
+		}
+		objs[k++] = evict(tr, v);
+	}
+	pthread_mutex_unlock(&tr->lock);
+	for (size_t i = 0; i < k; i++)
+		wref_release(objs[i]);
+	return more;
+}
+
+static void tier_run(struct wref__work *w)
+{
+	struct tier *tr = caa_container_of(w, struct tier, work);
+	atomic_store(&tr->queued, 0);
+	while (tier_pass(tr))
+		;
+	tier_unref(tr);
+}
+
+/* Called inside a read-side section with @obj pinned by the caller.
+ * Returns true if the tier's work should be queued (after unlock). */
+static bool tier_touch(struct tier *tr, struct vm_entry *v)
+{
+	uint64_t now = wref__clock_ms();
+	/* relaxed: a timestamp read only as an expiry hint; re-store only
+	 * when it changed, so hot entries keep their line clean */
+	if (atomic_load_explicit(&v->r.stamp, memory_order_relaxed) != now)
+		atomic_store_explicit(&v->r.stamp, now, memory_order_relaxed);
+	/* relaxed pre-check: the common case is already retained */
+	if (atomic_load_explicit(&v->r.tstate, memory_order_relaxed))
+		return false;
+	uint32_t z = 0;
+	/* acquire: pairs with the release store in evict() */
+	if (!atomic_compare_exchange_strong_explicit(&v->r.tstate, &z, 1,
+			memory_order_acquire, memory_order_relaxed))
+		return false;
+	if (!wref__entry_tryhold(&v->e)) {
+		atomic_store_explicit(&v->r.tstate, 0, memory_order_relaxed);
+		return false; /* being retired: not worth retaining */
+	}
+	wref_retain(wref__payload(v->e.cb->mem));
+	/* relaxed: the push's release CAS publishes the entry */
+	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
+						  memory_order_relaxed);
+	do
+		v->r.inext = h;
+	/* release: pairs with the acquire exchange in drain_inbox() */
+	while (!atomic_compare_exchange_weak_explicit(&tr->inbox, &h, v,
+			memory_order_release, memory_order_relaxed));
+	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
+	if (n == 1) {
+		/* the tier was empty: the timer may sleep without a deadline */
+		atomic_fetch_add(&timer_seq, 1);
+		wref__futex_wake(&timer_seq, 1);
+	}
+	return tr->retain_max && n > tr->retain_max;
+}
+
+/* a user-side removal: drop the tier's hold now (rule 17) */
+static void vm_forget(struct wref__entry *e)
+{
+	struct wref_valmap *m = e->t->owner;
+	struct tier *tr = m->tier;
+	struct vm_entry *v = vm(e);
+	/* relaxed: a pre-check; the decision is made under the lock */
+	if (!tr || !e->cb ||
+	    !atomic_load_explicit(&v->r.tstate, memory_order_relaxed))
+		return;
+	void *obj = NULL;
+	pthread_mutex_lock(&tr->lock);
+	drain_inbox(tr);
+	if (v->r.inlist)
+		obj = evict(tr, v);
+	pthread_mutex_unlock(&tr->lock);
+	wref_release(obj);
+}
+
+#define SCAN_BATCH 32
+
+/* Collect (with a ref each) up to SCAN_BATCH tiers due at @now (all with
+ * @now == UINT64_MAX); under reg_lock.  *@next: the earliest next poll. */
+static size_t due_tiers(struct tier **out, uint64_t now, uint64_t *next)
+{
+	size_t n = 0;
+	*next = UINT64_MAX;
+	for (struct tier *tr = reg_head; tr; tr = tr->rnext) {
+		bool all = now == UINT64_MAX;
+		if (all ? tr->sync_gen == sync_gen : !atomic_load(&tr->n))
+			continue;
+		uint64_t period = tr->retain_ms / 4 ? tr->retain_ms / 4 : 1;
+		if (!all && tr->next_poll > now + period)
+			tr->next_poll = now + period; /* newly non-empty */
+		if (all || tr->next_poll <= now) {
+			if (n == SCAN_BATCH) {
+				*next = 0; /* more: scan again at once */
+				break;
+			}
+			/* relaxed: the registry lock keeps @tr alive */
+			atomic_fetch_add_explicit(&tr->refs, 1,
+						  memory_order_relaxed);
+			out[n++] = tr;
+			if (all)
+				tr->sync_gen = sync_gen;
+			else
+				tr->next_poll = now + period;
+		}
+		if (!all && tr->next_poll < *next)
+			*next = tr->next_poll;
+	}
+	return n;
+}
+
+/* queue the work of the tiers collected by due_tiers, outside reg_lock
+ * (inline mode runs it here) */
+static void run_due(struct tier **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		tier_schedule(v[i]);
+		tier_unref(v[i]);
+	}
+}
+
+static void *timer_main(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		struct tier *due[SCAN_BATCH];
+		uint32_t seq = atomic_load(&timer_seq);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000 +
+			       (uint64_t)ts.tv_nsec / 1000000, next;
+		pthread_mutex_lock(&reg_lock);
+		size_t n = due_tiers(due, now, &next);
+		pthread_mutex_unlock(&reg_lock);
+		run_due(due, n);
+		if (next <= now)
+			continue;
+		struct timespec to, *tp = NULL;
+		if (next != UINT64_MAX) {
+			uint64_t d = next - now;
+			to.tv_sec = (time_t)(d / 1000);
+			to.tv_nsec = (long)(d % 1000) * 1000000;
+			tp = &to;
+		}
+		syscall(SYS_futex, &timer_seq, FUTEX_WAIT_PRIVATE, seq, tp,
+			NULL, 0);
+	}
+	return NULL;
+}
+
+/* under reg_lock */
+static void timer_start(void)
+{
+	if (timer_running)
+		return;
+	pthread_t th;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&th, NULL, timer_main, NULL) == 0) {
+		pthread_detach(th);
+		timer_running = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void reg_prepare(void)
+{
+	pthread_mutex_lock(&reg_lock);
+}
+static void reg_parent(void)
+{
+	pthread_mutex_unlock(&reg_lock);
+}
+static void reg_child(void)
+{
+	pthread_mutex_init(&reg_lock, NULL);
+	/* the timer thread is gone: restart it if tiers exist */
+	timer_running = false;
+	if (reg_head)
+		timer_start();
+}
+
+__attribute__((constructor)) static void valmap_init(void)
+{
+	pthread_atfork(reg_prepare, reg_parent, reg_child);
+}
+
+static struct tier *tier_new(struct wref_valmap *m,
+			     const wref_map_options *opt)
+{
+	struct tier *tr = wref__zalloc(sizeof *tr);
+	if (!tr)
+		return NULL;
+	atomic_init(&tr->refs, 1);
+	tr->retain_ms = opt->retain_ms;
+	tr->retain_max = opt->retain_max;
+	tr->m = m;
+	pthread_mutex_init(&tr->lock, NULL);
+	pthread_mutex_lock(&reg_lock);
+	tr->rnext = reg_head;
+	if (reg_head)
+		reg_head->rpprev = &tr->rnext;
+	tr->rpprev = &reg_head;
+	reg_head = tr;
+	tr->next_poll = UINT64_MAX;
+	timer_start();
+	pthread_mutex_unlock(&reg_lock);
+	return tr;
+}
+
+/* the map is being destroyed: release everything the tier holds */
+static void tier_kill(struct tier *tr)
+{
+	pthread_mutex_lock(&reg_lock);
+	*tr->rpprev = tr->rnext;
+	if (tr->rnext)
+		tr->rnext->rpprev = tr->rpprev;
+	pthread_mutex_unlock(&reg_lock);
+	pthread_mutex_lock(&tr->lock);
+	tr->dead = true;
+	pthread_mutex_unlock(&tr->lock);
+	/* in the map's destroy: the entries' puts must happen while the
+	 * table exists, so run the passes here; the object releases are
+	 * cascades of this death (flattened by the trashcan) */
+	while (tier_pass(tr))
+		;
+	tier_unref(tr);
+}
+
+void wref__retain_sync(void)
+{
+	struct tier *due[SCAN_BATCH];
+	uint64_t next;
+	size_t n;
+	pthread_mutex_lock(&reg_lock);
+	sync_gen++;
+	pthread_mutex_unlock(&reg_lock);
+	do {
+		pthread_mutex_lock(&reg_lock);
+		n = due_tiers(due, UINT64_MAX, &next);
+		pthread_mutex_unlock(&reg_lock);
+		run_due(due, n);
+	} while (next == 0);
+	wref_flush();
+}
+
+/* ---- the map ---------------------------------------------------------------- */
+
+static void valmap_destroy(void *p)
+{
+	struct wref_valmap *m = p;
+	wref__table_fini(&m->t);
+	if (m->tier)
+		tier_kill(m->tier);
+}
+
+static const wref_type valmap_type = {
+	.name = "wref_valmap",
+	.destroy = valmap_destroy,
+};
+
+wref_valmap *wref_valmap_new(const wref_map_options *opt)
+{
+	wref_map_options def = { 0 };
+	if (!opt)
+		opt = &def;
+	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct wref_valmap *m = wref_new(&valmap_type, sizeof *m);
+	if (!m)
+		return NULL;
+	if (wref__table_init(&m->t, m, opt->initial_size, &vm_ops) != 0) {
+		wref_release(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	m->flags = opt->flags;
+	if (opt->retain_ms && !(m->tier = tier_new(m, opt))) {
+		wref_release(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return m;
+}
+
+static inline bool bad_args(wref_valmap *m, const void *key, size_t len)
+{
+	if (wref_unlikely(!m || (!key && len))) {
+		errno = EINVAL;
+		return true;
+	}
+	return false;
+}
+
+void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
+{
+	if (bad_args(m, key, len))
+		return NULL;
+	struct vkey k = { key, len };
+	uint64_t h = wref__hash_bytes(key, len);
+	bool kick = false;
+	wref__rcu_lock();
+	struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
+	void *obj = e ? wref__entry_upgrade(e) : NULL;
+	if (obj && m->tier)
+		kick = tier_touch(m->tier, vm(e));
+	wref__rcu_unlock();
+	if (kick)
+		tier_schedule(m->tier);
+	if (!obj)
+		errno = ENOENT;
+	return obj;
+}
+
+int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
+{
+	if (!m || (!key && len) || !obj)
+		return -EINVAL;
+	struct wref__cb *cb = wref__key_cb(obj, false);
+	if (!cb)
+		return -errno;
+	struct vkey k = { key, len };
+	struct vm_entry *v = vm_alloc(m, &k, cb);
+	if (!v)
+		return -ENOMEM;
+	uint64_t h = wref__hash_bytes(key, len);
+	bool kick = false;
+	wref__entry_arm(&v->e);
+	wref__rcu_lock();
+	struct wref__entry *old = wref__entry_add_replace(&v->e, h, &k);
+	if (m->tier)
+		kick = tier_touch(m->tier, v);
+	wref__rcu_unlock();
+	if (old)
+		wref__entry_removed(old);
+	if (kick)
+		tier_schedule(m->tier);
+	return 0;
+}
+
+/* Wait for the placeholder @p (pinned) to be resolved.  Returns false
+ * with errno set if its make failed. */
+static bool pend_wait(struct vm_entry *p)
+{
+	uint32_t s;
+	/* acquire: pairs with the release store in pend_resolve() */
+	while ((s = atomic_load_explicit(&p->p.state, memory_order_acquire)) ==
+	       PEND_WAIT)
+		wref__futex_wait(&p->p.state, PEND_WAIT);
+	int err = p->p.err;
+	wref__entry_put(&p->e);
+	if (s == PEND_FAILED) {
+		errno = err;
+		return false;
+	}
+	return true;
+}
+
+static void pend_resolve(struct vm_entry *p, uint32_t state, int err)
+{
+	p->p.err = err;
+	/* release: pairs with the acquire in pend_wait() */
+	atomic_store_explicit(&p->p.state, state, memory_order_release);
+	wref__futex_wake(&p->p.state, INT_MAX);
+}
+
+void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
+		void *(*make)(const void *key, size_t len, void *arg),
+		void *arg)
+{
+	if (bad_args(m, key, len))
+		return NULL;
+	if (!make) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct vkey k = { key, len };
+	uint64_t h = wref__hash_bytes(key, len);
+	bool once = m->flags & WREF_MAP_CREATE_ONCE;
+	struct vm_entry *p = NULL;   /* our placeholder (CREATE_ONCE) */
+	struct vm_entry *v = NULL;   /* our real entry */
+	void *mine = NULL;           /* our object (v's referent) */
+	void *ret = NULL;
+	struct wref__entry *gone = NULL; /* dead entry we replaced */
+	bool kick = false;
+
+	for (;;) {
+		struct vm_entry *wait = NULL;
+		wref__rcu_lock();
+		struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
+		if (e && e->cb) {
+			ret = wref__entry_upgrade(e);
+			if (ret) {
+				if (m->tier)
+					kick = tier_touch(m->tier, vm(e));
+				wref__rcu_unlock();
+				break; /* a live value */
+			}
+		} else if (e && wref__entry_tryhold(e)) {
+			wait = vm(e); /* someone is making it */
+		}
+		if (wait) {
+			wref__rcu_unlock();
+			if (!pend_wait(wait))
+				goto out; /* its make failed: so do we */
+			continue;
+		}
+		if (e && !e->cb) {
+			wref__rcu_unlock(); /* a placeholder retiring */
+			continue;
+		}
+		/* absent or dead: link ours */
+		struct vm_entry *mineent = once ? p : v;
+		if (!mineent) {
+			wref__rcu_unlock();
+			if (once) {
+				p = vm_alloc(m, &k, NULL);
+				if (!p)
+					goto out;
+				wref__entry_hold(&p->e); /* ours */
+			} else {
+				errno = 0;
+				mine = make(key, len, arg);
+				if (!mine) {
+					if (!errno)
+						errno = ENOMEM;
+					goto out;
+				}
+				struct wref__cb *cb = wref__key_cb(mine, false);
+				if (!cb || !(v = vm_alloc(m, &k, cb))) {
+					int err = errno;
+					wref_release(mine);
+					mine = NULL;
+					errno = err;
+					goto out;
+				}
+				wref__entry_arm(&v->e);
+			}
+			continue;
+		}
+		bool linked;
+		if (e)
+			linked = wref__entry_replace(e, &mineent->e, h, &k);
+		else
+			linked = wref__entry_add_unique(&mineent->e, h, &k) ==
+				 &mineent->e;
+		if (linked && mineent == v && m->tier)
+			kick = tier_touch(m->tier, v);
+		wref__rcu_unlock();
+		if (!linked)
+			continue;
+		if (e)
+			gone = e; /* the dead entry we displaced */
+		if (!once) {
+			ret = mine;
+			mine = NULL;
+			v = NULL;
+			break;
+		}
+		/* CREATE_ONCE: our placeholder is linked; make outside any
+		 * lock and read-side section */
+		if (gone) {
+			wref__entry_removed(gone);
+			gone = NULL;
+		}
+		errno = 0;
+		mine = make(key, len, arg);
+		struct wref__cb *cb = mine ? wref__key_cb(mine, false) : NULL;
+		if (cb)
+			v = vm_alloc(m, &k, cb);
+		if (!v) {
+			int err = errno ? errno : ENOMEM;
+			wref_release(mine);
+			mine = NULL;
+			wref__rcu_lock();
+			bool un = wref__entry_unlink(&p->e);
+			wref__rcu_unlock();
+			if (un)
+				wref__entry_removed(&p->e);
+			pend_resolve(p, PEND_FAILED, err);
+			wref__entry_put(&p->e);
+			p = NULL;
+			errno = err;
+			goto out;
+		}
+		wref__entry_arm(&v->e);
+		wref__rcu_lock();
+		bool p_out = wref__entry_replace(&p->e, &v->e, h, &k);
+		linked = p_out;
+		if (!linked) {
+			/* our placeholder was cleared away: insert normally */
+			struct wref__entry *other;
+			other = wref__entry_add_unique(&v->e, h, &k);
+			if (other == &v->e) {
+				linked = true;
+			} else {
+				ret = wref__entry_upgrade(other);
+				if (!ret && wref__entry_replace(other, &v->e,
+								h, &k)) {
+					gone = other;
+					linked = true;
+				}
+			}
+		}
+		if (linked && m->tier)
+			kick = tier_touch(m->tier, v);
+		wref__rcu_unlock();
+		if (p_out)
+			wref__entry_removed(&p->e);
+		if (linked) {
+			ret = mine;
+			mine = NULL;
+			v = NULL;
+		}
+		pend_resolve(p, PEND_DONE, 0);
+		wref__entry_put(&p->e);
+		p = NULL;
+		if (ret)
+			break;
+		/* lost to a racing set and death around a clear: start over */
+		wref__entry_discard(&v->e);
+		v = NULL;
+		wref_release(mine);
+		mine = NULL;
+	}
+out:
+	if (gone)
+		wref__entry_removed(gone);
+	if (v)
+		wref__entry_discard(&v->e);
+	if (p)
+		wref__entry_discard(&p->e);
+	if (mine) {
+		int err = errno;
+		wref_release(mine); /* a loser's object, before return */
+		errno = err;
+	}
+	if (kick)
+		tier_schedule(m->tier);
+	return ret;
+}
+
+/* Unlink the live entry under key; returns its object (a strong ref) and
+ * the entry (to finish with wref__entry_removed), or NULL (errno). */
+static void *take(wref_valmap *m, const void *key, size_t len,
+		  struct wref__entry **out)
+{
+	struct vkey k = { key, len };
+	uint64_t h = wref__hash_bytes(key, len);
+	for (;;) {
+		wref__rcu_lock();
+		struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
+		void *obj = e ? wref__entry_upgrade(e) : NULL;
+		bool un = obj && wref__entry_unlink(e);
+		wref__rcu_unlock();
+		if (un) {
+			*out = e;
+			return obj;
+		}
+		if (!obj) {
+			errno = ENOENT; /* absent, dead, or being created */
+			return NULL;
+		}
+		wref_release(obj); /* replaced meanwhile: look again */
+	}
+}
+
+void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
+{
+	if (bad_args(m, key, len))
+		return NULL;
+	struct wref__entry *e;
+	void *obj = take(m, key, len, &e);
+	if (obj)
+		wref__entry_removed(e);
+	return obj;
+}
+
+int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
+{
+	if (bad_args(m, key, len))
+		return -EINVAL;
+	struct wref__entry *e;
+	void *obj = take(m, key, len, &e);
+	if (!obj)
+		return -ENOENT;
+	wref__entry_removed(e);
+	wref_release(obj);
+	return 0;
+}
+
+size_t wref_valmap_len(wref_valmap *m)
+{
+	return m ? wref__table_len(&m->t) : 0;
+}
+
+void wref_valmap_clear(wref_valmap *m)
+{
+	if (m)
+		wref__table_clear(&m->t);
+}
+
+struct pin {
+	struct vm_entry *v; /* pinned: its key stays valid */
+	void *obj;          /* strong */
+};
+
+int wref_valmap_foreach(wref_valmap *m,
+		int (*fn)(const void *key, size_t len, void *obj, void *arg),
+		void *arg)
+{
+	if (!m || !fn)
+		return -EINVAL;
+	size_t cap = wref__table_len(&m->t) + 16, n;
+	struct pin *pins;
+	bool full;
+	/* snapshot: pin every live entry inside one read-side section, then
+	 * call fn outside it (fn may modify the map or release anything) */
+	for (;;) {
+		pins = wref__alloc(cap * sizeof *pins);
+		if (!pins)
+			return -ENOMEM;
+		struct cds_lfht_iter it;
+		n = 0;
+		full = false;
+		wref__rcu_lock();
+		for (struct wref__entry *e = wref__table_first(&m->t, &it); e;
+		     e = wref__table_next(&m->t, &it)) {
+			if (n == cap) {
+				full = true;
+				break;
+			}
+			void *obj = wref__entry_upgrade(e);
+			if (!obj)
+				continue;
+			if (!wref__entry_tryhold(e)) {
+				/* retiring: it is being removed; releasing
+				 * here could run destroy, so keep it for
+				 * after the section with no entry */
+				pins[n++] = (struct pin){ NULL, obj };
+				continue;
+			}
+			pins[n++] = (struct pin){ vm(e), obj };
+		}
+		wref__rcu_unlock();
+		if (!full)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			if (pins[i].v)
+				wref__entry_put(&pins[i].v->e);
+			wref_release(pins[i].obj);
+		}
+		wref__free(pins);
+		cap *= 2; /* the map grew under us */
+	}
+	int ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct vm_entry *v = pins[i].v;
+		if (!ret && v)
+			ret = fn(v->key, v->len, pins[i].obj, arg);
+		if (v)
+			wref__entry_put(&v->e);
+		wref_release(pins[i].obj);
+	}
+	wref__free(pins);
+	return ret;
+}

@@ -1,0 +1,763 @@
+/*
+ * check_valmap.c - the weak-value map: every call and error, prompt
+ * removal, replace vs old death, keys of length 0 and 1 MiB, foreach
+ * modifying the map, get_or_create (plain and CREATE_ONCE), the retention
+ * tier under a controllable clock, teardown while others hold objects.
+ */
+#include "containers_test.h"
+
+static struct wref_stats start;
+
+static void setup(void)
+{
+	start = ct_stats();
+}
+
+/* ---- basics ---------------------------------------------------------- */
+
+START_TEST(test_new_errors)
+{
+	wref_map_options bad = { .flags = 0x100 };
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_new(&bad));
+	ck_assert_int_eq(errno, EINVAL);
+	wref_valmap *m = wref_valmap_new(NULL);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	wref_map_options big = { .initial_size = 5000 };
+	m = wref_valmap_new(&big);
+	ck_assert_ptr_nonnull(m);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_arg_errors)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *nw = item_new(&noweak_type, 2, NULL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(NULL, "k", 1));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(m, NULL, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(wref_valmap_set(NULL, "k", 1, a), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, NULL, 3, a), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, NULL), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, nw), -EINVAL);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_pop(m, NULL, 2));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(wref_valmap_del(NULL, "k", 1), -EINVAL);
+	ck_assert_int_eq(wref_valmap_del(m, NULL, 1), -EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(m, "k", 1, NULL, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(NULL, "k", 1, NULL, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(wref_valmap_foreach(NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(wref_valmap_foreach(m, NULL, NULL), -EINVAL);
+	ck_assert_uint_eq(wref_valmap_len(NULL), 0);
+	wref_valmap_clear(NULL);
+	wref_release(a);
+	wref_release(nw);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_set_get_del)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *b = item_new(&item_type, 2, NULL);
+	ck_assert_int_eq(wref_valmap_set(m, "alpha", 5, a), 0);
+	ck_assert_int_eq(wref_valmap_set(m, "beta", 4, b), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 2);
+	ck_assert_uint_eq(wref_strong_count(a), 1); /* held weakly */
+	struct item *g = wref_valmap_get(m, "alpha", 5);
+	ck_assert_ptr_eq(g, a);
+	ck_assert_uint_eq(wref_strong_count(a), 2);
+	wref_release(g);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(m, "alph", 4));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_ptr_null(wref_valmap_get(m, "alphaX", 6));
+	ck_assert_int_eq(wref_valmap_del(m, "alpha", 5), 0);
+	ck_assert_int_eq(wref_valmap_del(m, "alpha", 5), -ENOENT);
+	ck_assert_ptr_null(wref_valmap_get(m, "alpha", 5));
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	ck_assert_uint_eq(wref_strong_count(a), 1); /* del does not kill */
+	/* pop returns a strong ref */
+	g = wref_valmap_pop(m, "beta", 4);
+	ck_assert_ptr_eq(g, b);
+	ck_assert_uint_eq(wref_strong_count(b), 2);
+	wref_release(g);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_pop(m, "beta", 4));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	/* an object may be under several keys */
+	ck_assert_int_eq(wref_valmap_set(m, "x", 1, a), 0);
+	ck_assert_int_eq(wref_valmap_set(m, "y", 1, a), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 2);
+	wref_release(a); /* both entries go at once */
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(b);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_prompt_removal)
+{
+	_Atomic int d = 0;
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, &d);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, a), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(a);
+	/* no flush, no later traffic: gone as soon as the release returns */
+	ck_assert_int_eq(atomic_load(&d), 1);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	ck_assert_ptr_null(wref_valmap_get(m, "k", 1));
+	ck_assert_int_eq(wref_valmap_del(m, "k", 1), -ENOENT);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_pop(m, "k", 1));
+	ck_assert_int_eq(errno, ENOENT);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_replace_then_old_dies)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *b = item_new(&item_type, 2, NULL);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, a), 0);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, b), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(a); /* the old value's death must not remove b */
+	struct item *g = wref_valmap_get(m, "k", 1);
+	ck_assert_ptr_eq(g, b);
+	wref_release(g);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	/* same object again: still one entry */
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, b), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(b);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_key_lengths)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *b = item_new(&item_type, 2, NULL);
+	struct item *c = item_new(&item_type, 3, NULL);
+	/* a zero-length key is a key (NULL or not) */
+	ck_assert_int_eq(wref_valmap_set(m, NULL, 0, a), 0);
+	struct item *g = wref_valmap_get(m, "", 0);
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	/* one byte keys, including NUL */
+	ck_assert_int_eq(wref_valmap_set(m, "\0", 1, b), 0);
+	g = wref_valmap_get(m, "\0", 1);
+	ck_assert_ptr_eq(g, b);
+	wref_release(g);
+	/* 1 MiB keys differing in the last byte */
+	size_t n = 1 << 20;
+	unsigned char *k1 = malloc(n), *k2 = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		k1[i] = k2[i] = (unsigned char)(i * 7);
+	k2[n - 1] ^= 1;
+	ck_assert_int_eq(wref_valmap_set(m, k1, n, c), 0);
+	ck_assert_ptr_null(wref_valmap_get(m, k2, n));
+	g = wref_valmap_get(m, k1, n);
+	ck_assert_ptr_eq(g, c);
+	wref_release(g);
+	k1[0] ^= 1; /* the key was copied */
+	ck_assert_ptr_null(wref_valmap_get(m, k1, n));
+	k1[0] ^= 1;
+	ck_assert_uint_eq(wref_valmap_len(m), 3);
+	ck_assert_int_eq(wref_valmap_del(m, NULL, 0), 0);
+	ck_assert_int_eq(wref_valmap_del(m, k1, n), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	free(k1);
+	free(k2);
+	wref_release(a);
+	wref_release(b);
+	wref_release(c);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_clear)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *v[200];
+	for (int i = 0; i < 200; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, NULL);
+		ck_assert_int_eq(wref_valmap_set(m, &i, sizeof i, v[i]), 0);
+	}
+	ck_assert_uint_eq(wref_valmap_len(m), 200);
+	wref_valmap_clear(m);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	for (int i = 0; i < 200; i++) {
+		ck_assert_ptr_null(wref_valmap_get(m, &i, sizeof i));
+		ck_assert_uint_eq(wref_strong_count(v[i]), 1);
+		wref_release(v[i]);
+	}
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* ---- foreach ---------------------------------------------------------- */
+
+struct fe {
+	wref_valmap *m;
+	int seen, stop_at;
+	struct item *extra;
+	uint64_t sum;
+};
+
+static int fe_count(const void *key, size_t len, void *obj, void *arg)
+{
+	struct fe *f = arg;
+	struct item *it = obj;
+	ck_assert_uint_eq(len, sizeof(int));
+	int k;
+	memcpy(&k, key, sizeof k);
+	ck_assert_uint_eq((uint64_t)k, it->id);
+	ck_assert_uint_ge(wref_strong_count(obj), 2); /* pinned */
+	f->seen++;
+	f->sum += it->id;
+	return f->stop_at && f->seen == f->stop_at ? 42 : 0;
+}
+
+static int fe_modify(const void *key, size_t len, void *obj, void *arg)
+{
+	struct fe *f = arg;
+	/* delete what we visit, insert something new, drop last refs */
+	ck_assert_int_eq(wref_valmap_del(f->m, key, len), 0);
+	ck_assert_int_eq(wref_valmap_set(f->m, "new", 3, f->extra), 0);
+	wref_release(obj); /* the caller gave us its ref below */
+	f->seen++;
+	return 0;
+}
+
+START_TEST(test_foreach)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *v[50];
+	uint64_t sum = 0;
+	for (int i = 0; i < 50; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, NULL);
+		sum += (uint64_t)i;
+		ck_assert_int_eq(wref_valmap_set(m, &i, sizeof i, v[i]), 0);
+	}
+	struct fe f = { .m = m };
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_count, &f), 0);
+	ck_assert_int_eq(f.seen, 50);
+	ck_assert_uint_eq(f.sum, sum);
+	/* a non-zero return stops and is returned */
+	f = (struct fe){ .m = m, .stop_at = 7 };
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_count, &f), 42);
+	ck_assert_int_eq(f.seen, 7);
+	/* dead entries are not visited */
+	wref_release(v[3]);
+	v[3] = NULL;
+	f = (struct fe){ .m = m };
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_count, &f), 0);
+	ck_assert_int_eq(f.seen, 49);
+	/* fn may modify the map and release the last ref of what it sees:
+	 * here we hand our refs over to fn, which releases them */
+	f = (struct fe){ .m = m, .extra = item_new(&item_type, 99, NULL) };
+	for (int i = 0; i < 50; i++)
+		v[i] = NULL;
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_modify, &f), 0);
+	ck_assert_int_eq(f.seen, 49);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(f.extra);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* the last ref of the map itself dropped inside its foreach */
+static int fe_release_map(const void *key, size_t len, void *obj, void *arg)
+{
+	wref_valmap **mp = arg;
+	if (*mp) {
+		wref_release(*mp);
+		*mp = NULL;
+	}
+	return 0;
+}
+
+START_TEST(test_foreach_releases_map)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *b = item_new(&item_type, 2, NULL);
+	wref_valmap_set(m, "a", 1, a);
+	wref_valmap_set(m, "b", 1, b);
+	wref_valmap *hold = wref_retain(m);
+	wref_valmap *arg = m;
+	ck_assert_int_eq(wref_valmap_foreach(hold, fe_release_map, &arg), 0);
+	wref_release(hold); /* the map dies here, after the walk */
+	ck_assert_uint_eq(wref_strong_count(a), 1);
+	wref_release(a);
+	wref_release(b);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* ---- get_or_create ------------------------------------------------------ */
+
+static _Atomic int makes;
+
+static void *new_item(const void *key, size_t len)
+{
+	struct item *it = wref_new(&item_type, sizeof *it);
+	if (it && len >= sizeof(int)) {
+		int k;
+		memcpy(&k, key, sizeof k);
+		it->id = (uint64_t)k;
+	}
+	return it;
+}
+
+static void *make_item(const void *key, size_t len, void *arg)
+{
+	atomic_fetch_add(&makes, 1);
+	return new_item(key, len);
+}
+
+static void *make_fail(const void *key, size_t len, void *arg)
+{
+	atomic_fetch_add(&makes, 1);
+	errno = EIO;
+	return NULL;
+}
+
+static void *make_noweak(const void *key, size_t len, void *arg)
+{
+	return wref_new(&noweak_type, 8);
+}
+
+START_TEST(test_get_or_create)
+{
+	wref_map_options o = { .flags = (unsigned)_i ? WREF_MAP_CREATE_ONCE
+						     : 0 };
+	wref_valmap *m = wref_valmap_new(&o);
+	atomic_store(&makes, 0);
+	int k = 5;
+	struct item *a = wref_valmap_get_or_create(m, &k, sizeof k, make_item,
+						   NULL);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_uint_eq(a->id, 5);
+	ck_assert_int_eq(atomic_load(&makes), 1);
+	ck_assert_uint_eq(wref_strong_count(a), 1);
+	struct item *b = wref_valmap_get_or_create(m, &k, sizeof k, make_item,
+						   NULL);
+	ck_assert_ptr_eq(a, b);
+	ck_assert_int_eq(atomic_load(&makes), 1);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(b);
+	wref_release(a);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	/* the dead value is replaced by a new one */
+	a = wref_valmap_get_or_create(m, &k, sizeof k, make_item, NULL);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(atomic_load(&makes), 2);
+	/* set wins over get_or_create afterwards */
+	struct item *c = item_new(&item_type, 9, NULL);
+	ck_assert_int_eq(wref_valmap_set(m, &k, sizeof k, c), 0);
+	b = wref_valmap_get_or_create(m, &k, sizeof k, make_item, NULL);
+	ck_assert_ptr_eq(b, c);
+	wref_release(b);
+	/* make's failure: errno as make left it */
+	int k2 = 6;
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(m, &k2, sizeof k2,
+						     make_fail, NULL));
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	ck_assert_ptr_null(wref_valmap_get(m, &k2, sizeof k2));
+	/* make returning a NO_WEAK object: EINVAL, object released */
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(m, &k2, sizeof k2,
+						     make_noweak, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	/* zero-length key */
+	b = wref_valmap_get_or_create(m, NULL, 0, make_item, NULL);
+	ck_assert_ptr_nonnull(b);
+	struct item *g = wref_valmap_get(m, "", 0);
+	ck_assert_ptr_eq(g, b);
+	wref_release(g);
+	wref_release(b);
+	wref_release(a);
+	wref_release(c);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* CREATE_ONCE: concurrent callers; make is slow and runs once */
+struct once_arg {
+	wref_valmap *m;
+	pthread_barrier_t *bar;
+	void *(*make)(const void *, size_t, void *);
+	void *got;
+	int err;
+};
+
+static void *make_slow(const void *key, size_t len, void *arg)
+{
+	atomic_fetch_add(&makes, 1);
+	usleep(50000);
+	return new_item(key, len);
+}
+
+static void *make_slow_fail(const void *key, size_t len, void *arg)
+{
+	atomic_fetch_add(&makes, 1);
+	usleep(50000);
+	errno = EIO;
+	return NULL;
+}
+
+static void *once_thread(void *p)
+{
+	struct once_arg *a = p;
+	int k = 1;
+	pthread_barrier_wait(a->bar);
+	errno = 0;
+	a->got = wref_valmap_get_or_create(a->m, &k, sizeof k, a->make, NULL);
+	a->err = errno;
+	return NULL;
+}
+
+START_TEST(test_create_once)
+{
+	enum { N = 6 };
+	wref_map_options o = { .flags = WREF_MAP_CREATE_ONCE };
+	wref_valmap *m = wref_valmap_new(&o);
+	for (int fail = 0; fail < 2; fail++) {
+		pthread_barrier_t bar;
+		pthread_t th[N];
+		struct once_arg a[N];
+		pthread_barrier_init(&bar, NULL, N);
+		atomic_store(&makes, 0);
+		for (int i = 0; i < N; i++) {
+			a[i] = (struct once_arg){ m, &bar,
+				fail ? make_slow_fail : make_slow, NULL, 0 };
+			pthread_create(&th[i], NULL, once_thread, &a[i]);
+		}
+		for (int i = 0; i < N; i++)
+			pthread_join(th[i], NULL);
+		pthread_barrier_destroy(&bar);
+		/* callers arriving while make ran waited for it; the
+		 * creator holds its result, so make ran once.  After a
+		 * failure a late caller may try again itself (and fail) */
+		if (fail)
+			ck_assert_int_le(atomic_load(&makes), N);
+		else
+			ck_assert_int_eq(atomic_load(&makes), 1);
+		for (int i = 0; i < N; i++) {
+			if (fail) {
+				ck_assert_ptr_null(a[i].got);
+				ck_assert_int_eq(a[i].err, EIO);
+			} else {
+				ck_assert_ptr_eq(a[i].got, a[0].got);
+			}
+		}
+		for (int i = 0; i < N; i++)
+			wref_release(a[i].got);
+		ck_assert_uint_eq(wref_valmap_len(m), 0);
+	}
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* CREATE_ONCE: clear while make runs; the creator still returns its
+ * object and inserts it */
+static wref_valmap *clear_map;
+static void *make_then_clear(const void *key, size_t len, void *arg)
+{
+	wref_valmap_clear(clear_map);
+	return new_item(key, len);
+}
+
+START_TEST(test_create_once_cleared)
+{
+	wref_map_options o = { .flags = WREF_MAP_CREATE_ONCE };
+	wref_valmap *m = clear_map = wref_valmap_new(&o);
+	int k = 3;
+	struct item *a = wref_valmap_get_or_create(m, &k, sizeof k,
+						   make_then_clear, NULL);
+	ck_assert_ptr_nonnull(a);
+	struct item *g = wref_valmap_get(m, &k, sizeof k);
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	/* a placeholder is not a value: del/pop/len ignore it */
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(a);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* ---- retention tier ------------------------------------------------------ */
+
+START_TEST(test_retain_expiry)
+{
+	_Atomic int d = 0;
+	atomic_store(&fake_now, 1000);
+	wref__clock_set(fake_clock);
+	wref_map_options o = { .retain_ms = 100 };
+	wref_valmap *m = wref_valmap_new(&o);
+	struct item *a = item_new(&item_type, 1, &d);
+	ck_assert_int_eq(wref_valmap_set(m, "a", 1, a), 0); /* access t=1000 */
+	wref_release(a); /* the tier keeps it */
+	ck_assert_int_eq(atomic_load(&d), 0);
+	atomic_store(&fake_now, 1099);
+	wref__retain_sync();
+	ck_assert_int_eq(atomic_load(&d), 0);
+	struct item *g = wref_valmap_get(m, "a", 1); /* access t=1099 */
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	atomic_store(&fake_now, 1150);
+	wref__retain_sync();
+	ck_assert_int_eq(atomic_load(&d), 0); /* 51 ms since last access */
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	atomic_store(&fake_now, 1199);
+	wref__retain_sync();
+	ck_assert_int_eq(atomic_load(&d), 1); /* >= 100 ms: released */
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	ck_assert_ptr_null(wref_valmap_get(m, "a", 1));
+	/* get_or_create retains too */
+	g = wref_valmap_get_or_create(m, "b", 1, make_item, NULL);
+	ck_assert_ptr_nonnull(g);
+	wref_release(g);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	atomic_store(&fake_now, 1400);
+	wref__retain_sync();
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	wref__clock_set(NULL);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_retain_max_lru)
+{
+	_Atomic int d[4] = { 0 };
+	atomic_store(&fake_now, 1);
+	wref__clock_set(fake_clock);
+	wref_map_options o = { .retain_ms = 1000000, .retain_max = 2 };
+	wref_valmap *m = wref_valmap_new(&o);
+	struct item *v[4];
+	for (int i = 0; i < 3; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, &d[i]);
+		ck_assert_int_eq(wref_valmap_set(m, &i, sizeof i, v[i]), 0);
+		wref_release(v[i]);
+		atomic_fetch_add(&fake_now, 10);
+	}
+	/* 0 is the least recently used: dropped (after the queued trim) */
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&d[0]), 1);
+	ck_assert_int_eq(atomic_load(&d[1]), 0);
+	ck_assert_int_eq(atomic_load(&d[2]), 0);
+	/* touch 1, insert 3: now 2 is the least recently used */
+	int k = 1;
+	struct item *g = wref_valmap_get(m, &k, sizeof k);
+	wref_release(g);
+	atomic_fetch_add(&fake_now, 10);
+	k = 3;
+	v[3] = item_new(&item_type, 3, &d[3]);
+	ck_assert_int_eq(wref_valmap_set(m, &k, sizeof k, v[3]), 0);
+	wref_release(v[3]);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&d[1]), 0);
+	ck_assert_int_eq(atomic_load(&d[2]), 1);
+	ck_assert_int_eq(atomic_load(&d[3]), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 2);
+	wref_release(m); /* releases the tier's objects (rule 14) */
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&d[1]), 1);
+	ck_assert_int_eq(atomic_load(&d[3]), 1);
+	wref__clock_set(NULL);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+START_TEST(test_retain_del_drops)
+{
+	_Atomic int d = 0;
+	wref_map_options o = { .retain_ms = 1000000 };
+	wref_valmap *m = wref_valmap_new(&o);
+	for (int op = 0; op < 4; op++) {
+		atomic_store(&d, 0);
+		struct item *a = item_new(&item_type, 1, &d);
+		ck_assert_int_eq(wref_valmap_set(m, "a", 1, a), 0);
+		wref_release(a);
+		ck_assert_int_eq(atomic_load(&d), 0);
+		switch (op) {
+		case 0:
+			ck_assert_int_eq(wref_valmap_del(m, "a", 1), 0);
+			break;
+		case 1:
+			wref_release(wref_valmap_pop(m, "a", 1));
+			break;
+		case 2:
+			wref_valmap_clear(m);
+			break;
+		case 3: { /* replace: the old value is no longer retained */
+			struct item *b = item_new(&item_type, 2, NULL);
+			ck_assert_int_eq(wref_valmap_set(m, "a", 1, b), 0);
+			wref_release(b);
+			break;
+		}
+		}
+		ck_assert_int_eq(atomic_load(&d), 1);
+	}
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* the real clock and the timer thread: expiry needs no lookup */
+START_TEST(test_retain_timer)
+{
+	_Atomic int d = 0;
+	wref_map_options o = { .retain_ms = 20 };
+	wref_valmap *m = wref_valmap_new(&o);
+	struct item *a = item_new(&item_type, 1, &d);
+	ck_assert_int_eq(wref_valmap_set(m, "a", 1, a), 0);
+	wref_release(a);
+	double t0 = ct_now();
+	while (!atomic_load(&d) && ct_now() - t0 < 30)
+		usleep(1000);
+	ck_assert_int_eq(atomic_load(&d), 1);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* ---- teardown ---------------------------------------------------------- */
+
+START_TEST(test_destroy_shared_objects)
+{
+	wref_valmap *m1 = wref_valmap_new(NULL);
+	wref_valmap *m2 = wref_valmap_new(NULL);
+	wref_set *s = wref_set_new(NULL);
+	struct item *v[100];
+	wref_ref *r[100];
+	for (int i = 0; i < 100; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, NULL);
+		wref_valmap_set(m1, &i, sizeof i, v[i]);
+		wref_valmap_set(m2, &i, sizeof i, v[i]);
+		wref_set_add(s, v[i]);
+		r[i] = wref_ref_new(v[i], NULL, NULL);
+	}
+	wref_release(m1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(wref_valmap_len(m2), 100);
+	ck_assert_uint_eq(wref_set_len(s), 100);
+	for (int i = 0; i < 100; i++) {
+		struct item *g = wref_ref_get(r[i]);
+		ck_assert_ptr_eq(g, v[i]);
+		wref_release(g);
+		g = wref_valmap_get(m2, &i, sizeof i);
+		ck_assert_ptr_eq(g, v[i]);
+		wref_release(g);
+		ck_assert_uint_eq(wref_strong_count(v[i]), 1);
+	}
+	for (int i = 0; i < 100; i++)
+		wref_release(v[i]);
+	ck_assert_uint_eq(wref_valmap_len(m2), 0);
+	ck_assert_uint_eq(wref_set_len(s), 0);
+	for (int i = 0; i < 100; i++)
+		wref_release(r[i]);
+	wref_release(m2);
+	wref_release(s);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* ---- allocation failure ---------------------------------------------- */
+
+START_TEST(test_enomem)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	wref__alloc_fail_after(0);
+	ck_assert_int_eq(wref_valmap_set(m, "a", 1, a), -ENOMEM);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref__alloc_fail_after(0);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_new(NULL));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_eq(wref_valmap_set(m, "a", 1, a), 0);
+	wref__alloc_fail_after(0);
+	struct fe f = { .m = m };
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_count, &f), -ENOMEM);
+	wref__alloc_fail_after(-1);
+	wref_release(a);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+static Suite *valmap_suite(void)
+{
+	Suite *s = suite_create("valmap");
+	TCase *tc = tcase_create("api");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_new_errors);
+	tcase_add_test(tc, test_arg_errors);
+	tcase_add_test(tc, test_set_get_del);
+	tcase_add_test(tc, test_prompt_removal);
+	tcase_add_test(tc, test_replace_then_old_dies);
+	tcase_add_test(tc, test_key_lengths);
+	tcase_add_test(tc, test_clear);
+	tcase_add_test(tc, test_foreach);
+	tcase_add_test(tc, test_foreach_releases_map);
+	tcase_add_loop_test(tc, test_get_or_create, 0, 2);
+	tcase_add_test(tc, test_create_once);
+	tcase_add_test(tc, test_create_once_cleared);
+	tcase_add_test(tc, test_destroy_shared_objects);
+	tcase_add_test(tc, test_enomem);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("retention");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_retain_expiry);
+	tcase_add_test(tc, test_retain_max_lru);
+	tcase_add_test(tc, test_retain_del_drops);
+	tcase_add_test(tc, test_retain_timer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return ct_run_suite(valmap_suite());
+}
