@@ -1,1 +1,24 @@
-## wrefd.mk: filled in by its area
+## wrefd.mk: examples/wrefd, a multithreaded RESP2 server on libwref
+## (issue 8), its redis-cli integration test and its redis-benchmark run.
+##   make check            runs tests/wrefd_test.sh (skips, 77, without
+##                         redis-cli from Debian's redis-tools)
+##   make bench-wrefd      wrefd vs redis-server, redis-benchmark
+##                         -t ping,set,get,incr -c 50 -n 200000 (and -P 16)
+##   make bench-wrefd-quick  the same with -n 20000
+## Debian packages: redis-tools (test), redis-server (benchmark).
+noinst_PROGRAMS += examples/wrefd/wrefd
+examples_wrefd_wrefd_SOURCES = \
+	examples/wrefd/wrefd.h \
+	examples/wrefd/main.c \
+	examples/wrefd/db.c \
+	examples/wrefd/cmd.c
+examples_wrefd_wrefd_LDADD = lib/libwref.la -lpthread
+
+TESTS += tests/wrefd_test.sh
+EXTRA_DIST += tests/wrefd_test.sh bench/wrefd_bench.sh
+
+bench-wrefd: examples/wrefd/wrefd$(EXEEXT)
+	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --wrefd ./examples/wrefd/wrefd$(EXEEXT)
+bench-wrefd-quick: examples/wrefd/wrefd$(EXEEXT)
+	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --quick --wrefd ./examples/wrefd/wrefd$(EXEEXT)
+.PHONY: bench-wrefd bench-wrefd-quick

@@ -239,16 +239,14 @@ wait_for 2 publish flood start
 pub=$!
 pids+=("$pub")
 for _ in $(seq 200); do [ "$(wc -l <"$tmp/flood")" -gt 300 ] && break; sleep 0.02; done
-kill -9 "$sf"
-wait "$sf" 2>/dev/null
+{ kill -9 "$sf"; wait "$sf"; } 2>/dev/null
 wait "$pub"
 lines=$(wc -l <"$tmp/flood")
 [ "$lines" -gt 300 ] && ok "killed subscriber got $lines lines first" ||
 	bad "flood subscriber got only $lines lines before the kill"
 grep -q '^2$' "$tmp/pubout" && ok "publishes reached 2 subscribers" || bad "no publish reached 2"
 wait_for 1 publish flood after-kill
-kill -9 "$sg"
-wait "$sg" 2>/dev/null
+{ kill -9 "$sg"; wait "$sg"; } 2>/dev/null
 wait_for 0 publish flood after-kill2
 expect PONG ping
 
