@@ -263,8 +263,8 @@ def main():
             xs = [v for v in per_round(data, c, key, rounds) if v is not None]
             if unit == "µs":
                 cell = fmt_cell(xs, 1e-3)
-                if c not in ("libwref", "limit") and c in names and \
-                        key.startswith("cb_lat") and not xs:
+                if c in ("C++", "GLib", "Rust", "CPython") and \
+                        c in names and not xs:
                     cell = "inline¹"
             elif unit == "Mops":
                 t = int(key.rsplit("_", 1)[1])
