@@ -5,7 +5,10 @@ EXAMPLES = \
 	examples/observer \
 	examples/tree \
 	examples/tempfile \
-	examples/pitfalls
+	examples/pitfalls \
+	examples/conncache \
+	examples/widgets \
+	examples/sessions
 
 noinst_PROGRAMS += $(EXAMPLES)
 examples_observer_SOURCES = examples/observer.c
@@ -16,6 +19,12 @@ examples_tempfile_SOURCES = examples/tempfile.c
 examples_tempfile_LDADD = lib/libwref.la -lpthread
 examples_pitfalls_SOURCES = examples/pitfalls.c
 examples_pitfalls_LDADD = lib/libwref.la -lpthread
+examples_conncache_SOURCES = examples/conncache.c
+examples_conncache_LDADD = lib/libwref.la -lpthread
+examples_widgets_SOURCES = examples/widgets.c
+examples_widgets_LDADD = lib/libwref.la -lpthread
+examples_sessions_SOURCES = examples/sessions.c
+examples_sessions_LDADD = lib/libwref.la -lpthread
 
 TESTS += examples/check_examples.sh
 EXTRA_DIST += examples/check_examples.sh $(EXAMPLES:=.expected)
