@@ -60,7 +60,7 @@ static inline struct item *item_new(const wref_type *t, uint64_t id,
 
 /* the controllable clock (milliseconds) */
 static _Atomic uint64_t fake_now;
-static uint64_t fake_clock(void)
+static inline uint64_t fake_clock(void)
 {
 	return atomic_load(&fake_now);
 }

@@ -1,0 +1,538 @@
+/*
+ * stress_containers.c - the containers under concurrency (short in make
+ * check, scaled by WREF_STRESS_SCALE; clean under make check-tsan):
+ *  1. get_or_create storm: rounds of N threads on a small key space while
+ *     objects die constantly; every caller of one round gets the same
+ *     object; nothing leaks (plain and CREATE_ONCE).
+ *  2. foreach under concurrent insert, delete and death (valmap, keymap,
+ *     set): every object yielded is alive and belongs to its key.
+ *  3. same-key replace racing the old entry's death: the newer entry
+ *     always survives.
+ *  4. retention tier: accesses racing expiry and LRU trimming under the
+ *     controllable clock; everything released at the end.
+ *  5. container teardown while other threads kill its objects.
+ */
+#include "containers_test.h"
+
+#include <sched.h>
+
+#define THREADS 4
+#define KEYS 8
+
+/* an object that knows its key and whether it is alive */
+enum { LIVE = 0x11, DEAD = 0xdd };
+struct kobj {
+	_Atomic int state;
+	int key;
+};
+
+static _Atomic long poisoned;
+
+static void kobj_destroy(void *p)
+{
+	struct kobj *o = p;
+	atomic_store_explicit(&o->state, DEAD, memory_order_relaxed);
+}
+
+static const wref_type kobj_type = {
+	.name = "kobj",
+	.destroy = kobj_destroy,
+};
+
+static struct kobj *kobj_new(int key)
+{
+	struct kobj *o = wref_new(&kobj_type, sizeof *o);
+	ck_assert_ptr_nonnull(o);
+	o->key = key;
+	atomic_store(&o->state, LIVE);
+	return o;
+}
+
+static void check_live(void *p, int key)
+{
+	struct kobj *o = p;
+	/* relaxed: a poison check; the pin keeps the state LIVE */
+	if (atomic_load_explicit(&o->state, memory_order_relaxed) != LIVE ||
+	    (key >= 0 && o->key != key))
+		atomic_fetch_add(&poisoned, 1);
+}
+
+static void *make_kobj(const void *key, size_t len, void *arg)
+{
+	int k;
+	memcpy(&k, key, sizeof k);
+	ct_spin(200);
+	return kobj_new(k);
+}
+
+/* ---- 1. get_or_create storm ---------------------------------------------- */
+
+static struct {
+	wref_valmap *m;
+	pthread_barrier_t bar;
+	long rounds;
+	void *got[THREADS];
+	_Atomic long mismatches;
+} st;
+
+static void *storm_thread(void *p)
+{
+	int id = (int)(intptr_t)p;
+	uint64_t seed = 77 + (uint64_t)id;
+	void *keep = NULL; /* sometimes carried over into the next rounds */
+	for (long r = 0; r < st.rounds; r++) {
+		int k = (int)(r % KEYS);
+		pthread_barrier_wait(&st.bar);
+		ct_spin((unsigned)(ct_rand(&seed) % 2000));
+		void *o = wref_valmap_get_or_create(st.m, &k, sizeof k,
+						    make_kobj, NULL);
+		ck_assert_ptr_nonnull(o);
+		check_live(o, k);
+		st.got[id] = o;
+		pthread_barrier_wait(&st.bar);
+		if (id == 0)
+			for (int i = 1; i < THREADS; i++)
+				if (st.got[i] != st.got[0])
+					atomic_fetch_add(&st.mismatches, 1);
+		/* churn: another key's entry dies or is revived at random */
+		int k2 = (int)(ct_rand(&seed) % KEYS);
+		void *o2 = wref_valmap_get(st.m, &k2, sizeof k2);
+		if (o2)
+			check_live(o2, k2);
+		pthread_barrier_wait(&st.bar);
+		/* release at random points: entries die while others look */
+		ct_spin((unsigned)(ct_rand(&seed) % 1000));
+		wref_release(o2);
+		if (ct_rand(&seed) % 4 == 0) {
+			wref_release(keep);
+			keep = o;
+		} else {
+			wref_release(o);
+		}
+	}
+	wref_release(keep);
+	return NULL;
+}
+
+START_TEST(test_storm)
+{
+	struct wref_stats s0 = ct_stats();
+	wref_map_options o = { .flags = _i ? WREF_MAP_CREATE_ONCE : 0 };
+	pthread_t th[THREADS];
+	memset(&st, 0, sizeof st);
+	st.m = wref_valmap_new(&o);
+	st.rounds = (ct_tsan() ? 300 : 3000) * ct_scale();
+	pthread_barrier_init(&st.bar, NULL, THREADS);
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, storm_thread, (void *)(intptr_t)i);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&st.bar);
+	ck_assert_int_eq(atomic_load(&st.mismatches), 0);
+	ck_assert_int_eq(atomic_load(&poisoned), 0);
+	ck_assert_uint_eq(wref_valmap_len(st.m), 0); /* all released */
+	wref_release(st.m);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* free-running variant: no rounds, concurrent get_or_create + random
+ * holds; no two live entries for one key are ever seen */
+static _Atomic int stop;
+
+static void *storm_free(void *p)
+{
+	wref_valmap *m = p;
+	uint64_t seed = (uint64_t)(uintptr_t)&seed;
+	void *held[KEYS] = { 0 };
+	while (!atomic_load(&stop)) {
+		int k = (int)(ct_rand(&seed) % KEYS);
+		void *o = wref_valmap_get_or_create(m, &k, sizeof k,
+						    make_kobj, NULL);
+		check_live(o, k);
+		/* while we hold o, the map must return o for k */
+		void *g = wref_valmap_get(m, &k, sizeof k);
+		if (g != o) {
+			/* only a set/del could change it; there are none */
+			atomic_fetch_add(&st.mismatches, 1);
+		}
+		wref_release(g);
+		if (ct_rand(&seed) % 2) {
+			wref_release(held[k]);
+			held[k] = o;
+		} else {
+			wref_release(o);
+		}
+	}
+	for (int k = 0; k < KEYS; k++)
+		wref_release(held[k]);
+	return NULL;
+}
+
+START_TEST(test_storm_free)
+{
+	struct wref_stats s0 = ct_stats();
+	wref_map_options o = { .flags = _i ? WREF_MAP_CREATE_ONCE : 0 };
+	wref_valmap *m = wref_valmap_new(&o);
+	pthread_t th[THREADS];
+	atomic_store(&stop, 0);
+	atomic_store(&st.mismatches, 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, storm_free, m);
+	usleep((useconds_t)(300000 * ct_scale()));
+	atomic_store(&stop, 1);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&st.mismatches), 0);
+	ck_assert_int_eq(atomic_load(&poisoned), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* ---- 2. foreach under mutation ------------------------------------------- */
+
+static struct {
+	wref_valmap *vm;
+	wref_keymap *km;
+	wref_set *set;
+	struct kobj *keys[64]; /* keymap keys, replaced at random */
+	_Atomic long walks;
+} it;
+
+static void *mutator(void *p)
+{
+	uint64_t seed = (uint64_t)(uintptr_t)p * 31 + 1;
+	void *held[16] = { 0 };
+	while (!atomic_load(&stop)) {
+		int k = (int)(ct_rand(&seed) % 64);
+		struct kobj *o = kobj_new(k);
+		switch (ct_rand(&seed) % 6) {
+		case 0:
+			wref_valmap_set(it.vm, &k, sizeof k, o);
+			break;
+		case 1:
+			wref_valmap_del(it.vm, &k, sizeof k);
+			break;
+		case 2:
+			wref_set_add(it.set, o);
+			break;
+		case 3: {
+			struct kobj *key = kobj_new(k);
+			struct kobj *v = kobj_new(k);
+			wref_keymap_set(it.km, key, v);
+			wref_release(v);
+			/* hold the key for a while, then let it die */
+			int slot = (int)(ct_rand(&seed) % 16);
+			wref_release(held[slot]);
+			held[slot] = key;
+			break;
+		}
+		case 4:
+			wref_valmap_clear(it.vm);
+			break;
+		default:
+			break;
+		}
+		/* the object lives a little: in a slot, or dies now */
+		int slot = (int)(ct_rand(&seed) % 16);
+		wref_release(held[slot]);
+		held[slot] = o;
+	}
+	for (int i = 0; i < 16; i++)
+		wref_release(held[i]);
+	return NULL;
+}
+
+static int vm_fn(const void *key, size_t len, void *obj, void *arg)
+{
+	int k;
+	if (len != sizeof k) {
+		atomic_fetch_add(&poisoned, 1);
+		return 0;
+	}
+	memcpy(&k, key, sizeof k);
+	check_live(obj, k);
+	if (arg) /* modify while iterating */
+		wref_valmap_del(it.vm, key, len);
+	return 0;
+}
+
+static int km_fn(void *key, void *value, void *arg)
+{
+	check_live(key, -1);
+	check_live(value, ((struct kobj *)key)->key);
+	return 0;
+}
+
+static int set_fn(void *obj, void *arg)
+{
+	check_live(obj, -1);
+	return 0;
+}
+
+static void *walker(void *p)
+{
+	uint64_t seed = 99;
+	while (!atomic_load(&stop)) {
+		bool modify = ct_rand(&seed) % 8 == 0;
+		ck_assert_int_eq(wref_valmap_foreach(it.vm, vm_fn,
+						     modify ? &seed : NULL), 0);
+		ck_assert_int_eq(wref_keymap_foreach(it.km, km_fn, NULL), 0);
+		ck_assert_int_eq(wref_set_foreach(it.set, set_fn, NULL), 0);
+		size_t n = wref_valmap_len(it.vm);
+		if (n > 64)
+			atomic_fetch_add(&poisoned, 1);
+		atomic_fetch_add(&it.walks, 1);
+	}
+	return NULL;
+}
+
+START_TEST(test_foreach_mutation)
+{
+	struct wref_stats s0 = ct_stats();
+	pthread_t th[THREADS];
+	memset(&it, 0, sizeof it);
+	atomic_store(&stop, 0);
+	it.vm = wref_valmap_new(NULL);
+	it.km = wref_keymap_new(NULL);
+	it.set = wref_set_new(NULL);
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, i < 2 ? walker : mutator,
+			       (void *)(intptr_t)(i + 1));
+	usleep((useconds_t)(400000 * ct_scale()));
+	atomic_store(&stop, 1);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&poisoned), 0);
+	ck_assert_int_gt(atomic_load(&it.walks), 0);
+	ck_assert_uint_eq(wref_valmap_len(it.vm), 0);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(wref_keymap_len(it.km), 0);
+	ck_assert_uint_eq(wref_set_len(it.set), 0);
+	wref_release(it.vm);
+	wref_release(it.km);
+	wref_release(it.set);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* ---- 3. same-key replace vs old death ------------------------------------- */
+
+static struct {
+	wref_valmap *m;
+	wref_keymap *km;
+	pthread_barrier_t bar;
+	struct kobj *old;
+	long rounds;
+} rp;
+
+static void *old_killer(void *p)
+{
+	uint64_t seed = 5;
+	for (long r = 0; r < rp.rounds; r++) {
+		pthread_barrier_wait(&rp.bar);
+		ct_spin((unsigned)(ct_rand(&seed) % 3000));
+		wref_release(rp.old); /* the old value dies */
+		pthread_barrier_wait(&rp.bar);
+	}
+	return NULL;
+}
+
+START_TEST(test_replace_vs_death)
+{
+	struct wref_stats s0 = ct_stats();
+	pthread_t th;
+	uint64_t seed = 6;
+	memset(&rp, 0, sizeof rp);
+	rp.m = wref_valmap_new(NULL);
+	rp.km = wref_keymap_new(NULL);
+	rp.rounds = (ct_tsan() ? 2000 : 20000) * ct_scale();
+	pthread_barrier_init(&rp.bar, NULL, 2);
+	pthread_create(&th, NULL, old_killer, NULL);
+	int k = 1;
+	struct kobj *key = kobj_new(0);
+	for (long r = 0; r < rp.rounds; r++) {
+		rp.old = kobj_new(1);
+		ck_assert_int_eq(wref_valmap_set(rp.m, &k, sizeof k, rp.old),
+				 0);
+		struct kobj *nv = kobj_new(2);
+		pthread_barrier_wait(&rp.bar);
+		ct_spin((unsigned)(ct_rand(&seed) % 3000));
+		ck_assert_int_eq(wref_valmap_set(rp.m, &k, sizeof k, nv), 0);
+		pthread_barrier_wait(&rp.bar);
+		/* the old one is dead and its removal done: the new entry
+		 * must be there */
+		struct kobj *g = wref_valmap_get(rp.m, &k, sizeof k);
+		ck_assert_ptr_eq(g, nv);
+		ck_assert_uint_eq(wref_valmap_len(rp.m), 1);
+		wref_release(g);
+		wref_release(nv);
+		ck_assert_uint_eq(wref_valmap_len(rp.m), 0);
+	}
+	pthread_join(th, NULL);
+	pthread_barrier_destroy(&rp.bar);
+	wref_release(key);
+	wref_release(rp.m);
+	wref_release(rp.km);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* by-value keymap/set: the old (equal) key dies while a new one replaces
+ * it; the new entry survives */
+START_TEST(test_replace_vs_death_by_value)
+{
+	struct wref_stats s0 = ct_stats();
+	wref_map_options bv = { .flags = WREF_MAP_BY_VALUE };
+	wref_keymap *km = wref_keymap_new(&bv);
+	wref_set *s = wref_set_new(&bv);
+	struct item *val = item_new(&item_type, 0, NULL);
+	long rounds = (ct_tsan() ? 500 : 5000) * ct_scale();
+	for (long r = 0; r < rounds; r++) {
+		struct item *a = item_new(&vitem_type, 1, NULL);
+		struct item *b = item_new(&vitem_type, 1, NULL);
+		ck_assert_int_eq(wref_keymap_set(km, a, val), 0);
+		ck_assert_int_eq(wref_set_add(s, a), 0);
+		ck_assert_int_eq(wref_keymap_set(km, b, val), 0);
+		ck_assert_int_eq(wref_set_add(s, b), -EEXIST);
+		wref_release(a);
+		struct item *g = wref_keymap_get(km, b);
+		ck_assert_ptr_eq(g, val);
+		wref_release(g);
+		ck_assert(!wref_set_contains(s, b)); /* a's membership */
+		ck_assert_int_eq(wref_set_add(s, b), 0);
+		wref_release(b);
+		ck_assert_uint_eq(wref_keymap_len(km), 0);
+		ck_assert_uint_eq(wref_set_len(s), 0);
+	}
+	wref_release(km);
+	wref_release(s);
+	wref_release(val);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* ---- 4. retention tier ---------------------------------------------------- */
+
+static void *tier_user(void *p)
+{
+	wref_valmap *m = p;
+	uint64_t seed = (uint64_t)(uintptr_t)&seed;
+	while (!atomic_load(&stop)) {
+		int k = (int)(ct_rand(&seed) % 32);
+		void *o;
+		switch (ct_rand(&seed) % 5) {
+		case 0:
+			o = kobj_new(k);
+			wref_valmap_set(m, &k, sizeof k, o);
+			break;
+		case 1:
+			wref_valmap_del(m, &k, sizeof k);
+			o = NULL;
+			break;
+		default:
+			o = wref_valmap_get_or_create(m, &k, sizeof k,
+						      make_kobj, NULL);
+			check_live(o, k);
+			break;
+		}
+		wref_release(o);
+		atomic_fetch_add(&fake_now, ct_rand(&seed) % 3);
+	}
+	return NULL;
+}
+
+START_TEST(test_retention)
+{
+	struct wref_stats s0 = ct_stats();
+	atomic_store(&fake_now, 0);
+	wref__clock_set(fake_clock);
+	wref_map_options o = { .retain_ms = 50, .retain_max = _i ? 8 : 0 };
+	wref_valmap *m = wref_valmap_new(&o);
+	pthread_t th[THREADS];
+	atomic_store(&stop, 0);
+	for (int i = 0; i < THREADS - 1; i++)
+		pthread_create(&th[i], NULL, tier_user, m);
+	double t0 = ct_now();
+	while (ct_now() - t0 < 0.3 * (double)ct_scale()) {
+		wref__retain_sync(); /* expiry racing the accesses */
+		usleep(1000);
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < THREADS - 1; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&poisoned), 0);
+	if (o.retain_max) {
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_uint_le(wref_valmap_len(m), o.retain_max);
+	}
+	/* everything expires; nothing is held by anyone else */
+	atomic_fetch_add(&fake_now, 1000);
+	wref__retain_sync();
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	wref__clock_set(NULL);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+/* ---- 5. teardown racing deaths ------------------------------------------- */
+
+static struct kobj *td_objs[256];
+
+static void *td_killer(void *p)
+{
+	intptr_t part = (intptr_t)p;
+	for (int i = (int)part; i < 256; i += 2) {
+		wref_release(td_objs[i]);
+		ct_spin(50);
+	}
+	return NULL;
+}
+
+START_TEST(test_teardown_vs_death)
+{
+	struct wref_stats s0 = ct_stats();
+	long rounds = (ct_tsan() ? 20 : 200) * ct_scale();
+	for (long r = 0; r < rounds; r++) {
+		wref_valmap *m = wref_valmap_new(NULL);
+		wref_set *s = wref_set_new(NULL);
+		wref_keymap *km = wref_keymap_new(NULL);
+		for (int i = 0; i < 256; i++) {
+			td_objs[i] = kobj_new(i);
+			wref_valmap_set(m, &i, sizeof i, td_objs[i]);
+			wref_set_add(s, td_objs[i]);
+			struct kobj *v = kobj_new(i);
+			wref_keymap_set(km, td_objs[i], v);
+			wref_release(v);
+		}
+		pthread_t th[2];
+		for (intptr_t i = 0; i < 2; i++)
+			pthread_create(&th[i], NULL, td_killer, (void *)i);
+		wref_release(m);
+		wref_release(km);
+		wref_release(s);
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+	}
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("stress_containers");
+	TCase *tc = tcase_create("stress");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_loop_test(tc, test_storm, 0, 2);
+	tcase_add_loop_test(tc, test_storm_free, 0, 2);
+	tcase_add_test(tc, test_foreach_mutation);
+	tcase_add_test(tc, test_replace_vs_death);
+	tcase_add_test(tc, test_replace_vs_death_by_value);
+	tcase_add_loop_test(tc, test_retention, 0, 2);
+	tcase_add_test(tc, test_teardown_vs_death);
+	suite_add_tcase(s, tc);
+	return ct_run_suite(s);
+}
