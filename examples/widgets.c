@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <wref.h>
 
@@ -38,11 +39,29 @@ struct meta {
 	atomic_long clicks;
 };
 
+/* destroy runs on the executor thread, concurrently with main: it leaves
+ * a note that main prints after wref_flush() */
+static pthread_mutex_t notes_mu = PTHREAD_MUTEX_INITIALIZER;
+static char notes[256];
+
 static void meta_destroy(void *obj)
 {
 	struct meta *m = obj;
-	printf("  metadata \"%s\" freed after %ld click(s)\n", m->tooltip,
-	       atomic_load(&m->clicks));
+	pthread_mutex_lock(&notes_mu);
+	size_t n = strlen(notes);
+	snprintf(notes + n, sizeof notes - n,
+		 "  metadata \"%s\" freed after %ld click(s)\n", m->tooltip,
+		 atomic_load(&m->clicks));
+	pthread_mutex_unlock(&notes_mu);
+}
+
+static void flush_and_print_notes(void)
+{
+	wref_flush(); /* metadata is released on the executor */
+	pthread_mutex_lock(&notes_mu);
+	fputs(notes, stdout);
+	notes[0] = '\0';
+	pthread_mutex_unlock(&notes_mu);
 }
 
 static const wref_type meta_type = { .name = "meta",
@@ -109,13 +128,13 @@ int main(void)
 	printf("the toolkit destroys \"quit\":\n");
 	wref_release(quit);
 	printf("  annotated widgets now: %zu\n", wref_keymap_len(meta_of));
-	wref_flush(); /* its metadata is released on the executor */
+	flush_and_print_notes();
 	printf("what is left:\n");
 	wref_keymap_foreach(meta_of, print_one, NULL);
 
 	printf("the analytics module goes away first:\n");
 	wref_release(meta_of);
-	wref_flush();
+	flush_and_print_notes();
 	printf("the widgets are untouched: %s, %s\n", save->name, logo->name);
 	wref_release(save);
 	wref_release(logo);
