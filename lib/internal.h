@@ -114,19 +114,27 @@ WREF_HIDDEN void wref__futex_wake(_Atomic uint32_t *addr, int n);
 #define WREF_DEAD (UINT64_C(1) << 63)
 #define WREF_SAT (UINT64_C(1) << 62)
 #define WREF_SAT_MID (WREF_SAT + (UINT64_C(1) << 61))
+/* counts in [WREF_UNDERFLOW_ZONE, 2^64) are dead: DEAD plus failed
+ * upgrades' increments, or a dead count an over-release pushed below DEAD */
+#define WREF_UNDERFLOW_ZONE (WREF_DEAD - (UINT64_C(1) << 40))
 
 struct wref__cb;
 
 struct wref__hdr {
 	_Atomic uint64_t strong;
-	/* the type pointer, or (control block | 1) once weakly referenced;
-	 * written once (CAS) while a strong ref is held */
+	/* the type pointer, or the control block | WREF_TC_CB once weakly
+	 * referenced, plus WREF_TC_PIN once the library may pin the object
+	 * with wref__tryget (watch owners, shared refs); bits are only ever
+	 * set, and only while a strong ref is held */
 	_Atomic uintptr_t tc;
 #ifdef WREF_DEBUG
 	uint64_t magic;
 	uint64_t pad; /* keep the payload 16-byte aligned */
 #endif
 };
+#define WREF_TC_CB ((uintptr_t)1)
+#define WREF_TC_PIN ((uintptr_t)2)
+#define WREF_TC_MASK (WREF_TC_CB | WREF_TC_PIN)
 #define WREF_MAGIC UINT64_C(0x7772656661626c65)      /* "wrefable" */
 #define WREF_MAGIC_DEAD UINT64_C(0x646561646465616d) /* "deaddeam" */
 
@@ -145,28 +153,39 @@ static inline struct wref__cb *wref__cb_peek(struct wref__hdr *h)
 {
 	/* acquire: pairs with the CAS publishing the block in wref__cb_get() */
 	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_acquire);
-	return (tc & 1) ? (struct wref__cb *)(tc & ~(uintptr_t)1) : NULL;
+	return (tc & WREF_TC_CB) ? (struct wref__cb *)(tc & ~WREF_TC_MASK)
+				 : NULL;
 }
+/* mark @obj (held strongly by the caller) as pinnable by the library, so
+ * its last release always takes the atomic path */
+WREF_HIDDEN void wref__pinnable(void *obj);
+/* free the memory of a dead object whose type has WREF__TYPE_OWN_FREE */
+WREF_HIDDEN void wref__obj_free(void *obj);
+/* internal wref_type.flags bit: destroy frees the memory itself, later,
+ * with wref__obj_free (a dying weak ref whose callback is still owed) */
+#define WREF__TYPE_OWN_FREE (1u << 31)
 
-/* Slow path of wref__tryget (dead or saturated). */
+/* Slow path of wref__tryget (zero, dead or saturated). */
 WREF_HIDDEN bool wref__tryget_slow(struct wref__hdr *h, uint64_t old);
 
 /*
- * wref__tryget - the upgrade: one fetch_add; fails forever once DEAD.
- * @h must be protected from reclamation (RCU read side, or a hold).
+ * wref__tryget - the upgrade: one fetch_add on the fast path; fails forever
+ * once DEAD (the last release moves the count from 1 straight to DEAD, so
+ * there is no zero to revive).  @h must be protected from reclamation (RCU
+ * read side, or a lock that the object's destroy takes).
  */
 static inline bool wref__tryget(struct wref__hdr *h)
 {
 	/* relaxed pre-check: a dead object's line is not dirtied; the
 	 * fetch_add below re-checks */
 	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
-	if (wref_unlikely(c & WREF_DEAD))
+	if (wref_unlikely(c >= WREF_UNDERFLOW_ZONE))
 		return false;
 	/* relaxed: taking a ref needs no ordering; the payload was published
 	 * through the acquire load of cb->obj; death ordering is carried by
 	 * the release/acquire pair on the decrement side */
 	c = atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
-	if (wref_unlikely(c >= WREF_SAT))
+	if (wref_unlikely(c - 1 >= WREF_SAT - 1))
 		return wref__tryget_slow(h, c);
 	return true;
 }
@@ -228,6 +247,7 @@ struct wref__watch {
 	void *owner;                         /* wref object (payload ptr) */
 	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */
+	bool pinned; /* set before fire(): the dying thread pinned owner */
 };
 
 struct wref__cb {
@@ -274,12 +294,16 @@ static inline bool wref__cb_alive(struct wref__cb *cb)
 						   memory_order_relaxed);
 	return h != NULL;
 }
-/* link @w on @cb; -ENOENT if the referent is already dead */
+/* link @w on @cb; -ENOENT if the referent is already dead.  The caller
+ * holds a strong ref to w->owner (which becomes pinnable). */
 WREF_HIDDEN int wref__watch_add(struct wref__cb *cb, struct wref__watch *w);
 /* unlink @w; false if it was not linked (already fired or firing) */
 WREF_HIDDEN bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w);
 /* death: called by the thread that set DEAD, before destroy */
 WREF_HIDDEN void wref__cb_kill(struct wref__cb *cb);
+/* the wref_ref type; its death is unpublished at once (not deferred) */
+WREF_HIDDEN extern const wref_type wref__ref_type;
+WREF_HIDDEN void wref__ref_unpublish(void *ref);
 
 /* ---- executor.c -------------------------------------------------------- */
 struct wref__work {

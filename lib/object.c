@@ -8,10 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* counts in [WREF_DEAD - 2^40, WREF_DEAD) are a dead count that an
- * over-release pushed below the DEAD bit: still dead */
-#define WREF_UNDERFLOW_ZONE (WREF_DEAD - (UINT64_C(1) << 40))
-
 static atomic_flag warned_saturation = ATOMIC_FLAG_INIT;
 static atomic_flag warned_misuse = ATOMIC_FLAG_INIT;
 
@@ -62,9 +58,9 @@ const wref_type *wref__type(const struct wref__hdr *h)
 	 * pointer published by a CAS we are ordered after (we hold a ref) */
 	uintptr_t tc = atomic_load_explicit(
 		&((struct wref__hdr *)h)->tc, memory_order_acquire);
-	if (tc & 1)
-		return ((struct wref__cb *)(tc & ~(uintptr_t)1))->type;
-	return (const wref_type *)tc;
+	if (tc & WREF_TC_CB)
+		return ((struct wref__cb *)(tc & ~WREF_TC_MASK))->type;
+	return (const wref_type *)(tc & ~WREF_TC_MASK);
 }
 
 static void saturate(struct wref__hdr *h)
@@ -79,10 +75,22 @@ static void saturate(struct wref__hdr *h)
 
 bool wref__tryget_slow(struct wref__hdr *h, uint64_t old)
 {
-	if (old >= WREF_UNDERFLOW_ZONE)
-		return false; /* dead, sticky */
+	/* dead, sticky: the stray increment stays inside the dead zone */
+	if (old >= WREF_UNDERFLOW_ZONE || old == 0)
+		return false;
 	saturate(h);
 	return true;
+}
+
+void wref__pinnable(void *obj)
+{
+	struct wref__hdr *h = wref__hdr(obj);
+	/* relaxed: a flag bit only the release fast path reads; the caller
+	 * holds a strong ref, so that path cannot be running concurrently
+	 * (it needs the count to be 1) */
+	if (!(atomic_load_explicit(&h->tc, memory_order_relaxed) & WREF_TC_PIN))
+		atomic_fetch_or_explicit(&h->tc, WREF_TC_PIN,
+					 memory_order_relaxed);
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -233,12 +241,10 @@ static void free_after_gp(struct rcu_head *head)
 	wref__cb_unhold(cb); /* the object's own hold */
 }
 
-static void destroy_and_free(struct wref__hdr *h)
+void wref__obj_free(void *obj)
 {
-	const wref_type *t = wref__type(h);
+	struct wref__hdr *h = wref__hdr(obj);
 	struct wref__cb *cb = wref__cb_peek(h);
-	if (t->destroy)
-		t->destroy(wref__payload(h));
 #ifdef WREF_DEBUG
 	h->magic = WREF_MAGIC_DEAD;
 #endif
@@ -249,6 +255,15 @@ static void destroy_and_free(struct wref__hdr *h)
 		wref__free(h);
 }
 
+static void destroy_and_free(struct wref__hdr *h)
+{
+	const wref_type *t = wref__type(h);
+	if (t->destroy)
+		t->destroy(wref__payload(h));
+	if (!(t->flags & WREF__TYPE_OWN_FREE))
+		wref__obj_free(wref__payload(h));
+}
+
 /* Called once, by the thread that owns destruction (it set DEAD). */
 static void die(struct wref__hdr *h)
 {
@@ -257,6 +272,8 @@ static void die(struct wref__hdr *h)
 	wref__enter();
 	/* unpublish now, so weak refs and containers read dead as soon as
 	 * the release returns; destroy is queued behind any outer death */
+	if (wref__type(h) == &wref__ref_type)
+		wref__ref_unpublish(wref__payload(h));
 	if (cb)
 		wref__cb_kill(cb);
 	if (tls_can.depth == 1 || !can_push(h))
@@ -266,51 +283,64 @@ static void die(struct wref__hdr *h)
 
 static void release_slow(struct wref__hdr *h, uint64_t c)
 {
-	if (c == 1) {
-		/* acquire: pairs with the release decrements of every other
-		 * holder, so their writes happen-before destroy */
-		atomic_thread_fence(memory_order_acquire);
-		uint64_t zero = 0;
-		/* exactly one of the racing last-releasers sets DEAD; an
-		 * upgrade that revived the count in between owns it now */
-		if (atomic_compare_exchange_strong_explicit(&h->strong, &zero,
-				WREF_DEAD, memory_order_acq_rel,
-				memory_order_relaxed))
-			die(h);
-		return;
-	}
 	if (c == 0 || c >= WREF_UNDERFLOW_ZONE) {
-		/* undo, so a dead count stays dead and a dying one is not
-		 * pushed into the DEAD zone by our mistake */
-		atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
 		misuse(h, "wref_release of an object with no strong ref "
 		       "(over-release)");
 		return;
 	}
-	saturate(h); /* c >= WREF_SAT: pinned */
+	/* c >= WREF_SAT: saturated, pinned forever; leave the count alone */
 }
 
+/*
+ * The count never passes through 0: the last release moves it from 1
+ * straight to DEAD with one CAS (decrements are CASes, so two releasers
+ * can never both see themselves last, and an upgrade's fetch_add never
+ * finds a 0 it could revive).  A releaser touches the header only while
+ * its own ref still counts, so the memory cannot be freed under it.
+ */
 void wref_release(void *obj)
 {
 	if (!obj)
 		return;
 	wref__check(obj, "wref_release");
 	struct wref__hdr *h = wref__hdr(obj);
-	/* acquire: pairs with the release decrements of earlier holders */
+	/* acquire: pairs with the release CAS of earlier holders, so their
+	 * writes happen-before destroy on the sole-owner path */
 	uint64_t c = atomic_load_explicit(&h->strong, memory_order_acquire);
-	/* relaxed: the block is only published while a ref is held, and we
-	 * are ordered after every other holder's release by the load above */
-	if (c == 1 && !(atomic_load_explicit(&h->tc, memory_order_relaxed) & 1)) {
-		/* sole owner, never weakly referenced: nobody can upgrade or
-		 * retain concurrently, so no RMW is needed */
+	/* relaxed: the tag bits are set only while a strong ref is held, and
+	 * we are ordered after every other holder's release by the load */
+	if (c == 1 && !(atomic_load_explicit(&h->tc, memory_order_relaxed) &
+			WREF_TC_MASK)) {
+		/* sole owner of an object never weakly referenced nor pinnable
+		 * by the library: nobody can upgrade or retain concurrently,
+		 * so no RMW is needed */
 		atomic_store_explicit(&h->strong, WREF_DEAD,
 				      memory_order_relaxed);
 		die(h);
 		return;
 	}
-	/* release: pairs with the acquire fence of the last releaser */
-	c = atomic_fetch_sub_explicit(&h->strong, 1, memory_order_release);
-	if (wref_likely(c - 2 < WREF_SAT - 2))
+	for (;;) {
+		if (wref_likely(c - 2 < WREF_SAT - 2)) {
+			/* release: pairs with the acquire of the CAS that
+			 * sets DEAD */
+			if (atomic_compare_exchange_weak_explicit(&h->strong,
+					&c, c - 1, memory_order_release,
+					memory_order_relaxed))
+				return;
+			continue;
+		}
+		if (c == 1) {
+			/* acq_rel: every other holder's release happens-before
+			 * destroy; exactly one thread ever sets DEAD */
+			if (atomic_compare_exchange_weak_explicit(&h->strong,
+					&c, WREF_DEAD, memory_order_acq_rel,
+					memory_order_relaxed)) {
+				die(h);
+				return;
+			}
+			continue;
+		}
+		release_slow(h, c);
 		return;
-	release_slow(h, c);
+	}
 }

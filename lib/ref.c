@@ -18,6 +18,13 @@ struct wref_ref {
 	void *arg;
 	struct wref__watch watch; /* on cb->watches while armed (fn only) */
 	struct wref__work work;   /* the callback's executor item */
+	/* set under cb->lock when the user let go of the ref after its
+	 * referent died but before the callbacks were collected: the callback
+	 * is still owed, so the ref's memory outlives its destroy */
+	bool owed;
+	/* owed refs: the destroy and the callback run each drop one; the
+	 * last frees the memory */
+	_Atomic int owed_parties;
 };
 
 uint64_t wref__hash_ptr(const void *p)
@@ -38,13 +45,20 @@ struct wref__cb *wref__cb_get(void *obj)
 	struct wref__cb *cb = wref__cb_peek(h);
 	if (wref_likely(cb != NULL))
 		return cb;
-	/* relaxed: only the type can be there (no block yet, checked above) */
+	/* relaxed: no block yet (checked above); the type bits are ours */
 	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
-	if (tc & 1)
-		return (struct wref__cb *)(tc & ~(uintptr_t)1);
-	const wref_type *t = (const wref_type *)tc;
+	if (tc & WREF_TC_CB)
+		return (struct wref__cb *)(tc & ~WREF_TC_MASK);
+	const wref_type *t = (const wref_type *)(tc & ~WREF_TC_MASK);
 	if (t->flags & WREF_TYPE_NO_WEAK) {
 		errno = EINVAL;
+		return NULL;
+	}
+	/* relaxed: a dead object (e.g. from inside its own destroy) must not
+	 * grow a block that its already-running death would never clear */
+	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
+	if (c >= WREF_UNDERFLOW_ZONE) {
+		errno = ENOENT;
 		return NULL;
 	}
 	struct wref__cb *n = wref__zalloc(sizeof *n);
@@ -57,14 +71,19 @@ struct wref__cb *wref__cb_get(void *obj)
 	n->hash = t->hash ? t->hash(obj) : wref__hash_ptr(obj);
 	/* release: publishes the initialised block (pairs with the acquire
 	 * in wref__cb_peek()); acquire on failure to read the winner's */
-	if (atomic_compare_exchange_strong_explicit(&h->tc, &tc,
-			(uintptr_t)n | 1, memory_order_acq_rel,
-			memory_order_acquire)) {
-		wref__stat_add(WREF_ST_CB_ALLOC, 1);
-		return n;
+	for (;;) {
+		if (atomic_compare_exchange_strong_explicit(&h->tc, &tc,
+				(uintptr_t)n | WREF_TC_CB | (tc & WREF_TC_PIN),
+				memory_order_acq_rel, memory_order_acquire)) {
+			wref__stat_add(WREF_ST_CB_ALLOC, 1);
+			return n;
+		}
+		if (tc & WREF_TC_CB)
+			break;
+		/* only the PIN bit changed under us: retry */
 	}
 	wref__free(n);
-	return (struct wref__cb *)(tc & ~(uintptr_t)1);
+	return (struct wref__cb *)(tc & ~WREF_TC_MASK);
 }
 
 void wref__cb_hold(struct wref__cb *cb)
@@ -105,6 +124,7 @@ static void watch_unlink(struct wref__watch *w)
 int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
 {
 	int ret = -ENOENT;
+	wref__pinnable(w->owner);
 	wref__lock(&cb->lock);
 	if (!cb->dead) {
 		watch_link(cb, w);
@@ -136,10 +156,15 @@ void wref__cb_kill(struct wref__cb *cb)
 	cb->dead = true;
 	for (w = cb->watches; w; w = next) {
 		next = w->next;
-		/* an owner we cannot pin is dying: its destroy unlinks */
-		if (!wref__tryget(wref__hdr(w->owner)))
+		/* an owner we cannot pin is dying: its destroy unlinks, unless
+		 * it is a ref whose callback is still owed (it keeps its
+		 * memory for the callback) */
+		bool pinned = wref__tryget(wref__hdr(w->owner));
+		if (!pinned && !(w->is_ref &&
+				 ((struct wref_ref *)w->owner)->owed))
 			continue;
 		watch_unlink(w);
+		w->pinned = pinned;
 		w->fnext = fire;
 		fire = w;
 	}
@@ -152,48 +177,113 @@ void wref__cb_kill(struct wref__cb *cb)
 	wref__rcu_unlock();
 	for (w = fire; w; w = next) {
 		next = w->fnext; /* read before the owner can go */
-		wref_release(w->owner);
+		if (w->pinned)
+			wref_release(w->owner);
 	}
 }
 
 /* ---- wref_ref ------------------------------------------------------------ */
 
+/* an owed ref's memory goes when both its destroy and its callback ran */
+static void ref_owed_done(struct wref_ref *r)
+{
+	/* acq_rel: the two parties' accesses to the ref happen-before the
+	 * free by whichever comes last */
+	if (atomic_fetch_sub_explicit(&r->owed_parties, 1,
+				      memory_order_acq_rel) == 1) {
+		wref__cb_unhold(r->cb);
+		wref__obj_free(r);
+	}
+}
+
 static void ref_destroy(void *p)
 {
 	struct wref_ref *r = p;
-	struct wref__cb *cb = r->cb;
-	if (!cb)
-		return; /* never attached (lost a creation race) */
-	wref__lock(&cb->lock);
-	if (r->fn) {
-		if (r->watch.pprev)
-			watch_unlink(&r->watch); /* cancelled before death */
-	} else if (cb->shared == r) {
-		cb->shared = NULL;
+	if (r->owed) {
+		ref_owed_done(r);
+		return;
 	}
-	cb->nrefs--;
-	wref__unlock(&cb->lock);
-	wref__cb_unhold(cb);
+	if (r->cb)
+		wref__cb_unhold(r->cb);
+	wref__obj_free(r);
 }
 
-static const wref_type ref_type = {
+const wref_type wref__ref_type = {
 	.name = "wref_ref",
 	.destroy = ref_destroy,
+	.flags = WREF__TYPE_OWN_FREE,
 };
 
 static void ref_run(struct wref__work *work)
 {
 	struct wref_ref *r = caa_container_of(work, struct wref_ref, work);
 	r->fn(r, r->arg);
-	wref_release(r);
+	if (r->owed)
+		ref_owed_done(r);
+	else
+		wref_release(r);
+}
+
+static void ref_queue(struct wref_ref *r)
+{
+	r->work.run = ref_run;
+	wref__defer(&r->work);
 }
 
 static void ref_fire(struct wref__watch *w)
 {
 	struct wref_ref *r = caa_container_of(w, struct wref_ref, watch);
-	wref_retain(r); /* the handle stays valid inside the callback */
-	r->work.run = ref_run;
-	wref__defer(&r->work);
+	if (w->pinned)
+		wref_retain(r); /* the handle stays valid inside the callback */
+	ref_queue(r);
+}
+
+/* has the referent died (DEAD set) without its watches collected yet?
+ * Under cb->lock with cb->dead false, so its memory is still there. */
+static bool referent_dying(struct wref__cb *cb)
+{
+	/* relaxed: under cb->lock; the dying thread takes the lock after
+	 * setting DEAD, so a count seen as live is ordered before it */
+	uint64_t c = atomic_load_explicit(&cb->mem->strong,
+					  memory_order_relaxed);
+	return c >= WREF_UNDERFLOW_ZONE;
+}
+
+/*
+ * The user's last ref to @ref is gone: called at once by the releasing
+ * thread (never deferred), so the ref's release linearises here.  An armed
+ * callback is cancelled if the referent is alive; if the referent already
+ * died, the callback is owed: either cb_kill has yet to collect it (it
+ * fires owed refs it cannot pin) or it already skipped it (we queue it).
+ */
+void wref__ref_unpublish(void *ref)
+{
+	struct wref_ref *r = ref;
+	struct wref__cb *cb = r->cb;
+	bool queue = false;
+	if (!cb)
+		return; /* never attached (lost a creation race) */
+	wref__lock(&cb->lock);
+	if (r->fn && r->watch.pprev) {
+		if (cb->dead) {
+			watch_unlink(&r->watch); /* skipped by cb_kill */
+			r->owed = queue = true;
+		} else if (referent_dying(cb)) {
+			r->owed = true; /* cb_kill will fire it */
+		} else {
+			watch_unlink(&r->watch); /* cancelled before death */
+		}
+		if (r->owed)
+			atomic_init(&r->owed_parties, 2);
+	} else if (!r->fn && cb->shared == r) {
+		cb->shared = NULL;
+	}
+	cb->nrefs--;
+	wref__unlock(&cb->lock);
+	if (queue) {
+		r->watch.pinned = false;
+		ref_queue(r);
+	}
 }
 
 /* pin the shared ref if there is a live one; under cb->lock */
@@ -222,9 +312,10 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 		if (r)
 			return r;
 	}
-	struct wref_ref *n = wref_new(&ref_type, sizeof *n);
+	struct wref_ref *n = wref_new(&wref__ref_type, sizeof *n);
 	if (!n)
 		return NULL;
+	wref__pinnable(n); /* shared_get and cb_kill pin refs */
 	n->fn = fn;
 	n->arg = arg;
 	wref__lock(&cb->lock);
@@ -265,8 +356,8 @@ bool wref_ref_alive(const wref_ref *r)
 	struct wref__hdr *h = rcu_dereference(r->cb->obj);
 	/* relaxed: a snapshot; a count of 0 is a release in progress that
 	 * an upgrade may still revive, so only DEAD reads as dead */
-	if (h && !(atomic_load_explicit(&h->strong, memory_order_relaxed) &
-		   WREF_DEAD))
+	if (h && atomic_load_explicit(&h->strong, memory_order_relaxed) <
+			 WREF_UNDERFLOW_ZONE)
 		alive = true;
 	wref__rcu_unlock();
 	return alive;
@@ -320,8 +411,8 @@ static void collect(struct wref_ref *r, wref_ref **out, size_t cap,
 		return;
 	}
 	/* relaxed: a snapshot for the count */
-	if (!(atomic_load_explicit(&h->strong, memory_order_relaxed) &
-	      WREF_DEAD))
+	if (atomic_load_explicit(&h->strong, memory_order_relaxed) <
+	    WREF_UNDERFLOW_ZONE)
 		(*total)++;
 }
 
