@@ -126,7 +126,8 @@ typedef void (*wref_callback)(wref_ref *ref, void *arg);
  * ref is still held when @obj dies; releasing the ref first cancels it.
  * Without @cb the ref is shared: every call returns the same handle,
  * retained once more.  Returns a new strong ref to the handle, or NULL with
- * errno EINVAL (NULL @obj, WREF_TYPE_NO_WEAK type) or ENOMEM.
+ * errno EINVAL (NULL @obj, WREF_TYPE_NO_WEAK type), ENOENT (@obj is dead,
+ * e.g. called from its own destroy) or ENOMEM.
  */
 WREF_API wref_ref *wref_ref_new(void *obj, wref_callback cb, void *arg);
 
