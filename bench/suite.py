@@ -257,6 +257,10 @@ def main():
     for t in threads:
         rows.append(("scale_get_%d" % t, "7. map get hit, %d thread%s: Mops/s"
                      " total" % (t, "s" if t > 1 else ""), "Mops", "scale"))
+    for t in threads:
+        rows.append(("scale_up_%d" % t, "7. upgrade+release, one object, %d "
+                     "thread%s: Mops/s total" % (t, "s" if t > 1 else ""),
+                     "Mops", None))
     for key, label, unit, target in rows:
         cells = [label]
         for c in cols:
@@ -383,51 +387,62 @@ def plot(out, data, rounds, threads, cols, plot_rows, now):
         return
     tmp = os.path.join(out, ".plot")
     os.makedirs(tmp, exist_ok=True)
-    series = []
-    for c in cols:
-        pts = []
-        for t in threads:
-            xs = [v for v in per_round(data, c, "scale_get_%d" % t, rounds)
-                  if v]
-            if xs:
-                pts.append((t, t * 1e3 / med(xs)))
-        if pts:
-            fn = os.path.join(tmp, "scale_%d.dat" % len(series))
-            with open(fn, "w") as f:
-                for t, v in pts:
-                    f.write("%d %g\n" % (t, v))
-            series.append((c, fn))
+    def scaling(prefix):
+        series = []
+        for c in cols:
+            pts = []
+            for t in threads:
+                xs = [v for v in per_round(data, c, "%s_%d" % (prefix, t),
+                                           rounds) if v]
+                if xs:
+                    pts.append((t, t * 1e3 / med(xs)))
+            if pts:
+                fn = os.path.join(tmp, "%s_%d.dat" % (prefix, len(series)))
+                with open(fn, "w") as f:
+                    for t, v in pts:
+                        f.write("%d %g\n" % (t, v))
+                series.append((c, fn))
+        return series
+    get_series = scaling("scale_get")
+    up_series = scaling("scale_up")
     bars = os.path.join(tmp, "bars.dat")
     with open(bars, "w") as f:
         for lab, ra, sp in plot_rows:
             f.write('"%s" %s %s\n' % (lab, "%g" % ra if ra else "NaN",
                                       "%g" % sp if sp else "NaN"))
-    term = "pngcairo size 1500,620 font ',10'"
+    term = "pngcairo size 1900,640 font ',10'"
     probe = subprocess.run([gp, "-e", "set terminal pngcairo"],
                            capture_output=True, text=True)
     if probe.returncode != 0 or probe.stderr.strip():
-        term = "png size 1500,620"
+        term = "png size 1900,640"
     script = ["set terminal %s" % term,
               "set output '%s'" % os.path.join(out, "latest.png"),
-              "set multiplot layout 1,2 title 'libwref vs peers, %s, %d CPUs'"
-              % (now.strftime("%Y-%m-%d"), threads[-1]),
-              "set title 'map get hit: throughput vs threads'",
+              "set multiplot layout 1,3 title 'libwref vs peers, %s, %d CPUs"
+              " (medians of the rounds)'" % (now.strftime("%Y-%m-%d"),
+                                            threads[-1]),
               "set xlabel 'threads'", "set ylabel 'Mops/s (total)'",
               "set key top left", "set grid",
               "set xtics (%s)" % ", ".join(str(t) for t in threads),
               "set xrange [0.8:%g]" % (threads[-1] + 0.2),
               "set yrange [0:*]"]
-    if series:
-        script.append("plot " + ", ".join(
-            "'%s' using 1:2 with linespoints lw 2 title '%s'" % (fn, c)
-            for c, fn in series))
-    script += ["set title 'per workload (median of rounds)'",
+    for title, series in (("map get hit: throughput vs threads", get_series),
+                          ("upgrade+release of one shared object",
+                           up_series)):
+        script.append("set title '%s'" % title)
+        if series:
+            script.append("plot " + ", ".join(
+                "'%s' using 1:2 with linespoints lw 2 title '%s'" % (fn, c)
+                for c, fn in series))
+        else:
+            script.append("plot NaN notitle")
+    script += ["set title 'per workload'",
                "set xlabel ''", "set ylabel 'ratio (log scale)'",
                "set logscale y", "set yrange [*:*]", "unset xrange",
                "set style data histograms",
                "set style histogram clustered gap 1",
                "set style fill solid 0.8 border -1", "set boxwidth 0.9",
-               "set xtics rotate by -45 scale 0", "set key top right",
+               "set xtics auto", "set xtics rotate by -45 scale 0",
+               "set key top right",
                "plot '%s' using 2:xtic(1) title 'libwref / limit (cost, 1 = "
                "at the limit)', '' using 3 title 'speed-up vs best peer "
                "(> 1: libwref faster)', 1 with lines dt 2 lc rgb 'black' "

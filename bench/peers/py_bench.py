@@ -81,18 +81,38 @@ def out(k, v):
 
 
 def main():
-    ms = 30.0
+    ms, only = 30.0, None
     a = sys.argv[1:]
     for i, x in enumerate(a):
         if x == "--ms":
             ms = float(a[i + 1])
+        elif x == "--only":
+            only = a[i + 1]
+
+    def want(g):
+        return only is None or only == g
     gc.disable()  # no collector pauses inside timed loops (refcounting frees)
 
+    keys = [key(i) for i in range(2 * NKEYS)]
     # 6. memory
+    if want("memory"):
+        memory(keys)
+    if want("upgrade"):
+        upgrade(ms)
+    if want("create"):
+        create(ms)
+    if want("get"):
+        get(ms, keys)
+    if want("churn"):
+        churn(ms)
+    if want("callbacks"):
+        callbacks(ms)
+
+
+def memory(keys):
     tracemalloc.start()
     objs = [None] * MEM_N
     refs = [None] * MEM_N
-    keys = [key(i) for i in range(2 * NKEYS)]
     m0 = tracemalloc.get_traced_memory()[0]
     for i in range(MEM_N):
         objs[i] = Obj()
@@ -110,6 +130,8 @@ def main():
     out("mem_entry", (m3 - m2) / MEM_N)
     del objs, refs, d
 
+
+def upgrade(ms):
     # 1. upgrade + release: call the ref, drop the result
     o = Obj()
     r = weakref.ref(o)
@@ -118,7 +140,10 @@ def main():
         for _ in range(n):
             r()
     out("up_1t", timed(ms, up))
+    out("scale_up_1", timed(ms, up))
 
+
+def create(ms):
     # 2. create + release
     def new(n):
         for _ in range(n):
@@ -133,6 +158,8 @@ def main():
     out("new_rel", timed(ms, new))
     out("new_rel_weak", timed(ms, new_weak))
 
+
+def get(ms, keys):
     # 3. WeakValueDictionary get
     d = weakref.WeakValueDictionary()
     keep = [Obj() for _ in range(NKEYS)]
@@ -155,6 +182,8 @@ def main():
     out("get_miss_1t", timed(ms, get_run(miss_seq)))
     out("scale_get_1", timed(ms, get_run(hit_seq)))
 
+
+def churn(ms):
     # 4. get-or-create under churn (1 thread; reported as such)
     ck = [key(i) for i in range(CHURN_KEYS)]
     zs = zipf_seq(CHURN_KEYS, SEQ, 0)
@@ -175,6 +204,8 @@ def main():
         pos[0] = p
     out("goc_churn_1t", timed(ms, goc))
 
+
+def callbacks(ms):
     # 5. weakref callbacks, inline at death
     cnt = [0]
 

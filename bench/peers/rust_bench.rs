@@ -121,7 +121,7 @@ fn allocated() -> usize {
 }
 
 // ---- 1. upgrade + release ---------------------------------------------------
-fn w_upgrade(ms: f64) {
+fn w_upgrade(ms: f64, threads: &[usize]) {
     let mut keep = Vec::new();
     let mut w = Vec::new();
     for _ in 0..2 {
@@ -150,6 +150,9 @@ fn w_upgrade(ms: f64) {
     out("up_1t", run(1, ms, body(false)));
     out("up_2t_own", run(2, ms, body(false)));
     out("up_2t_shared", run(2, ms, body(true)));
+    for &t in threads {
+        out(&format!("scale_up_{}", t), run(t, ms, body(true)));
+    }
 }
 
 // ---- 2. create + release ----------------------------------------------------
@@ -329,6 +332,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut ms = 30.0;
     let mut threads: Vec<usize> = vec![1, 2];
+    let mut only = String::new();
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -337,17 +341,19 @@ fn main() {
                 threads = args[i + 1].split(',').map(|x| x.parse().unwrap()).collect();
                 i += 1;
             }
+            "--only" if i + 1 < args.len() => { only = args[i + 1].clone(); i += 1; }
             "--lat" | "--impl" => { i += 1; }
             _ => {}
         }
         i += 1;
     }
     let keys: Vec<String> = (0..2 * NKEYS).map(key).collect();
-    w_memory(&keys);
-    w_upgrade(ms);
-    w_create(ms);
-    w_get(ms, &keys, &threads);
-    w_churn(ms);
-    w_callbacks(ms);
+    let want = |g: &str| only.is_empty() || only == g;
+    if want("memory") { w_memory(&keys); }
+    if want("upgrade") { w_upgrade(ms, &threads); }
+    if want("create") { w_create(ms); }
+    if want("get") { w_get(ms, &keys, &threads); }
+    if want("churn") { w_churn(ms); }
+    if want("callbacks") { w_callbacks(ms); }
     let _ = CB_COUNT.load(Ordering::Relaxed);
 }

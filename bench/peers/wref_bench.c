@@ -58,6 +58,11 @@ static void w_upgrade(void)
 	bench_out("up_2t_own", bench_run(2, opt.ms, up_body, &c));
 	c.shared = 1;
 	bench_out("up_2t_shared", bench_run(2, opt.ms, up_body, &c));
+	for (int i = 0; i < opt.nthreads; i++) {
+		char k[32];
+		snprintf(k, sizeof k, "scale_up_%d", opt.threads[i]);
+		bench_out(k, bench_run(opt.threads[i], opt.ms, up_body, &c));
+	}
 	for (int i = 0; i < 2; i++) {
 		wref_release(c.refs[i]);
 		wref_release(o[i]);
