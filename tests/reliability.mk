@@ -17,6 +17,61 @@ tests_check_alloc_fail_LDFLAGS = $(AM_LDFLAGS) \
 	-Wl,--wrap=wref__alloc -Wl,--wrap=wref__zalloc
 endif
 
+## ---- torture: short in make check, `make torture SECONDS=600` for long ----
+TESTS += tests/torture
+check_PROGRAMS += tests/torture
+tests_torture_SOURCES = tests/torture.c
+tests_torture_CFLAGS = $(AM_CFLAGS)
+tests_torture_LDADD = lib/libwref_core.la -lpthread
+SECONDS ?= 600
+THREADS ?= 0
+torture: tests/torture$(EXEEXT)
+	./tests/torture$(EXEEXT) -s $(SECONDS) -t $(THREADS) $(SEED)
+.PHONY: torture
+
+## ---- fuzzing ---------------------------------------------------------------
+## The harness decodes bytes into API call sequences and checks every result
+## against a reference model.  make check replays tests/fuzz/corpus with a
+## plain (gcc) build of it; `make fuzz` builds it with clang-14 libFuzzer +
+## ASan/UBSan (library sources compiled in, instrumented) and fuzzes for
+## FUZZ_SECONDS (new inputs land in tests/fuzz/new-corpus; `make fuzz-merge`
+## folds them into tests/fuzz/corpus).  FUZZ_EXTRA adds compiler flags.
+TESTS += tests/fuzz/fuzz_replay
+check_PROGRAMS += tests/fuzz/fuzz_replay
+tests_fuzz_fuzz_replay_SOURCES = tests/fuzz/fuzz_api.c tests/fuzz/replay.c
+tests_fuzz_fuzz_replay_CFLAGS = $(AM_CFLAGS)
+tests_fuzz_fuzz_replay_LDADD = lib/libwref_core.la -lpthread
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/README tests/fuzz/clang_compat.h
+
+FUZZ_CC ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer $(FUZZ_EXTRA)
+FUZZ_LIBSRC = $(filter %.c,$(lib_libwref_core_la_SOURCES))
+tests/fuzz/fuzz_api: $(srcdir)/tests/fuzz/fuzz_api.c \
+		$(srcdir)/tests/fuzz/clang_compat.h \
+		$(addprefix $(srcdir)/,$(FUZZ_LIBSRC))
+	@$(MKDIR_P) tests/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -include $(srcdir)/tests/fuzz/clang_compat.h \
+	  -I$(top_srcdir)/include -I$(top_srcdir)/lib \
+	  $(URCU_CFLAGS) -o $@ $(srcdir)/tests/fuzz/fuzz_api.c \
+	  $(addprefix $(srcdir)/,$(FUZZ_LIBSRC)) $(URCU_LIBS) -lpthread
+fuzz: tests/fuzz/fuzz_api
+	@$(MKDIR_P) tests/fuzz/new-corpus
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./tests/fuzz/fuzz_api \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=512 -print_final_stats=1 \
+	  tests/fuzz/new-corpus $(srcdir)/tests/fuzz/corpus
+## keep the corpus small: merge what was found into the source corpus
+fuzz-merge: tests/fuzz/fuzz_api
+	./tests/fuzz/fuzz_api -merge=1 $(srcdir)/tests/fuzz/corpus \
+	  tests/fuzz/new-corpus
+CLEANFILES += tests/fuzz/fuzz_api
+clean-local: clean-fuzz
+clean-fuzz:
+	rm -rf tests/fuzz/new-corpus build-valgrind
+.PHONY: fuzz fuzz-merge clean-fuzz
+
 ## ---- valgrind memcheck over the single-threaded suites ----------------------
 ## A fresh distdir built with libc malloc (memcheck cannot see jemalloc's
 ## mallocx), each suite run with CK_FORK=no under memcheck.  Stress and
