@@ -299,7 +299,9 @@ int db_incr(const char *k, size_t n, long long by, long long *out)
 		int len = snprintf(buf, sizeof buf, "%lld", cur);
 		/* library call under our own lock: it runs no code of ours
 		 * that takes a shard lock (make only allocates) */
-		struct val *nv = val_make(buf, len);
+		struct val *nv = cur >= 0 && cur < SHARED_INTEGERS
+					 ? val_make(buf, len)
+					 : val_new(buf, len);
 		if (!nv) {
 			rc = -ENOMEM;
 		} else if (pp) {

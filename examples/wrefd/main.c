@@ -42,7 +42,8 @@ struct config cfg = {
 wref_set *g_clients;
 wref_valmap *g_channels;
 wref_valmap *g_intern;
-_Atomic uint64_t g_commands, g_connections, g_rejected;
+_Atomic uint64_t g_connections, g_rejected;
+struct wstat g_wstats[256];
 int64_t g_start_ms;
 static _Atomic int g_nclients;
 static _Atomic bool g_stop;
@@ -70,6 +71,16 @@ int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t commands_total(void)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < cfg.threads; i++)
+		/* relaxed: a statistic */
+		n += atomic_load_explicit(&g_wstats[i].commands,
+					  memory_order_relaxed);
+	return n;
+}
+
 static void die(const char *what)
 {
 	perror(what);
@@ -89,6 +100,11 @@ static void *val_create(const void *p, size_t n, void *arg)
 	if (n)
 		memcpy(v->data, p, n);
 	return v;
+}
+
+struct val *val_new(const void *p, size_t n)
+{
+	return val_create(p, n, NULL);
 }
 
 struct val *val_make(const void *p, size_t n)
@@ -539,8 +555,9 @@ static size_t in_limit(void)
 static bool in_reserve(struct conn *c)
 {
 	size_t want = READ_CHUNK;
+	/* c->need counts from c->in_off: compact first so it fits the bound */
 	if (c->in_off && (c->in_off == c->in_len || c->in_off > c->in_cap / 2 ||
-			  c->in_cap - c->in_len < want)) {
+			  c->in_cap - c->in_len < want || c->need)) {
 		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
 		c->in_len -= c->in_off;
 		c->in_off = 0;
@@ -723,6 +740,7 @@ static void worker_accept(struct worker *w)
 		c->kind = K_CONN;
 		c->fd = fd;
 		c->w = w;
+		c->widx = w->idx;
 		c->id = atomic_fetch_add(&g_next_id, 1);
 		pthread_mutex_init(&c->mu, NULL);
 		snprintf(c->addr, sizeof c->addr, "%s:%d",

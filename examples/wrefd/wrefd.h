@@ -59,13 +59,23 @@ struct val {
 	size_t len;
 	char data[]; /* NUL-terminated for convenience */
 };
-struct val *val_make(const void *p, size_t n); /* new strong ref, or NULL */
+struct val *val_make(const void *p, size_t n); /* interned if small */
+struct val *val_new(const void *p, size_t n);  /* never interned */
+/* INCR interns only results in [0, SHARED_INTEGERS), as Redis shares
+ * 0..9999: counters rarely repeat, small numbers do, across keys */
+#define SHARED_INTEGERS 10000
 
 /* ---- globals ------------------------------------------------------------ */
 extern wref_set *g_clients;     /* struct conn, weak */
 extern wref_valmap *g_channels; /* channel name -> wref_signal, weak */
 extern wref_valmap *g_intern;   /* value bytes -> struct val, weak */
-extern _Atomic uint64_t g_commands, g_connections, g_rejected;
+extern _Atomic uint64_t g_connections, g_rejected;
+/* commands processed, one counter per worker (no shared cache line) */
+struct wstat {
+	_Atomic uint64_t commands;
+} __attribute__((aligned(64)));
+extern struct wstat g_wstats[];
+uint64_t commands_total(void);
 extern int64_t g_start_ms;
 int64_t now_ms(void); /* monotonic, coarse */
 
@@ -109,6 +119,7 @@ struct conn {
 	int fd;
 	uint64_t id;
 	struct worker *w;
+	int widx; /* the owner's index in g_wstats */
 	struct conn *prev, *next; /* the owner worker's list (owner only) */
 	char addr[48];
 	int64_t ctime_ms;
