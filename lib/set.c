@@ -112,10 +112,9 @@ bool wref_set_contains(wref_set *s, const void *obj)
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&s->t, h, &k);
 	if (e) {
-		/* acquire (rcu_dereference): pairs with the publication */
-		struct wref__hdr *o = rcu_dereference(e->cb->obj);
-		/* relaxed: a snapshot, nothing is read through it */
-		found = o && !(atomic_load_explicit(&o->strong,
+		/* relaxed: a snapshot, nothing is read through it; the
+		 * header is valid while we can see the entry */
+		found = !(atomic_load_explicit(&e->mem->strong,
 					memory_order_relaxed) & WREF_DEAD);
 	}
 	wref__rcu_unlock();

@@ -26,6 +26,7 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 	cds_lfht_node_init(&e->node);
 	e->t = t;
 	e->cb = cb;
+	e->mem = cb ? cb->mem : NULL;
 	e->watch.next = NULL;
 	e->watch.pprev = NULL;
 	e->watch.fnext = NULL;
@@ -346,12 +347,10 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
 	if (e->cb->type->equal != kt->equal)
 		return 0;
-	/* acquire (rcu_dereference): pairs with the block's publication */
-	struct wref__hdr *h = rcu_dereference(e->cb->obj);
+	struct wref__hdr *h = e->mem;
 	/* relaxed: a dead entry never matches; the header is valid for the
-	 * read-side section */
-	if (!h || (atomic_load_explicit(&h->strong, memory_order_relaxed) &
-		   WREF_DEAD))
+	 * read-side section (see struct wref__entry) */
+	if (atomic_load_explicit(&h->strong, memory_order_relaxed) & WREF_DEAD)
 		return 0;
 	return kt->equal(wref__payload(h), k->obj);
 }

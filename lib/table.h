@@ -53,18 +53,25 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
+/* Cold fields first and the lookup's hot fields (mem, node) last, so a
+ * container can put its key right after them on the same cache line. */
 struct wref__entry {
-	struct cds_lfht_node node;
-	/* control block of the watched object, held; NULL for a placeholder
-	 * entry that watches nothing (a CREATE_ONCE pending entry) */
-	struct wref__cb *cb;
-	struct wref__table *t;
-	_Atomic uint32_t refs;    /* retirement count, see above */
 	struct wref__watch watch; /* fire = prompt removal */
 	union {
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
+	struct wref__table *t;
+	/* control block of the watched object, held; NULL for a placeholder
+	 * entry that watches nothing (a CREATE_ONCE pending entry) */
+	struct wref__cb *cb;
+	_Atomic uint32_t refs;    /* retirement count, see above */
+	/* the watched object's header (cb->mem), read by upgrades instead
+	 * of cb->obj: while a reader can find the entry the header is valid,
+	 * because a death unlinks the entry before the header's memory is
+	 * retired (call_rcu), and a dead header has its DEAD bit set */
+	struct wref__hdr *mem;
+	struct cds_lfht_node node;
 };
 
 struct wref__table {
@@ -175,14 +182,12 @@ static inline struct wref__entry *wref__table_lookup(struct wref__table *t,
 }
 
 /* Upgrade the entry's object (inside a read-side section); NULL if dead
- * or a placeholder. */
+ * or a placeholder.  The payload was published to us by the entry's
+ * publication (the lfht add, a release; our lookup, a dependency-ordered
+ * load). */
 static inline void *wref__entry_upgrade(struct wref__entry *e)
 {
-	struct wref__cb *cb = e->cb;
-	if (!cb)
-		return NULL;
-	/* acquire (rcu_dereference): pairs with the block's publication */
-	struct wref__hdr *h = rcu_dereference(cb->obj);
+	struct wref__hdr *h = e->mem;
 	if (h && wref__tryget(h))
 		return wref__payload(h);
 	return NULL;

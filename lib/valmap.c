@@ -43,25 +43,44 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
+/* The key follows the table entry's hot fields (mem, node) directly; the
+ * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
+ * after the key, 8-byte aligned, and exists only when needed. */
 struct vm_entry {
 	struct wref__entry e;
-	union {
-		struct { /* a real entry: the retention tier's part */
-			_Atomic uint64_t stamp;    /* last access, ms */
-			_Atomic uint32_t tstate;   /* 1: held by the tier */
-			bool inlist;               /* under tier->lock */
-			uint64_t rstamp;           /* recorded stamp, lock */
-			struct vm_entry *tnext, *tprev; /* LRU, under lock */
-			struct vm_entry *inext;    /* inbox link */
-		} r;
-		struct { /* a placeholder (e.cb NULL, CREATE_ONCE) */
-			_Atomic uint32_t state;    /* futex word: PEND_* */
-			int err;                   /* make's errno */
-		} p;
-	};
 	size_t len;
 	unsigned char key[];
 };
+
+union vm_part {
+	struct vm_ret { /* a real entry of a tier map */
+		_Atomic uint64_t stamp;         /* last access, ms */
+		_Atomic uint32_t tstate;        /* 1: held by the tier */
+		bool inlist;                    /* under tier->lock */
+		uint64_t rstamp;                /* recorded stamp, lock */
+		struct vm_entry *tnext, *tprev; /* LRU, under lock */
+		struct vm_entry *inext;         /* inbox link */
+	} r;
+	struct vm_pend { /* a placeholder (e.cb NULL, CREATE_ONCE) */
+		_Atomic uint32_t state;         /* futex word: PEND_* */
+		int err;                        /* make's errno */
+	} p;
+};
+
+static inline size_t key_room(size_t len)
+{
+	return (len + 7) & ~(size_t)7;
+}
+
+static inline struct vm_ret *R(struct vm_entry *v)
+{
+	return &((union vm_part *)(void *)(v->key + key_room(v->len)))->r;
+}
+
+static inline struct vm_pend *P(struct vm_entry *v)
+{
+	return &((union vm_part *)(void *)(v->key + key_room(v->len)))->p;
+}
 
 struct vkey {
 	const void *p;
@@ -97,25 +116,28 @@ static const struct wref__table_ops vm_ops = {
 static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 				 struct wref__cb *cb)
 {
-	if (k->n > SIZE_MAX - sizeof(struct vm_entry)) {
+	bool part = !cb || m->tier;
+	if (k->n > SIZE_MAX - sizeof(struct vm_entry) - sizeof(union vm_part)
+			- 8) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct vm_entry *v = wref__alloc(sizeof *v + k->n);
+	struct vm_entry *v = wref__alloc(sizeof *v + key_room(k->n) +
+					 (part ? sizeof(union vm_part) : 0));
 	if (!v)
 		return NULL;
 	wref__entry_init(&m->t, &v->e, cb);
-	if (cb) {
-		atomic_init(&v->r.stamp, 0);
-		atomic_init(&v->r.tstate, 0);
-		v->r.inlist = false;
-	} else {
-		atomic_init(&v->p.state, PEND_WAIT);
-		v->p.err = 0;
-	}
 	v->len = k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
+	if (!cb) {
+		atomic_init(&P(v)->state, PEND_WAIT);
+		P(v)->err = 0;
+	} else if (m->tier) {
+		atomic_init(&R(v)->stamp, 0);
+		atomic_init(&R(v)->tstate, 0);
+		R(v)->inlist = false;
+	}
 	return v;
 }
 
@@ -170,10 +192,10 @@ static void tier_schedule(struct tier *tr)
 
 static void list_append(struct tier *tr, struct vm_entry *v)
 {
-	v->r.tnext = NULL;
-	v->r.tprev = tr->tail;
+	R(v)->tnext = NULL;
+	R(v)->tprev = tr->tail;
 	if (tr->tail)
-		tr->tail->r.tnext = v;
+		R(tr->tail)->tnext = v;
 	else
 		tr->head = v;
 	tr->tail = v;
@@ -181,14 +203,14 @@ static void list_append(struct tier *tr, struct vm_entry *v)
 
 static void list_unlink(struct tier *tr, struct vm_entry *v)
 {
-	if (v->r.tprev)
-		v->r.tprev->r.tnext = v->r.tnext;
+	if (R(v)->tprev)
+		R(R(v)->tprev)->tnext = R(v)->tnext;
 	else
-		tr->head = v->r.tnext;
-	if (v->r.tnext)
-		v->r.tnext->r.tprev = v->r.tprev;
+		tr->head = R(v)->tnext;
+	if (R(v)->tnext)
+		R(R(v)->tnext)->tprev = R(v)->tprev;
 	else
-		tr->tail = v->r.tprev;
+		tr->tail = R(v)->tprev;
 }
 
 /* move the inbox into the list; under tr->lock */
@@ -200,16 +222,16 @@ static void drain_inbox(struct tier *tr)
 	/* the inbox is LIFO: reverse it to keep access order */
 	struct vm_entry *rev = NULL;
 	while (v) {
-		struct vm_entry *next = v->r.inext;
-		v->r.inext = rev;
+		struct vm_entry *next = R(v)->inext;
+		R(v)->inext = rev;
 		rev = v;
 		v = next;
 	}
-	for (v = rev; v; v = v->r.inext) {
+	for (v = rev; v; v = R(v)->inext) {
 		/* relaxed: the stamp is a hint for ordering */
-		v->r.rstamp = atomic_load_explicit(&v->r.stamp,
+		R(v)->rstamp = atomic_load_explicit(&R(v)->stamp,
 						   memory_order_relaxed);
-		v->r.inlist = true;
+		R(v)->inlist = true;
 		list_append(tr, v);
 	}
 }
@@ -220,11 +242,11 @@ static void drain_inbox(struct tier *tr)
 static void *evict(struct tier *tr, struct vm_entry *v)
 {
 	list_unlink(tr, v);
-	v->r.inlist = false;
+	R(v)->inlist = false;
 	void *obj = wref__payload(v->e.cb->mem);
 	atomic_fetch_sub(&tr->n, 1);
 	/* release: a later touch re-retains with a fresh CAS */
-	atomic_store_explicit(&v->r.tstate, 0, memory_order_release);
+	atomic_store_explicit(&R(v)->tstate, 0, memory_order_release);
 	wref__entry_put(&v->e);
 	return obj;
 }
@@ -247,13 +269,13 @@ static bool tier_pass(struct tier *tr)
 	while (tr->head) {
 		struct vm_entry *v = tr->head;
 		/* relaxed: a hint (the access path's store) */
-		uint64_t s = atomic_load_explicit(&v->r.stamp,
+		uint64_t s = atomic_load_explicit(&R(v)->stamp,
 						  memory_order_relaxed);
 		bool over = tr->dead || (tr->retain_max &&
 					 atomic_load(&tr->n) > tr->retain_max);
-		if (s != v->r.rstamp && !tr->dead && budget) {
+		if (s != R(v)->rstamp && !tr->dead && budget) {
 			budget--;
-			v->r.rstamp = s; /* touched since recorded */
+			R(v)->rstamp = s; /* touched since recorded */
 			list_unlink(tr, v);
 			list_append(tr, v);
 			continue;
@@ -288,18 +310,18 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	uint64_t now = wref__clock_ms();
 	/* relaxed: a timestamp read only as an expiry hint; re-store only
 	 * when it changed, so hot entries keep their line clean */
-	if (atomic_load_explicit(&v->r.stamp, memory_order_relaxed) != now)
-		atomic_store_explicit(&v->r.stamp, now, memory_order_relaxed);
+	if (atomic_load_explicit(&R(v)->stamp, memory_order_relaxed) != now)
+		atomic_store_explicit(&R(v)->stamp, now, memory_order_relaxed);
 	/* relaxed pre-check: the common case is already retained */
-	if (atomic_load_explicit(&v->r.tstate, memory_order_relaxed))
+	if (atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
 		return false;
 	uint32_t z = 0;
 	/* acquire: pairs with the release store in evict() */
-	if (!atomic_compare_exchange_strong_explicit(&v->r.tstate, &z, 1,
+	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z, 1,
 			memory_order_acquire, memory_order_relaxed))
 		return false;
 	if (!wref__entry_tryhold(&v->e)) {
-		atomic_store_explicit(&v->r.tstate, 0, memory_order_relaxed);
+		atomic_store_explicit(&R(v)->tstate, 0, memory_order_relaxed);
 		return false; /* being retired: not worth retaining */
 	}
 	wref_retain(wref__payload(v->e.cb->mem));
@@ -307,7 +329,7 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
 						  memory_order_relaxed);
 	do
-		v->r.inext = h;
+		R(v)->inext = h;
 	/* release: pairs with the acquire exchange in drain_inbox() */
 	while (!atomic_compare_exchange_weak_explicit(&tr->inbox, &h, v,
 			memory_order_release, memory_order_relaxed));
@@ -328,12 +350,12 @@ static void vm_forget(struct wref__entry *e)
 	struct vm_entry *v = vm(e);
 	/* relaxed: a pre-check; the decision is made under the lock */
 	if (!tr || !e->cb ||
-	    !atomic_load_explicit(&v->r.tstate, memory_order_relaxed))
+	    !atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
 		return;
 	void *obj = NULL;
 	pthread_mutex_lock(&tr->lock);
 	drain_inbox(tr);
-	if (v->r.inlist)
+	if (R(v)->inlist)
 		obj = evict(tr, v);
 	pthread_mutex_unlock(&tr->lock);
 	wref_release(obj);
@@ -612,10 +634,10 @@ static bool pend_wait(struct vm_entry *p)
 {
 	uint32_t s;
 	/* acquire: pairs with the release store in pend_resolve() */
-	while ((s = atomic_load_explicit(&p->p.state, memory_order_acquire)) ==
+	while ((s = atomic_load_explicit(&P(p)->state, memory_order_acquire)) ==
 	       PEND_WAIT)
-		wref__futex_wait(&p->p.state, PEND_WAIT);
-	int err = p->p.err;
+		wref__futex_wait(&P(p)->state, PEND_WAIT);
+	int err = P(p)->err;
 	wref__entry_put(&p->e);
 	if (s == PEND_FAILED) {
 		errno = err;
@@ -626,10 +648,10 @@ static bool pend_wait(struct vm_entry *p)
 
 static void pend_resolve(struct vm_entry *p, uint32_t state, int err)
 {
-	p->p.err = err;
+	P(p)->err = err;
 	/* release: pairs with the acquire in pend_wait() */
-	atomic_store_explicit(&p->p.state, state, memory_order_release);
-	wref__futex_wake(&p->p.state, INT_MAX);
+	atomic_store_explicit(&P(p)->state, state, memory_order_release);
+	wref__futex_wake(&P(p)->state, INT_MAX);
 }
 
 void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
