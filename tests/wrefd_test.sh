@@ -250,6 +250,26 @@ wait_for 1 publish flood after-kill
 wait_for 0 publish flood after-kill2
 expect PONG ping
 
+## --- a subscriber that never reads is cut at its output bound -------------
+(
+	exec 5<>"/dev/tcp/127.0.0.1/$P" || exit 1
+	printf 'SUBSCRIBE slow\r\n' >&5
+	exec sleep 60 # holds the socket, reads nothing
+) &
+slow=$!
+pids+=("$slow")
+wait_for 1 publish slow first
+head -c 1048576 /dev/zero | tr '\0' s >"$tmp/mb"
+for _ in $(seq 64); do
+	printf '*3\r\n$7\r\nPUBLISH\r\n$4\r\nslow\r\n$1048576\r\n'
+	cat "$tmp/mb"
+	printf '\r\n'
+done | timeout 60 redis-cli -h 127.0.0.1 -p "$P" --pipe >"$tmp/pipe" 2>&1 ||
+	bad "redis-cli --pipe: $(cat "$tmp/pipe")"
+wait_for 0 publish slow after-cut && ok "slow subscriber cut"
+kill "$slow" 2>/dev/null
+expect PONG ping
+
 ## --- CLIENT LIST while clients come and go -------------------------------
 (for _ in $(seq 60); do R ping >/dev/null; done) &
 churn=$!
