@@ -34,6 +34,23 @@ struct wref_finalizer {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wref_finalizer *reg_head;
 
+/* fork: the child must not inherit reg_lock held by a thread that is gone
+ * (its exit runs the at-exit hook, which takes the lock) */
+static void reg_fork_prepare(void)
+{
+	pthread_mutex_lock(&reg_lock);
+}
+
+static void reg_fork_release(void)
+{
+	pthread_mutex_unlock(&reg_lock);
+}
+
+__attribute__((constructor)) static void finalize_init(void)
+{
+	pthread_atfork(reg_fork_prepare, reg_fork_release, reg_fork_release);
+}
+
 static void reg_link(struct wref_finalizer *f)
 {
 	f->rnext = reg_head;
