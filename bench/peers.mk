@@ -70,6 +70,7 @@ bench/peers/rust_bench$(EXEEXT): $(srcdir)/bench/peers/rust_bench.rs
 	  "column reads n/a"; fi
 CLEANFILES += bench/peers/ck_bench$(EXEEXT) bench/peers/rust_bench$(EXEEXT)
 EXTRA_DIST += bench/suite.py bench/peers/ck_bench.c bench/peers/rust_bench.rs \
+	bench/peers/README.md \
 	bench/peers/py_bench.py
 
 PYTHON3_PEERS = python3

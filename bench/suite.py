@@ -233,6 +233,9 @@ def main():
                  "samples; peer order rotated each round; %.0f s in all" %
                  ("quick" if a.quick else "full", rounds, ms, lat,
                   time.time() - start))
+    rev = version(["git", "-C", a.srcdir, "describe", "--always", "--dirty"])
+    if rev != "n/a" and not rev.startswith("fatal"):
+        lines.append("* libwref: commit %s" % rev)
     lines.append("* compilers: %s; %s; %s; Python %s" % (
         version(["gcc", "--version"]), version(["g++", "--version"]),
         version(["/usr/bin/rustc" if os.path.exists("/usr/bin/rustc")

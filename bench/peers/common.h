@@ -34,7 +34,9 @@ extern "C" {
 #endif
 
 /* ---- parameters (identical in every peer) ---------------------------- */
+#ifndef BENCH_NKEYS
 #define BENCH_NKEYS 16384       /* weak-value map: live entries (hit) */
+#endif
 #define BENCH_CHURN_KEYS 65536  /* get-or-create: key space */
 #define BENCH_ZIPF_S 0.99       /* its popularity skew */
 #define BENCH_RING 256          /* objects a churn thread keeps alive */
