@@ -44,7 +44,9 @@ static uint64_t sub_hash(const struct sub_key *k)
 static int sub_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct sub_key *k = key;
-	/* TSan: the table layer's acquire on the node covers these fields */
+	/* TSan: lfht calls us on nodes before handing them out; pairs with
+	 * the release in wref__entry_add_unique() */
+	wref__tsan_acquire(node);
 	struct sub *s = caa_container_of(node, struct sub, e.node);
 	return s->e.cb == k->cb && s->fn == k->fn;
 }
