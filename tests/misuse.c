@@ -45,6 +45,7 @@
 	} while (0)
 
 enum want { W_EXIT0, W_ABORT };
+static const char *expect_ctx = ""; /* names the case in failures */
 
 /*
  * Runs @fn in a forked child with stderr captured; checks that it exited 0
@@ -79,8 +80,8 @@ static void expect(void (*fn)(void), enum want want, const char *msg,
 			      "child status %#x, stderr:\n%s", st, buf);
 	else
 		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
-			      "child did not abort (status %#x), stderr:\n%s",
-			      st, buf);
+			      "%s: child did not abort (status %#x), stderr:\n%s",
+			      expect_ctx, st, buf);
 	if (msg) {
 		int count = 0;
 		for (const char *p = buf; (p = strstr(p, msg)); p++)
@@ -547,6 +548,282 @@ START_TEST(null_args_core)
 }
 END_TEST
 
+
+/* ---- NULL and invalid arguments: method, finalize, signal -------------------- */
+
+static void mfn(void *obj, void *arg)
+{
+	(void)obj;
+	(void)arg;
+}
+static void ffn(void *arg)
+{
+	(void)arg;
+}
+
+START_TEST(null_args_extras)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	void *nw = wref_new(&noweak_type, 16);
+
+	errno = 0;
+	ck_assert_ptr_null(wref_method_new(NULL, mfn));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_method_new(o, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_method_new(nw, mfn));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(wref_method_call(NULL, NULL), -EINVAL);
+
+	errno = 0;
+	ck_assert_ptr_null(wref_finalize(NULL, ffn, NULL, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_finalize(o, NULL, NULL, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_finalize(o, ffn, NULL, 0x80));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_finalize(nw, ffn, NULL, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	void *arg = &arg;
+	ck_assert(!wref_finalizer_alive(NULL));
+	ck_assert(!wref_finalizer_call(NULL));
+	ck_assert(!wref_finalizer_detach(NULL, &arg));
+	ck_assert(!wref_finalizer_peek(NULL, &arg));
+	ck_assert_ptr_eq(arg, &arg); /* untouched */
+	wref_finalizer_set_atexit(NULL, true);
+	/* detach/peek with a NULL out pointer are fine */
+	wref_finalizer *f = wref_finalize(o, ffn, NULL, 0);
+	ck_assert(wref_finalizer_peek(f, NULL));
+	ck_assert(wref_finalizer_detach(f, NULL));
+	ck_assert(!wref_finalizer_detach(f, NULL));
+	ck_assert(!wref_finalizer_call(f));
+	wref_release(f);
+
+	wref_signal *s = wref_signal_new();
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(wref_signal_connect(NULL, o, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_connect(s, NULL, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_connect(s, o, NULL), -EINVAL);
+	ck_assert_int_eq(wref_signal_connect(s, nw, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_disconnect(NULL, o, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_disconnect(s, NULL, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_disconnect(s, o, NULL), -EINVAL);
+	ck_assert_int_eq(wref_signal_disconnect(s, nw, mfn), -EINVAL);
+	ck_assert_int_eq(wref_signal_disconnect(s, o, mfn), -ENOENT);
+	ck_assert_uint_eq(wref_signal_emit(NULL, NULL), 0);
+	ck_assert_uint_eq(wref_signal_len(NULL), 0);
+	ck_assert_uint_eq(wref_signal_len(s), 0);
+	wref_release(s);
+
+	wref_release(nw);
+	wref_release(o);
+}
+END_TEST
+
+/* ---- NULL and invalid arguments: containers ------------------------------------ */
+
+static void *mk(const void *k, size_t n, void *a)
+{
+	(void)k;
+	(void)n;
+	(void)a;
+	return wref_new(&obj_type, sizeof(struct obj));
+}
+static int vwalk(const void *k, size_t n, void *o, void *a)
+{
+	(void)k;
+	(void)n;
+	(void)o;
+	(void)a;
+	return 0;
+}
+static int kwalk(void *k, void *v, void *a)
+{
+	(void)k;
+	(void)v;
+	(void)a;
+	return 0;
+}
+static int swalk(void *o, void *a)
+{
+	(void)o;
+	(void)a;
+	return 0;
+}
+
+START_TEST(null_args_containers)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	void *nw = wref_new(&noweak_type, 16);
+	const char key[] = "k";
+
+	/* valmap */
+	wref_valmap *m = wref_valmap_new(NULL);
+	ck_assert_ptr_nonnull(m);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(NULL, key, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(m, NULL, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get(m, NULL, 0)); /* valid: empty key */
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(wref_valmap_set(NULL, key, 1, o), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, NULL, 1, o), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, key, 1, NULL), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, key, 1, nw), -EINVAL);
+	ck_assert_int_eq(wref_valmap_set(m, NULL, 0, o), 0); /* empty key */
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(NULL, key, 1, mk, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(m, key, 1, NULL, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_get_or_create(m, NULL, 1, mk, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_pop(NULL, key, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_pop(m, NULL, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(wref_valmap_del(NULL, key, 1), -EINVAL);
+	ck_assert_int_eq(wref_valmap_del(m, NULL, 1), -EINVAL);
+	ck_assert_int_eq(wref_valmap_del(m, key, 1), -ENOENT);
+	ck_assert_uint_eq(wref_valmap_len(NULL), 0);
+	ck_assert_int_eq(wref_valmap_foreach(NULL, vwalk, NULL), -EINVAL);
+	ck_assert_int_eq(wref_valmap_foreach(m, NULL, NULL), -EINVAL);
+	wref_valmap_clear(NULL);
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	wref_release(m);
+
+	/* keymap */
+	wref_keymap *k = wref_keymap_new(NULL);
+	ck_assert_ptr_nonnull(k);
+	ck_assert_int_eq(wref_keymap_set(NULL, o, o), -EINVAL);
+	ck_assert_int_eq(wref_keymap_set(k, NULL, o), -EINVAL);
+	ck_assert_int_eq(wref_keymap_set(k, o, NULL), -EINVAL);
+	ck_assert_int_eq(wref_keymap_set(k, nw, o), -EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_get(NULL, o));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_get(k, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_get(k, o));
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_pop(NULL, o));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_pop(k, o));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(wref_keymap_del(NULL, o), -EINVAL);
+	ck_assert_int_eq(wref_keymap_del(k, NULL), -EINVAL);
+	ck_assert_int_eq(wref_keymap_del(k, o), -ENOENT);
+	ck_assert_uint_eq(wref_keymap_len(NULL), 0);
+	ck_assert_int_eq(wref_keymap_foreach(NULL, kwalk, NULL), -EINVAL);
+	ck_assert_int_eq(wref_keymap_foreach(k, NULL, NULL), -EINVAL);
+	wref_release(k);
+
+	/* set */
+	wref_set *s = wref_set_new(NULL);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(wref_set_add(NULL, o), -EINVAL);
+	ck_assert_int_eq(wref_set_add(s, NULL), -EINVAL);
+	ck_assert_int_eq(wref_set_add(s, nw), -EINVAL);
+	ck_assert_int_eq(wref_set_discard(NULL, o), -EINVAL);
+	ck_assert_int_eq(wref_set_discard(s, NULL), -EINVAL);
+	ck_assert_int_eq(wref_set_discard(s, o), -ENOENT);
+	ck_assert(!wref_set_contains(NULL, o));
+	ck_assert(!wref_set_contains(s, NULL));
+	ck_assert_uint_eq(wref_set_len(NULL), 0);
+	ck_assert_int_eq(wref_set_foreach(NULL, swalk, NULL), -EINVAL);
+	ck_assert_int_eq(wref_set_foreach(s, NULL, NULL), -EINVAL);
+	wref_release(s);
+
+	/* WREF_MAP_BY_VALUE with a key type lacking hash/equal: EINVAL
+	 * (DESIGN rule 15) */
+	wref_map_options bv = { .flags = WREF_MAP_BY_VALUE };
+	k = wref_keymap_new(&bv);
+	s = wref_set_new(&bv);
+	ck_assert_ptr_nonnull(k);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(wref_keymap_set(k, o, o), -EINVAL);
+	ck_assert_int_eq(wref_set_add(s, o), -EINVAL);
+	wref_release(k);
+	wref_release(s);
+	/* unknown option flags */
+	wref_map_options bad = { .flags = 0x80 };
+	errno = 0;
+	ck_assert_ptr_null(wref_valmap_new(&bad));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_keymap_new(&bad));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(wref_set_new(&bad));
+	ck_assert_int_eq(errno, EINVAL);
+
+	wref_release(nw);
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+}
+END_TEST
+
+#ifdef WREF_DEBUG
+/* use of a handle after its release (memory kept mapped as above): debug
+ * builds abort naming the call */
+#define USE_AFTER_RELEASE(name, mkexpr, useexpr)                           \
+	static void c_uar_##name(void)                                     \
+	{                                                                  \
+		void *h = (mkexpr);                                        \
+		CHILD_ASSERT(h);                                           \
+		wref_ref *w = wref_ref_new(h, NULL, NULL);                 \
+		wref__rcu_lock();                                          \
+		wref_release(h);                                           \
+		(void)(useexpr);                                           \
+		wref__rcu_unlock();                                        \
+		wref_release(w);                                           \
+	}
+static struct obj *uar_o;
+USE_AFTER_RELEASE(valmap, wref_valmap_new(NULL), wref_valmap_len(h))
+USE_AFTER_RELEASE(valmap_get, wref_valmap_new(NULL),
+		  wref_valmap_get(h, "k", 1))
+USE_AFTER_RELEASE(keymap, wref_keymap_new(NULL), wref_keymap_len(h))
+USE_AFTER_RELEASE(set, wref_set_new(NULL), wref_set_contains(h, uar_o))
+USE_AFTER_RELEASE(signal, wref_signal_new(), wref_signal_emit(h, NULL))
+USE_AFTER_RELEASE(ref, wref_ref_new(uar_o, NULL, NULL), wref_ref_get(h))
+USE_AFTER_RELEASE(method, wref_method_new(uar_o, mfn),
+		  wref_method_call(h, NULL))
+
+static void (*const uar_cases[])(void) = {
+	c_uar_valmap, c_uar_valmap_get, c_uar_keymap, c_uar_set,
+	c_uar_signal, c_uar_ref, c_uar_method,
+};
+static const char *const uar_names[] = {
+	"valmap_len", "valmap_get", "keymap_len", "set_contains",
+	"signal_emit", "ref_get", "method_call",
+};
+
+START_TEST(use_after_release)
+{
+	uar_o = wref_new(&obj_type, sizeof *uar_o);
+	expect_ctx = uar_names[_i]; /* printed before "child" */
+	expect(uar_cases[_i], W_ABORT, "libwref: misuse:", 0, NULL);
+	wref_release(uar_o);
+}
+END_TEST
+#endif
+
 /* ---- suite ------------------------------------------------------------------------ */
 
 static Suite *misuse_suite(void)
@@ -567,6 +844,12 @@ static Suite *misuse_suite(void)
 	tcase_add_test(tc, init_busy_invalid);
 	tcase_add_test(tc, retain_past_saturation);
 	tcase_add_test(tc, null_args_core);
+	tcase_add_test(tc, null_args_extras);
+	tcase_add_test(tc, null_args_containers);
+#ifdef WREF_DEBUG
+	tcase_add_loop_test(tc, use_after_release, 0,
+			    sizeof uar_cases / sizeof uar_cases[0]);
+#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

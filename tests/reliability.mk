@@ -83,7 +83,8 @@ VALGRIND_CMD = valgrind -q --error-exitcode=1 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --track-fds=no \
 	--child-silent-after-fork=yes --suppressions=$(abs_top_srcdir)/tests/valgrind.supp
 check-valgrind:
-	rm -rf build-valgrind && $(MAKE) $(AM_MAKEFLAGS) distdir distdir=build-valgrind/src
+	rm -rf build-valgrind && mkdir -p build-valgrind && \
+	  $(MAKE) $(AM_MAKEFLAGS) distdir distdir=build-valgrind/src
 	cd build-valgrind/src && ./configure --without-jemalloc --quiet && \
 	  $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(VALGRIND_TESTS)" \
 	  TESTS_ENVIRONMENT="CK_FORK=no CK_DEFAULT_TIMEOUT=600 WREF_STRESS_SCALE=0 $(VALGRIND_CMD)"

@@ -219,11 +219,13 @@ static void fin_fn(void *arg)
 
 #define NSLOT 64
 #define NSIG 4
+#define NCONT 2
 struct slot {
 	pthread_mutex_t mu;
 	void *p; /* a strong ref owned by the slot */
 };
 static struct slot objs[NSLOT], sigs[NSIG];
+static struct slot vmaps[NCONT], kmaps[NCONT], wsets[NCONT];
 
 /* a new strong ref to what slot @s holds, or NULL */
 static void *borrow(struct slot *s)
@@ -265,6 +267,7 @@ struct thr {
 };
 
 static _Atomic bool stop;
+static __thread wref_valmap *borrowed_vm; /* for vm_walk */
 static _Atomic uint64_t sub_calls, meth_calls;
 
 static uint64_t rnd(struct thr *t)
@@ -425,10 +428,194 @@ static void op_signal(struct thr *t)
 	wref_release(s);
 }
 
+/* ---- containers ------------------------------------------------------------- */
+
+static void *make_obj(const void *key, size_t len, void *arg)
+{
+	(void)key;
+	(void)len;
+	struct thr *t = arg;
+	if (rn(t, 16) == 0) {
+		errno = EIO; /* make may fail */
+		return NULL;
+	}
+	return tobj_new(NULL);
+}
+
+static int vm_walk(const void *key, size_t len, void *obj, void *arg)
+{
+	struct thr *t = arg;
+	check_alive(obj);
+	CHECK(len == sizeof(uint64_t));
+	if (rn(t, 8) == 0) /* modify the map being walked */
+		(void)wref_valmap_del(borrowed_vm, key, len);
+	return rn(t, 32) == 0 ? 1 : 0;
+}
+
+static void op_valmap(struct thr *t)
+{
+	struct slot *ms = &vmaps[rn(t, NCONT)];
+	unsigned k = rn(t, 32);
+	if (k == 0) {
+		wref_map_options o = { .flags = rn(t, 2) ?
+				       WREF_MAP_CREATE_ONCE : 0 };
+		if (rn(t, 2)) {
+			o.retain_ms = 1 + rn(t, 5);
+			o.retain_max = rn(t, 2) ? 8 : 0;
+		}
+		wref_valmap *m = wref_valmap_new(&o);
+		CHECK(m);
+		replace(ms, m);
+		return;
+	}
+	wref_valmap *m = borrow(ms);
+	if (!m)
+		return;
+	uint64_t key = rn(t, 64);
+	void *o;
+	if (k < 8) {
+		if ((o = any_obj(t))) {
+			CHECK(wref_valmap_set(m, &key, sizeof key, o) == 0);
+			wref_release(o);
+		}
+	} else if (k < 16) {
+		if ((o = wref_valmap_get(m, &key, sizeof key))) {
+			check_alive(o);
+			wref_release(o);
+		} else {
+			CHECK(errno == ENOENT);
+		}
+	} else if (k < 21) {
+		errno = 0;
+		o = wref_valmap_get_or_create(m, &key, sizeof key, make_obj,
+					      t);
+		if (o) {
+			check_alive(o);
+			if (rn(t, 2)) /* publish it in the pool */
+				replace(&objs[rn(t, NSLOT)], wref_retain(o));
+			wref_release(o);
+		} else {
+			CHECK(errno == EIO);
+		}
+	} else if (k < 24) {
+		if ((o = wref_valmap_pop(m, &key, sizeof key))) {
+			check_alive(o);
+			wref_release(o);
+		}
+	} else if (k < 27) {
+		int rc = wref_valmap_del(m, &key, sizeof key);
+		CHECK(rc == 0 || rc == -ENOENT);
+	} else if (k < 30) {
+		(void)wref_valmap_len(m);
+		borrowed_vm = m;
+		int rc = wref_valmap_foreach(m, vm_walk, t);
+		CHECK(rc == 0 || rc == 1);
+	} else {
+		wref_valmap_clear(m);
+	}
+	wref_release(m);
+}
+
+static int km_walk(void *key, void *value, void *arg)
+{
+	(void)arg;
+	check_alive(key);
+	check_alive(value);
+	return 0;
+}
+
+static void op_keymap(struct thr *t)
+{
+	struct slot *ms = &kmaps[rn(t, NCONT)];
+	unsigned k = rn(t, 32);
+	if (k == 0) {
+		wref_keymap *m = wref_keymap_new(NULL);
+		CHECK(m);
+		replace(ms, m);
+		return;
+	}
+	wref_keymap *m = borrow(ms);
+	if (!m)
+		return;
+	void *key = any_obj(t), *v;
+	if (!key) {
+		wref_release(m);
+		return;
+	}
+	if (k < 10) {
+		if ((v = any_obj(t))) {
+			CHECK(wref_keymap_set(m, key, v) == 0);
+			wref_release(v);
+		}
+	} else if (k < 20) {
+		if ((v = wref_keymap_get(m, key))) {
+			check_alive(v);
+			wref_release(v);
+		}
+	} else if (k < 24) {
+		if ((v = wref_keymap_pop(m, key))) {
+			check_alive(v);
+			wref_release(v);
+		}
+	} else if (k < 28) {
+		int rc = wref_keymap_del(m, key);
+		CHECK(rc == 0 || rc == -ENOENT);
+	} else {
+		(void)wref_keymap_len(m);
+		CHECK(wref_keymap_foreach(m, km_walk, t) == 0);
+	}
+	wref_release(key);
+	wref_release(m);
+}
+
+static int set_walk(void *obj, void *arg)
+{
+	(void)arg;
+	check_alive(obj);
+	return 0;
+}
+
+static void op_set(struct thr *t)
+{
+	struct slot *ss = &wsets[rn(t, NCONT)];
+	unsigned k = rn(t, 32);
+	if (k == 0) {
+		wref_map_options o = { .flags = rn(t, 2) ?
+				       WREF_MAP_BY_VALUE : 0 };
+		wref_set *s = wref_set_new(&o);
+		CHECK(s);
+		replace(ss, s);
+		return;
+	}
+	wref_set *s = borrow(ss);
+	if (!s)
+		return;
+	void *o = any_obj(t);
+	if (k < 12) {
+		if (o) {
+			int rc = wref_set_add(s, o);
+			CHECK(rc == 0 || rc == -EEXIST);
+		}
+	} else if (k < 18) {
+		if (o) {
+			int rc = wref_set_discard(s, o);
+			CHECK(rc == 0 || rc == -ENOENT);
+		}
+	} else if (k < 26) {
+		if (o)
+			(void)wref_set_contains(s, o);
+	} else {
+		(void)wref_set_len(s);
+		CHECK(wref_set_foreach(s, set_walk, t) == 0);
+	}
+	wref_release(o);
+	wref_release(s);
+}
+
 static void one_op(struct thr *t)
 {
 	unsigned i = rn(t, NLOC);
-	unsigned op = rn(t, 100);
+	unsigned op = rn(t, 124);
 	void *o;
 
 	if (op < 10) { /* new object, maybe holding an older one */
@@ -504,9 +691,15 @@ static void one_op(struct thr *t)
 	} else if (op < 93) {
 		if (rn(t, 8) == 0)
 			CHECK(wref_flush() == 0);
-	} else {
+	} else if (op < 100) {
 		/* release the thread's cb ref (maybe after seeing death) */
 		drop_cbref(&t->cbr[i]);
+	} else if (op < 110) {
+		op_valmap(t);
+	} else if (op < 117) {
+		op_keymap(t);
+	} else {
+		op_set(t);
 	}
 	t->ops++;
 }
@@ -615,6 +808,11 @@ int main(int argc, char **argv)
 		pthread_mutex_init(&objs[i].mu, NULL);
 	for (int i = 0; i < NSIG; i++)
 		pthread_mutex_init(&sigs[i].mu, NULL);
+	for (int i = 0; i < NCONT; i++) {
+		pthread_mutex_init(&vmaps[i].mu, NULL);
+		pthread_mutex_init(&kmaps[i].mu, NULL);
+		pthread_mutex_init(&wsets[i].mu, NULL);
+	}
 
 	struct thr *th = calloc(nthreads, sizeof *th);
 	CHECK(th);
@@ -653,6 +851,11 @@ int main(int argc, char **argv)
 		replace(&objs[i], NULL);
 	for (int i = 0; i < NSIG; i++)
 		replace(&sigs[i], NULL);
+	for (int i = 0; i < NCONT; i++) {
+		replace(&vmaps[i], NULL);
+		replace(&kmaps[i], NULL);
+		replace(&wsets[i], NULL);
+	}
 	drain();
 	limbo_final(limbo_take());
 
