@@ -14,7 +14,6 @@
  */
 #include "table.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 struct sub {
@@ -146,21 +145,72 @@ struct pin {
 	uint64_t seq;
 };
 
-static int pin_cmp(const void *a, const void *b)
+static void insertion_sort(struct pin *v, size_t n)
 {
-	uint64_t x = ((const struct pin *)a)->seq;
-	uint64_t y = ((const struct pin *)b)->seq;
-	return (x > y) - (x < y);
+	for (size_t i = 1; i < n; i++) {
+		struct pin p = v[i];
+		size_t j = i;
+		for (; j > 0 && v[j - 1].seq > p.seq; j--)
+			v[j] = v[j - 1];
+		v[j] = p;
+	}
+}
+
+/*
+ * Sort the snapshot into connection order (the table walks in hash order).
+ * Insertion-sorted runs merged bottom-up through @tmp (room for @n pins,
+ * or NULL when n <= RUN): no indirect compares, no allocation.
+ */
+#define RUN 16
+static void pins_sort(struct pin *v, struct pin *tmp, size_t n)
+{
+	for (size_t lo = 0; lo < n; lo += RUN)
+		insertion_sort(v + lo, n - lo < RUN ? n - lo : RUN);
+	struct pin *src = v, *dst = tmp;
+	for (size_t w = RUN; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t i = lo, mid = lo + w < n ? lo + w : n;
+			size_t j = mid, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t k = lo;
+			while (i < mid && j < hi)
+				dst[k++] = src[j].seq < src[i].seq ? src[j++]
+								   : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+		}
+		struct pin *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof *v);
+}
+
+/* a heap snapshot of @cap pins plus as many for the merge; NULL on ENOMEM */
+static struct pin *pins_alloc(size_t cap)
+{
+	return wref__alloc(2 * cap * sizeof(struct pin));
 }
 
 size_t wref_signal_emit(wref_signal *sig, void *arg)
 {
-	struct pin buf[16], *v = buf;
-	size_t n = 0, cap = sizeof buf / sizeof buf[0];
+	struct pin buf[RUN], *v = buf;
+	size_t n = 0, cap = RUN;
 	struct cds_lfht_iter it;
 
 	if (!sig)
 		return 0;
+	/* size the snapshot from len up front (it may still grow below) */
+	size_t want = wref__table_len(&sig->t) + 4;
+	if (want > cap) {
+		struct pin *nv = pins_alloc(want);
+		if (nv) {
+			v = nv;
+			cap = want;
+		}
+	}
 	wref__rcu_lock();
 	for (struct wref__entry *e = wref__table_first(&sig->t, &it); e;
 	     e = wref__table_next(&sig->t, &it)) {
@@ -168,7 +218,7 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 		if (n == cap) {
 			/* grow before pinning: a pin we could not store would
 			 * have to be released here, inside the read side */
-			struct pin *nv = wref__alloc(2 * cap * sizeof *nv);
+			struct pin *nv = pins_alloc(2 * cap);
 			if (!nv)
 				break; /* ENOMEM: call those pinned so far */
 			memcpy(nv, v, n * sizeof *nv);
@@ -182,8 +232,9 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 			v[n++] = (struct pin){ obj, s->fn, s->seq };
 	}
 	wref__rcu_unlock();
-	if (n > 1)
-		qsort(v, n, sizeof *v, pin_cmp);
+	/* on the heap the merge space follows the snapshot; on the stack
+	 * n <= RUN and no merge is needed */
+	pins_sort(v, v == buf ? NULL : v + cap, n);
 	for (size_t i = 0; i < n; i++) {
 		v[i].fn(v[i].obj, arg);
 		wref_release(v[i].obj);
