@@ -321,6 +321,40 @@ START_TEST(test_enomem)
 }
 END_TEST
 
+/* a reconnected subscriber goes last; large snapshots keep the order */
+START_TEST(test_order_large)
+{
+	struct wref_stats start = ct_stats();
+	enum { N = 300 };
+	wref_signal *s = wref_signal_new();
+	static struct obj *o[N];
+	static int expect[N];
+	int ne = 0;
+	for (int i = 0; i < N; i++) {
+		o[i] = mk(i);
+		ck_assert_int_eq(wref_signal_connect(s, o[i], on_a), 0);
+	}
+	/* every third one reconnects: it moves to the end */
+	for (int i = 0; i < N; i++)
+		if (i % 3 != 0)
+			expect[ne++] = i;
+	for (int i = 0; i < N; i += 3) {
+		ck_assert_int_eq(wref_signal_disconnect(s, o[i], on_a), 0);
+		ck_assert_int_eq(wref_signal_connect(s, o[i], on_a), 0);
+		expect[ne++] = i;
+	}
+	norder = 0;
+	ck_assert_uint_eq(wref_signal_emit(s, NULL), N);
+	ck_assert_int_eq(norder, 256); /* order[] keeps the first 256 */
+	for (int i = 0; i < 256; i++)
+		ck_assert_int_eq(order[i], expect[i]);
+	for (int i = 0; i < N; i++)
+		wref_release(o[i]);
+	wref_release(s);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 static Suite *signal_suite(void)
 {
 	Suite *s = suite_create("signal");
@@ -328,6 +362,7 @@ static Suite *signal_suite(void)
 	tcase_set_timeout(tc, CT_TIMEOUT);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_connect_emit_order);
+	tcase_add_test(tc, test_order_large);
 	tcase_add_test(tc, test_dead_subscriber_leaves);
 	tcase_add_test(tc, test_disconnect);
 	tcase_add_test(tc, test_modify_from_call);
