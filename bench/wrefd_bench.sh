@@ -150,6 +150,7 @@ EOF
 echo
 echo "$table"
 if [ -n "$out" ]; then
+	mkdir -p "$(dirname "$out")"
 	{
 		echo "# wrefd vs redis-server (redis-benchmark, \`make bench-wrefd\`)"
 		echo

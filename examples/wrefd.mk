@@ -3,7 +3,8 @@
 ##   make check            runs tests/wrefd_test.sh (skips, 77, without
 ##                         redis-cli from Debian's redis-tools)
 ##   make bench-wrefd      wrefd vs redis-server, redis-benchmark
-##                         -t ping,set,get,incr -c 50 -n 200000 (and -P 16)
+##                         -t ping,set,get,incr -c 50 -n 200000 (and -P 16),
+##                         3 rounds -> bench/results/wrefd.md
 ##   make bench-wrefd-quick  the same with -n 20000
 ## Debian packages: redis-tools (test), redis-server (benchmark).
 noinst_PROGRAMS += examples/wrefd/wrefd
@@ -18,7 +19,8 @@ TESTS += tests/wrefd_test.sh
 EXTRA_DIST += tests/wrefd_test.sh bench/wrefd_bench.sh
 
 bench-wrefd: examples/wrefd/wrefd$(EXEEXT)
-	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --wrefd ./examples/wrefd/wrefd$(EXEEXT)
+	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --wrefd ./examples/wrefd/wrefd$(EXEEXT) \
+	  --out $(srcdir)/bench/results/wrefd.md
 bench-wrefd-quick: examples/wrefd/wrefd$(EXEEXT)
 	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --quick --wrefd ./examples/wrefd/wrefd$(EXEEXT)
 .PHONY: bench-wrefd bench-wrefd-quick

@@ -511,9 +511,14 @@ static void cmd_info(struct conn *c)
 		  WREFD_VERSION, (long)getpid(), cfg.port,
 		  (long long)(now_ms() - g_start_ms) / 1000, cfg.threads);
 	sb_printf(&b, "# Clients\r\nconnected_clients:%zu\r\n"
-		      "rejected_connections:%llu\r\n\r\n",
+		      "rejected_connections:%llu\r\nclients_per_worker:",
 		  wref_set_len(g_clients),
 		  (unsigned long long)atomic_load(&g_rejected));
+	for (int i = 0; i < cfg.threads; i++)
+		sb_printf(&b, "%s%llu", i ? "," : "",
+			  (unsigned long long)atomic_load_explicit(
+				  &g_wstats[i].clients, memory_order_relaxed));
+	sb_printf(&b, "\r\n\r\n");
 	sb_printf(&b, "# Stats\r\ntotal_connections_received:%llu\r\n"
 		      "total_commands_processed:%llu\r\n"
 		      "pubsub_channels:%zu\r\n\r\n",

@@ -59,8 +59,10 @@ struct worker {
 	struct conn *conns; /* owned, doubly linked */
 	struct conn *dead;  /* closed, released after the event batch */
 	pthread_mutex_t mbox_mu;
-	struct conn **mbox; /* each holds a strong ref */
+	struct conn **mbox; /* to flush; each holds a strong ref */
 	size_t mbox_n, mbox_cap;
+	struct conn **adopt; /* accepted for us by another worker */
+	size_t adopt_n, adopt_cap;
 };
 static struct worker *g_workers;
 
@@ -341,6 +343,8 @@ static void conn_close(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	atomic_fetch_sub(&g_nclients, 1);
+	atomic_fetch_sub_explicit(&g_wstats[w->idx].clients, 1,
+				  memory_order_relaxed); /* a statistic */
 	/* the current epoll batch may still name it: drop the owner's ref
 	 * after the batch (worker_reap) */
 	c->next = w->dead;
@@ -665,7 +669,7 @@ void conn_wake(struct conn *c)
 	}
 	if (w->mbox_n < w->mbox_cap) {
 		w->mbox[w->mbox_n++] = wref_retain(c);
-		post = w->mbox_n == 1;
+		post = w->mbox_n == 1 && !w->adopt_n;
 		c->wake_pending = true;
 	} else {
 		c->kill = true; /* cannot schedule its flush: cut it */
@@ -678,24 +682,34 @@ void conn_wake(struct conn *c)
 	}
 }
 
+static void conn_adopt(struct worker *w, struct conn *c);
+
 static void worker_mailbox(struct worker *w)
 {
 	uint64_t v;
 	ssize_t r = read(w->evfd, &v, sizeof v);
 	(void)r;
 	for (;;) {
-		struct conn **box;
-		size_t n;
+		struct conn **box, **adopt;
+		size_t n, na;
 		pthread_mutex_lock(&w->mbox_mu);
 		box = w->mbox;
 		n = w->mbox_n;
 		w->mbox = NULL;
 		w->mbox_n = w->mbox_cap = 0;
+		adopt = w->adopt;
+		na = w->adopt_n;
+		w->adopt = NULL;
+		w->adopt_n = w->adopt_cap = 0;
 		pthread_mutex_unlock(&w->mbox_mu);
-		if (!n) {
+		if (!n && !na) {
 			free(box);
+			free(adopt);
 			return;
 		}
+		for (size_t i = 0; i < na; i++)
+			conn_adopt(w, adopt[i]);
+		free(adopt);
 		for (size_t i = 0; i < n; i++) {
 			struct conn *c = box[i];
 			pthread_mutex_lock(&c->mu);
@@ -710,8 +724,44 @@ static void worker_mailbox(struct worker *w)
 	}
 }
 
+/* A connection accepted but never registered: close and drop it. */
+static void conn_drop_new(struct conn *c)
+{
+	close(c->fd);
+	atomic_fetch_sub(&g_nclients, 1);
+	pthread_mutex_lock(&c->mu);
+	atomic_store_explicit(&c->closed, true, memory_order_relaxed);
+	pthread_mutex_unlock(&c->mu);
+	wref_release(c);
+}
+
+/* On the owner thread: registers a new connection with its worker. */
+static void conn_adopt(struct worker *w, struct conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+	c->reading = true;
+	if (atomic_load(&g_stop) ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		conn_drop_new(c);
+		return;
+	}
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	atomic_fetch_add_explicit(&g_wstats[w->idx].clients, 1,
+				  memory_order_relaxed); /* a statistic */
+	/* weakly registered: the set never keeps it alive, and the entry
+	 * goes by itself when the connection dies */
+	wref_set_add(g_clients, c);
+}
+
+/* Accepts on whichever worker epoll woke, then deals the connections out
+ * round-robin (EPOLLEXCLUSIVE alone lets one busy worker take a whole
+ * burst); a connection for another worker goes through its mailbox. */
 static void worker_accept(struct worker *w)
 {
+	static _Atomic unsigned rr;
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_in sa;
 		socklen_t sl = sizeof sa;
@@ -737,35 +787,46 @@ static void worker_accept(struct worker *w)
 			atomic_fetch_sub(&g_nclients, 1);
 			continue;
 		}
+		/* relaxed: only spreads the load */
+		struct worker *to = &g_workers[atomic_fetch_add_explicit(&rr, 1,
+				memory_order_relaxed) % cfg.threads];
 		c->kind = K_CONN;
 		c->fd = fd;
-		c->w = w;
-		c->widx = w->idx;
+		c->w = to;
+		c->widx = to->idx;
 		c->id = atomic_fetch_add(&g_next_id, 1);
 		pthread_mutex_init(&c->mu, NULL);
 		snprintf(c->addr, sizeof c->addr, "%s:%d",
 			 inet_ntoa(sa.sin_addr), ntohs(sa.sin_port));
 		c->ctime_ms = now_ms();
 		atomic_store(&c->last_ms, c->ctime_ms);
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		c->reading = true;
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			close(fd);
-			atomic_fetch_sub(&g_nclients, 1);
-			pthread_mutex_lock(&c->mu);
-			c->closed = true;
-			pthread_mutex_unlock(&c->mu);
-			wref_release(c);
+		atomic_fetch_add(&g_connections, 1);
+		if (to == w) {
+			conn_adopt(w, c);
 			continue;
 		}
-		c->next = w->conns;
-		if (w->conns)
-			w->conns->prev = c;
-		w->conns = c;
-		atomic_fetch_add(&g_connections, 1);
-		/* weakly registered: the set never keeps it alive, and the
-		 * entry goes by itself when the connection dies */
-		wref_set_add(g_clients, c);
+		pthread_mutex_lock(&to->mbox_mu);
+		bool queued = false, post = !to->mbox_n && !to->adopt_n;
+		if (to->adopt_n == to->adopt_cap) {
+			size_t cap = to->adopt_cap ? to->adopt_cap * 2 : 16;
+			struct conn **a = realloc(to->adopt, cap * sizeof *a);
+			if (a) {
+				to->adopt = a;
+				to->adopt_cap = cap;
+			}
+		}
+		if (to->adopt_n < to->adopt_cap) {
+			to->adopt[to->adopt_n++] = c; /* the owner's ref */
+			queued = true;
+		}
+		pthread_mutex_unlock(&to->mbox_mu);
+		if (!queued) {
+			conn_drop_new(c);
+		} else if (post) {
+			uint64_t one64 = 1;
+			ssize_t r = write(to->evfd, &one64, sizeof one64);
+			(void)r;
+		}
 	}
 }
 
@@ -975,6 +1036,9 @@ int main(int argc, char **argv)
 		for (size_t j = 0; j < g_workers[i].mbox_n; j++)
 			wref_release(g_workers[i].mbox[j]);
 		free(g_workers[i].mbox);
+		for (size_t j = 0; j < g_workers[i].adopt_n; j++)
+			conn_drop_new(g_workers[i].adopt[j]);
+		free(g_workers[i].adopt);
 		pthread_mutex_destroy(&g_workers[i].mbox_mu);
 	}
 	free(g_workers);

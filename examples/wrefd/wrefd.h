@@ -73,6 +73,7 @@ extern _Atomic uint64_t g_connections, g_rejected;
 /* commands processed, one counter per worker (no shared cache line) */
 struct wstat {
 	_Atomic uint64_t commands;
+	_Atomic uint64_t clients; /* connections the worker owns now */
 } __attribute__((aligned(64)));
 extern struct wstat g_wstats[];
 uint64_t commands_total(void);
