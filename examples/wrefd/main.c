@@ -724,6 +724,27 @@ static void worker_mailbox(struct worker *w)
 	}
 }
 
+/* Out of descriptors: the listening socket stays readable, so epoll would
+ * spin.  Give up the spare descriptor, accept the pending connection and
+ * close it at once (the client sees EOF), then take the spare back. */
+static int g_spare_fd = -1;
+static pthread_mutex_t g_spare_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void shed_connection(void)
+{
+	pthread_mutex_lock(&g_spare_mu);
+	if (g_spare_fd >= 0) {
+		close(g_spare_fd);
+		int fd = accept4(g_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			close(fd);
+			atomic_fetch_add(&g_rejected, 1);
+		}
+		g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	pthread_mutex_unlock(&g_spare_mu);
+}
+
 /* A connection accepted but never registered: close and drop it. */
 static void conn_drop_new(struct conn *c)
 {
@@ -767,8 +788,11 @@ static void worker_accept(struct worker *w)
 		socklen_t sl = sizeof sa;
 		int fd = accept4(g_listen_fd, (struct sockaddr *)&sa, &sl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				shed_connection();
 			return;
+		}
 		if (atomic_fetch_add(&g_nclients, 1) >= cfg.max_clients) {
 			static const char msg[] =
 				"-ERR max number of clients reached\r\n";
@@ -975,6 +999,7 @@ int main(int argc, char **argv)
 		die("wrefd: containers");
 	db_init();
 	listen_socket();
+	g_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	g_workers = calloc(cfg.threads, sizeof *g_workers);
 	if (!g_workers)
@@ -1029,6 +1054,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.threads; i++)
 		pthread_join(g_workers[i].th, NULL);
 	close(g_listen_fd);
+	if (g_spare_fd >= 0)
+		close(g_spare_fd);
 	for (int i = 0; i < cfg.threads; i++) {
 		close(g_workers[i].epfd);
 		close(g_workers[i].evfd);
