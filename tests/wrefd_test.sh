@@ -156,6 +156,16 @@ expect shared-value get same:7
 expect OK set same:7 other
 expect shared-value get same:8
 expect other get same:7
+# 50 keys with one new value add one interned object; when the last key
+# lets go of it, it dies and leaves the interning map by itself
+interned() { R info | tr -d '\r' | sed -n 's/^interned_values://p'; }
+i0=$(interned)
+for i in $(seq 50); do echo "SET probe:$i intern-probe"; done | R >/dev/null
+i1=$(interned)
+[ "$i1" = $((i0 + 1)) ] && ok "interned once" || bad "interned_values $i0 -> $i1 after 50 equal SETs"
+for i in $(seq 50); do echo "DEL probe:$i"; done | R >/dev/null
+i2=$(interned)
+[ "$i2" = "$i0" ] && ok "interned value gone" || bad "interned_values $i0 -> $i2 after DEL"
 expect "ERR unknown command 'nosuchcmd'" nosuchcmd a b
 expect "ERR wrong number of arguments for 'get' command" get
 expect "ERR wrong number of arguments for 'get' command" get a b
