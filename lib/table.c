@@ -33,6 +33,7 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 	e->watch.fire = entry_fire;
 	e->watch.owner = t->owner;
 	e->watch.is_ref = false;
+	e->watch.pinned = false;
 	atomic_init(&e->refs, cb ? 2 : 1);
 	if (cb)
 		wref__cb_hold(cb);
@@ -138,11 +139,10 @@ void wref__entry_removed(struct wref__entry *e)
 
 void wref__entry_put(struct wref__entry *e)
 {
-	/* release: pairs with the acquire fence of the last putter, so all
-	 * uses of the entry happen-before retire */
-	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_release) != 1)
+	/* acq_rel: every putter's uses of the entry happen-before retire
+	 * (an RMW rather than release + fence: TSan does not model fences) */
+	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	atomic_thread_fence(memory_order_acquire);
 	e->t->ops->retire(e);
 }
 
@@ -340,6 +340,9 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	const struct wref__objkey *k = key;
 	struct wref__entry *e = caa_container_of(node, struct wref__entry,
 						 node);
+	/* TSan: lfht calls match on nodes it meets; pairs with the release
+	 * before the node's add */
+	wref__tsan_acquire(node);
 	if (e->cb == k->cb)
 		return 1;
 	if (!k->by_value)

@@ -23,7 +23,8 @@
  *
  * len is an atomic counter changed only by whoever succeeded
  * cds_lfht_add/replace/del, on its own cache line; placeholders (cb NULL)
- * are not counted.
+ * are not counted.  It is a snapshot: while adds and removals are in
+ * flight it may lag by their number (never below 0).
  *
  * Calling rules: lookups and wref__entry_unlink run inside
  * wref__rcu_lock(); wref__entry_put and wref__entry_remove (which may
@@ -42,7 +43,9 @@ struct wref__table;
 struct wref__entry;
 
 struct wref__table_ops {
-	/* cds_lfht match function: @key is the container's lookup key */
+	/* cds_lfht match function: @key is the container's lookup key;
+	 * it starts with wref__tsan_acquire(node) (lfht calls it on nodes
+	 * found before the lookup returns) */
 	int (*match)(struct cds_lfht_node *node, const void *key);
 	/* last count dropped: release what the entry holds and free it
 	 * after a grace period (wref__entry_free_rcu / own call_rcu) */
@@ -99,8 +102,10 @@ WREF_HIDDEN void wref__table_clear(struct wref__table *t);
 
 static inline size_t wref__table_len(struct wref__table *t)
 {
-	/* relaxed: a snapshot */
-	return atomic_load_explicit(&t->len, memory_order_relaxed);
+	/* relaxed: a snapshot.  A node's remover may decrement before its
+	 * adder incremented: the counter can be transiently "negative" */
+	size_t n = atomic_load_explicit(&t->len, memory_order_relaxed);
+	return (ptrdiff_t)n < 0 ? 0 : n;
 }
 
 /* Prepare @e (memory owned by the caller, zeroed or not) for @t, watching

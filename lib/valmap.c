@@ -97,6 +97,9 @@ static int vm_match(struct cds_lfht_node *node, const void *key)
 	const struct vkey *k = key;
 	struct vm_entry *v = vm(caa_container_of(node, struct wref__entry,
 						 node));
+	/* TSan: lfht calls match on nodes it meets; pairs with the release
+	 * before the node's add */
+	wref__tsan_acquire(node);
 	return v->len == k->n && (k->n == 0 || !memcmp(v->key, k->p, k->n));
 }
 
@@ -169,10 +172,9 @@ static uint64_t sync_gen;                  /* under reg_lock */
 
 static void tier_unref(struct tier *tr)
 {
-	/* release: pairs with the acquire fence of the last unref */
-	if (atomic_fetch_sub_explicit(&tr->refs, 1, memory_order_release) != 1)
+	/* acq_rel: every holder's uses happen-before the free */
+	if (atomic_fetch_sub_explicit(&tr->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	atomic_thread_fence(memory_order_acquire);
 	pthread_mutex_destroy(&tr->lock);
 	wref__free(tr);
 }
@@ -280,7 +282,7 @@ static bool tier_pass(struct tier *tr)
 			list_append(tr, v);
 			continue;
 		}
-		if (!over && now - s < tr->retain_ms && now >= s)
+		if (!over && (s > now || now - s < tr->retain_ms))
 			break; /* the oldest is still young */
 		if (k == EVICT_BATCH) {
 			more = true;

@@ -281,8 +281,9 @@ static void *walker(void *p)
 						     modify ? &seed : NULL), 0);
 		ck_assert_int_eq(wref_keymap_foreach(it.km, km_fn, NULL), 0);
 		ck_assert_int_eq(wref_set_foreach(it.set, set_fn, NULL), 0);
+		/* 64 keys; len may lag by the removals in flight */
 		size_t n = wref_valmap_len(it.vm);
-		if (n > 64)
+		if (n > 64 + THREADS)
 			atomic_fetch_add(&poisoned, 1);
 		atomic_fetch_add(&it.walks, 1);
 	}
