@@ -233,84 +233,179 @@ WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 /* Containers                                                         */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Common rules for wref_valmap, wref_keymap and wref_set:
+ *  - Each container is a wref object (wref_release frees it) built on a
+ *    lock-free RCU hash table.  get/contains and get_or_create hits take no
+ *    lock: one lookup and one upgrade.
+ *  - Entries on weakly held objects never keep them alive, and disappear
+ *    from len/get/contains/foreach as soon as the object's last strong
+ *    release returns (no later traffic needed).  The entry removed is the
+ *    one made for that object: a newer entry under the same key survives.
+ *  - Entry inserts (set/add) on a WREF_TYPE_NO_WEAK object are EINVAL.
+ *  - len is a snapshot; while inserts and removals run concurrently it may
+ *    lag by their number.
+ *  - foreach is weakly consistent: it visits the entries live when it
+ *    starts and not removed meanwhile (inserts made during the walk may or
+ *    may not be seen), never a dead object; each object is pinned by a
+ *    strong ref while fn runs; fn runs with no library lock held and may
+ *    modify the container or release anything, including the container.
+ *    A non-zero return of fn stops the walk and is returned; -EINVAL for
+ *    NULL arguments, -ENOMEM if the snapshot could not be allocated.
+ *  - Releasing a container while other containers and weak refs still
+ *    name its objects loses nothing: only its own entries go; values it
+ *    held (keymap) and objects its retention tier held are released on the
+ *    executor, so wref_flush() waits for them (rule 14).
+ *  - hash/equal of key types (WREF_MAP_BY_VALUE) may be called inside RCU
+ *    read-side sections, also on an object that is dying concurrently: they
+ *    must be pure, must not block, and must read only fields that stay
+ *    valid until the object's memory is freed.
+ */
+
 /* wref_map_options.flags */
-#define WREF_MAP_BY_VALUE 0x1u    /* compare keys with the type's hash/equal */
-#define WREF_MAP_CREATE_ONCE 0x2u /* get_or_create runs make once per key */
+/* keymap/set: compare keys with the key type's hash/equal (default:
+ * identity).  An insert or lookup with a type lacking either is EINVAL. */
+#define WREF_MAP_BY_VALUE 0x1u
+/* valmap: get_or_create runs make at most once per key at a time; other
+ * callers for that key wait (outside any lock) and get its object, or its
+ * failure (NULL with make's errno). */
+#define WREF_MAP_CREATE_ONCE 0x2u
 
 typedef struct wref_map_options {
-	size_t initial_size; /* buckets hint, 0 = default */
-	unsigned flags;      /* WREF_MAP_* */
-	uint64_t retain_ms;  /* valmap: keep each object strongly alive for
-				retain_ms after its last get/set (0 = off) */
-	size_t retain_max;   /* at most this many retained (LRU), 0 = no limit */
+	size_t initial_size; /* buckets hint, 0 = default; the table grows */
+	unsigned flags;      /* WREF_MAP_*; other bits are EINVAL */
+	uint64_t retain_ms;  /* valmap: keep each object strongly alive for at
+				least retain_ms after its last get, set or
+				get_or_create (0 = off) */
+	size_t retain_max;   /* with retain_ms: at most this many objects
+				retained, the least recently used dropped
+				first (0 = no limit) */
 } wref_map_options;
 
 /*
- * Weak-value map (WeakValueDictionary).  Keys are byte strings, copied;
- * a zero-length key is valid; a NULL key with non-zero length is EINVAL.
- * Values are held weakly: an entry disappears as soon as its object dies.
- * Lookups take no lock.
+ * Weak-value map (Python's WeakValueDictionary).  Keys are byte strings of
+ * any length (0 and 1 MiB included), copied; a NULL key with length 0 is
+ * the empty key; a NULL key with non-zero length is EINVAL.  Values are
+ * wref objects held weakly.
+ *
+ * Retention tier (retain_ms): an access keeps the object strongly held by
+ * the map for retain_ms after it (a TTL cache over the weak cache), without
+ * a lock on the access path.  Expiry runs off the access path (a timer
+ * thread queues it on the executor); at most retain_max objects are held
+ * (the trim runs on the executor right after the access that exceeded it,
+ * so wref_flush() returns with the limit met).  del, pop, clear and a
+ * replacing set drop the tier's hold at once.
+ *
+ *	static void *open_conn(const void *key, size_t len, void *arg)
+ *	{ return conn_connect(key, len); }   // a new strong ref, or NULL
+ *
+ *	wref_map_options o = { .retain_ms = 30000, .retain_max = 1000,
+ *			       .flags = WREF_MAP_CREATE_ONCE };
+ *	wref_valmap *pool = wref_valmap_new(&o);
+ *	struct conn *c = wref_valmap_get_or_create(pool, host, strlen(host),
+ *						   open_conn, NULL);
+ *	if (c) { conn_send(c, msg); wref_release(c); }
+ *	// idle connections die 30 s after their last use, or when the pool
+ *	// holds 1000 and they are the least recently used
  */
-/* wref_valmap_new - new map (@opt NULL = defaults); NULL + errno on error. */
+/* wref_valmap_new - new map (@opt NULL = defaults); NULL + errno EINVAL
+ * (unknown flags) or ENOMEM. */
 WREF_API wref_valmap *wref_valmap_new(const wref_map_options *opt);
 /* wref_valmap_get - new strong ref to the live value under key, or NULL
- * (errno ENOENT if absent, EINVAL for bad arguments). */
+ * (errno ENOENT if absent or dead, EINVAL for bad arguments).  Lock-free. */
 WREF_API void *wref_valmap_get(wref_valmap *m, const void *key, size_t len);
-/* wref_valmap_set - maps key to @obj (weakly), replacing any entry. */
+/* wref_valmap_set - maps key to @obj (held weakly), replacing any entry;
+ * 0, -EINVAL (NULL map or obj, NULL key with len, NO_WEAK type) or
+ * -ENOMEM. */
 WREF_API int wref_valmap_set(wref_valmap *m, const void *key, size_t len,
 			     void *obj);
 /* wref_valmap_get_or_create - the live value under key, or the result of
- * @make(key, len, arg) (a new strong ref) inserted atomically.  All
- * concurrent callers for one key get the same object.  Returns a new strong
- * ref, or NULL with errno (make's failure: errno as make left it, or
- * ENOMEM). */
+ * @make(key, len, arg) (which returns a new strong ref) inserted
+ * atomically.  All concurrent callers for one key get the same object,
+ * also while the previous object under that key is dying.  Without
+ * WREF_MAP_CREATE_ONCE, make may run in several racing callers; the
+ * losers' objects are released before they return.  make runs with no
+ * library lock held and outside RCU read-side sections.  Returns a new
+ * strong ref, or NULL with errno: make's failure (errno as make left it,
+ * ENOMEM if it left none), EINVAL (bad arguments, make returned a NO_WEAK
+ * object, which is released), ENOMEM. */
 WREF_API void *wref_valmap_get_or_create(wref_valmap *m, const void *key,
 		size_t len, void *(*make)(const void *key, size_t len, void *arg),
 		void *arg);
-/* wref_valmap_pop - removes the entry, returns a strong ref to its live
- * value or NULL (errno ENOENT). */
+/* wref_valmap_pop - removes the entry and returns a strong ref to its live
+ * value, or NULL (errno ENOENT if absent or dead, EINVAL). */
 WREF_API void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len);
-/* wref_valmap_del - removes the entry; -ENOENT if absent or dead. */
+/* wref_valmap_del - removes the entry; 0, -ENOENT if absent or dead (or
+ * still being created under CREATE_ONCE), -EINVAL. */
 WREF_API int wref_valmap_del(wref_valmap *m, const void *key, size_t len);
-/* wref_valmap_len - number of live entries (snapshot). */
+/* wref_valmap_len - number of live entries (snapshot; 0 for NULL). */
 WREF_API size_t wref_valmap_len(wref_valmap *m);
-/* wref_valmap_foreach - calls @fn for each live entry with its value pinned;
- * weakly consistent; @fn may modify @m; a non-zero return stops the walk
- * and is returned. */
+/* wref_valmap_foreach - @fn(key, len, obj, arg) for each live entry, with
+ * obj pinned and key valid for the call (see the common rules). */
 WREF_API int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg);
-/* wref_valmap_clear - removes every entry. */
+/* wref_valmap_clear - removes every entry (NULL is a no-op). */
 WREF_API void wref_valmap_clear(wref_valmap *m);
 
 /*
- * Weak-key map (WeakKeyDictionary).  Keys are wref objects held weakly,
- * values wref objects held strongly until the key dies or the entry is
- * removed (then released on the executor; wref_flush waits for it).
+ * Weak-key map (Python's WeakKeyDictionary).  Keys are wref objects held
+ * weakly (identity, or the type's hash/equal with WREF_MAP_BY_VALUE);
+ * values are wref objects held strongly by the entry until the key dies or
+ * the entry is removed or replaced; the value is then released on the
+ * executor (wref_flush waits for it).  A value that holds its own key
+ * strongly keeps both alive until the entry is removed (as in Python).
+ *
+ *	wref_keymap *meta = wref_keymap_new(NULL);
+ *	wref_keymap_set(meta, widget, info);   // info retained by the map
+ *	wref_release(info);
+ *	...
+ *	wref_release(widget);  // the entry goes; info released on the executor
  */
+/* wref_keymap_new - new map; NULL + errno EINVAL (unknown flags), ENOMEM. */
 WREF_API wref_keymap *wref_keymap_new(const wref_map_options *opt);
-/* wref_keymap_set - key -> value (retained), replacing any entry. */
+/* wref_keymap_set - key -> value (retained), replacing any entry (whose
+ * value is released); 0, -EINVAL (NULL argument, NO_WEAK key, by value
+ * without hash/equal), -ENOMEM. */
 WREF_API int wref_keymap_set(wref_keymap *m, void *key, void *value);
-/* wref_keymap_get - new strong ref to the value, or NULL (errno ENOENT). */
+/* wref_keymap_get - new strong ref to the value, or NULL (errno ENOENT,
+ * EINVAL). */
 WREF_API void *wref_keymap_get(wref_keymap *m, const void *key);
-/* wref_keymap_pop - removes the entry and returns its value's strong ref. */
+/* wref_keymap_pop - removes the entry and returns its value as a strong
+ * ref, or NULL (errno ENOENT, EINVAL). */
 WREF_API void *wref_keymap_pop(wref_keymap *m, const void *key);
-/* wref_keymap_del - removes the entry; -ENOENT if absent. */
+/* wref_keymap_del - removes the entry; 0, -ENOENT if absent, -EINVAL. */
 WREF_API int wref_keymap_del(wref_keymap *m, const void *key);
+/* wref_keymap_len - entries whose key is alive (snapshot; 0 for NULL). */
 WREF_API size_t wref_keymap_len(wref_keymap *m);
-/* wref_keymap_foreach - @fn(key, value, arg) with both pinned. */
+/* wref_keymap_foreach - @fn(key, value, arg) with both pinned (see the
+ * common rules). */
 WREF_API int wref_keymap_foreach(wref_keymap *m,
 		int (*fn)(void *key, void *value, void *arg), void *arg);
 
-/* Weak set (WeakSet).  Members held weakly. */
+/*
+ * Weak set (Python's WeakSet).  Members are wref objects held weakly,
+ * compared by identity or, with WREF_MAP_BY_VALUE, by hash/equal.
+ *
+ *	wref_set *live = wref_set_new(NULL);
+ *	wref_set_add(live, session);           // not retained
+ *	if (wref_set_contains(live, session)) ...
+ *	wref_release(session);                 // gone from the set at once
+ */
+/* wref_set_new - new set; NULL + errno EINVAL (unknown flags), ENOMEM. */
 WREF_API wref_set *wref_set_new(const wref_map_options *opt);
-/* wref_set_add - -EEXIST if an equal member is present. */
+/* wref_set_add - 0, -EEXIST if an equal live member is present, -EINVAL
+ * (NULL, NO_WEAK, by value without hash/equal), -ENOMEM. */
 WREF_API int wref_set_add(wref_set *s, void *obj);
-/* wref_set_discard - -ENOENT if absent. */
+/* wref_set_discard - 0, -ENOENT if absent, -EINVAL. */
 WREF_API int wref_set_discard(wref_set *s, const void *obj);
+/* wref_set_contains - true if an equal live member is present (lock-free;
+ * false for bad arguments). */
 WREF_API bool wref_set_contains(wref_set *s, const void *obj);
+/* wref_set_len - live members (snapshot; 0 for NULL). */
 WREF_API size_t wref_set_len(wref_set *s);
-/* wref_set_foreach - @fn(obj, arg) with obj pinned; weakly consistent. */
+/* wref_set_foreach - @fn(obj, arg) with obj pinned (see the common
+ * rules). */
 WREF_API int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg),
 			      void *arg);
 
