@@ -5,6 +5,7 @@
  */
 #include "table.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,7 +25,6 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 		      struct wref__cb *cb)
 {
 	cds_lfht_node_init(&e->node);
-	e->t = t;
 	e->cb = cb;
 	e->mem = cb ? cb->mem : NULL;
 	e->watch.next = NULL;
@@ -60,7 +60,7 @@ void wref__entry_discard(struct wref__entry *e)
 struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
 					   uint64_t hash, const void *key)
 {
-	struct wref__table *t = e->t;
+	struct wref__table *t = wref__entry_table(e);
 	/* TSan: publication through lfht; pairs with the acquire in
 	 * wref__table_lookup()/first/next */
 	wref__tsan_release(&e->node);
@@ -79,7 +79,7 @@ struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
 struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 					    uint64_t hash, const void *key)
 {
-	struct wref__table *t = e->t;
+	struct wref__table *t = wref__entry_table(e);
 	wref__tsan_release(&e->node);
 	struct cds_lfht_node *n = cds_lfht_add_replace(t->ht, hash,
 						       t->ops->match, key,
@@ -97,7 +97,7 @@ struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 			 uint64_t hash, const void *key)
 {
-	struct wref__table *t = e->t;
+	struct wref__table *t = wref__entry_table(e);
 	struct cds_lfht_iter it;
 	/* an iterator on exactly @old (among duplicates of the key); replace
 	 * fails (-ENOENT) if @old is removed meanwhile */
@@ -118,7 +118,7 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 
 bool wref__entry_unlink(struct wref__entry *e)
 {
-	struct wref__table *t = e->t;
+	struct wref__table *t = wref__entry_table(e);
 	if (cds_lfht_del(t->ht, &e->node) != 0)
 		return false;
 	if (e->cb)
@@ -128,8 +128,9 @@ bool wref__entry_unlink(struct wref__entry *e)
 
 void wref__entry_removed(struct wref__entry *e)
 {
-	if (e->t->ops->forget)
-		e->t->ops->forget(e);
+	const struct wref__table_ops *ops = wref__entry_table(e)->ops;
+	if (ops->forget)
+		ops->forget(e);
 	/* false: the dying thread took the watch and drops its count when
 	 * its fire is over */
 	if (e->cb && wref__watch_del(e->cb, &e->watch))
@@ -143,7 +144,7 @@ void wref__entry_put(struct wref__entry *e)
 	 * (an RMW rather than release + fence: TSan does not model fences) */
 	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	e->t->ops->retire(e);
+	wref__entry_table(e)->ops->retire(e);
 }
 
 static void entry_free_cb(struct rcu_head *head)
@@ -200,6 +201,8 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 		init <<= 1;
 	if (init < 16)
 		init = 16;
+	if ((void *)t != owner)
+		abort(); /* a layout error of a container, not a runtime one */
 	t->ops = ops;
 	t->owner = owner;
 	atomic_init(&t->len, 0);

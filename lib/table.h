@@ -64,7 +64,6 @@ struct wref__entry {
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
-	struct wref__table *t;
 	/* control block of the watched object, held; NULL for a placeholder
 	 * entry that watches nothing (a CREATE_ONCE pending entry) */
 	struct wref__cb *cb;
@@ -77,6 +76,9 @@ struct wref__entry {
 	struct cds_lfht_node node;
 };
 
+/* A container's payload starts with its struct wref__table (the table is
+ * found from an entry through the watch's owner, which saves a pointer per
+ * entry). */
 struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
@@ -86,7 +88,13 @@ struct wref__table {
 	char pad_[WREF_CACHELINE - sizeof(size_t)];
 };
 
-/* Initialise @t for the container object @owner; 0 or -ENOMEM. */
+static inline struct wref__table *wref__entry_table(struct wref__entry *e)
+{
+	return (struct wref__table *)e->watch.owner;
+}
+
+/* Initialise @t for the container object @owner (@t must be at the start
+ * of @owner's payload); 0 or -ENOMEM. */
 WREF_HIDDEN int wref__table_init(struct wref__table *t, void *owner,
 				 size_t initial_size,
 				 const struct wref__table_ops *ops);

@@ -347,7 +347,7 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 /* a user-side removal: drop the tier's hold now (rule 17) */
 static void vm_forget(struct wref__entry *e)
 {
-	struct wref_valmap *m = e->t->owner;
+	struct wref_valmap *m = e->watch.owner;
 	struct tier *tr = m->tier;
 	struct vm_entry *v = vm(e);
 	/* relaxed: a pre-check; the decision is made under the lock */
