@@ -6,6 +6,8 @@
  */
 #include "containers_test.h"
 
+#include <sys/wait.h>
+
 static struct wref_stats start;
 
 static void setup(void)
@@ -701,6 +703,55 @@ START_TEST(test_destroy_shared_objects)
 }
 END_TEST
 
+/* ---- fork (rules 12, 18) --------------------------------------------- */
+
+/* the child uses a map made by the parent and grows it (the lfht resize
+ * worker must work in the child) and tears it down */
+START_TEST(test_fork)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *v[64];
+	for (int i = 0; i < 64; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, NULL);
+		wref_valmap_set(m, &i, sizeof i, v[i]);
+	}
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(60);
+		int bad = 0;
+		enum { N = 20000 };
+		struct item **w = malloc(N * sizeof *w);
+		for (int i = 64; i < 64 + N; i++) {
+			w[i - 64] = wref_new(&item_type, sizeof(struct item));
+			w[i - 64]->id = (uint64_t)i;
+			bad |= wref_valmap_set(m, &i, sizeof i, w[i - 64]);
+		}
+		for (int i = 0; i < 64 + N; i += 97) {
+			struct item *g = wref_valmap_get(m, &i, sizeof i);
+			bad |= !g || g->id != (uint64_t)i;
+			wref_release(g);
+		}
+		bad |= wref_valmap_len(m) != 64 + N;
+		for (int i = 0; i < N; i++)
+			wref_release(w[i]);
+		bad |= wref_valmap_len(m) != 64;
+		wref_release(m);
+		bad |= wref_flush() != 0;
+		_exit(bad ? 1 : 0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 64);
+	for (int i = 0; i < 64; i++)
+		wref_release(v[i]);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* ---- allocation failure ---------------------------------------------- */
 
 START_TEST(test_enomem)
@@ -744,6 +795,7 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_create_once);
 	tcase_add_test(tc, test_create_once_cleared);
 	tcase_add_test(tc, test_destroy_shared_objects);
+	tcase_add_test(tc, test_fork);
 	tcase_add_test(tc, test_enomem);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("retention");
