@@ -404,6 +404,17 @@ def main():
     sys.stdout.write(md)
 
 
+STYLE = {  # one look per peer in every panel
+    "libwref": "lw 3 pt 7 ps 1.2 lc rgb '#d62728'",
+    "limit": "lw 2 dt 2 pt 1 lc rgb 'black'",
+    "C++": "lw 2 pt 5 lc rgb '#1f77b4'",
+    "GLib": "lw 2 pt 9 lc rgb '#2ca02c'",
+    "Rust": "lw 2 pt 11 lc rgb '#ff7f0e'",
+    "ck": "lw 2 pt 13 lc rgb '#9467bd'",
+    "CPython": "lw 2 pt 3 lc rgb '#8c564b'",
+}
+
+
 def plot(out, data, rounds, threads, cols, plot_rows, now):
     gp = shutil.which("gnuplot")
     if not gp:
@@ -446,7 +457,7 @@ def plot(out, data, rounds, threads, cols, plot_rows, now):
               " (medians of the rounds)'" % (now.strftime("%Y-%m-%d"),
                                             threads[-1]),
               "set xlabel 'threads'", "set ylabel 'Mops/s (total)'",
-              "set key top left", "set grid",
+              "set key bottom left", "set grid",
               "set xtics (%s)" % ", ".join(str(t) for t in threads),
               "set xrange [0.8:%g]" % (threads[-1] + 0.2),
               "set yrange [0:*]"]
@@ -456,7 +467,8 @@ def plot(out, data, rounds, threads, cols, plot_rows, now):
         script.append("set title '%s'" % title)
         if series:
             script.append("plot " + ", ".join(
-                "'%s' using 1:2 with linespoints lw 2 title '%s'" % (fn, c)
+                "'%s' using 1:2 with linespoints %s title '%s'" % (
+                    fn, STYLE.get(c, "lw 2"), c)
                 for c, fn in series))
         else:
             script.append("plot NaN notitle")
