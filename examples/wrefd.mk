@@ -5,7 +5,8 @@
 ##   make bench-wrefd      wrefd vs redis-server, redis-benchmark
 ##                         -t ping,set,get,incr -c 50 -n 200000 (and -P 16),
 ##                         3 rounds -> bench/results/wrefd.md
-##   make bench-wrefd-quick  the same with -n 20000
+##   make bench-wrefd-quick  the same with -n 20000, 1 round
+## (both are part of make bench / make bench-quick)
 ## Debian packages: redis-tools (test), redis-server (benchmark).
 noinst_PROGRAMS += examples/wrefd/wrefd
 examples_wrefd_wrefd_SOURCES = \
@@ -23,4 +24,6 @@ bench-wrefd: examples/wrefd/wrefd$(EXEEXT)
 	  --out $(srcdir)/bench/results/wrefd.md
 bench-wrefd-quick: examples/wrefd/wrefd$(EXEEXT)
 	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --quick --wrefd ./examples/wrefd/wrefd$(EXEEXT)
+bench: bench-wrefd
+bench-quick: bench-wrefd-quick
 .PHONY: bench-wrefd bench-wrefd-quick
