@@ -268,7 +268,8 @@ WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 #define WREF_MAP_BY_VALUE 0x1u
 /* valmap: get_or_create runs make at most once per key at a time; other
  * callers for that key wait (outside any lock) and get its object, or its
- * failure (NULL with make's errno). */
+ * failure (NULL with make's errno).  make asking for its own key gets NULL
+ * with EDEADLK. */
 #define WREF_MAP_CREATE_ONCE 0x2u
 
 typedef struct wref_map_options {
@@ -355,6 +356,8 @@ WREF_API void wref_valmap_clear(wref_valmap *m);
  * the entry is removed or replaced; the value is then released on the
  * executor (wref_flush waits for it).  A value that holds its own key
  * strongly keeps both alive until the entry is removed (as in Python).
+ * With WREF_MAP_BY_VALUE, set with a key equal to a present one replaces
+ * that entry: the entry then follows the new key object's life.
  *
  *	wref_keymap *meta = wref_keymap_new(NULL);
  *	wref_keymap_set(meta, widget, info);   // info retained by the map

@@ -64,6 +64,7 @@ union vm_part {
 	struct vm_pend { /* a placeholder (e.cb NULL, CREATE_ONCE) */
 		_Atomic uint32_t state;         /* futex word: PEND_* */
 		int err;                        /* make's errno */
+		pthread_t maker;                /* the thread running make */
 	} p;
 };
 
@@ -136,6 +137,7 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 	if (!cb) {
 		atomic_init(&P(v)->state, PEND_WAIT);
 		P(v)->err = 0;
+		P(v)->maker = pthread_self();
 	} else if (m->tier) {
 		atomic_init(&R(v)->stamp, 0);
 		atomic_init(&R(v)->tstate, 0);
@@ -693,6 +695,13 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 		}
 		if (wait) {
 			wref__rcu_unlock();
+			if (pthread_equal(P(wait)->maker, pthread_self())) {
+				/* make asked for its own key: waiting would
+				 * never end */
+				wref__entry_put(&wait->e);
+				errno = EDEADLK;
+				goto out;
+			}
 			if (!pend_wait(wait))
 				goto out; /* its make failed: so do we */
 			continue;

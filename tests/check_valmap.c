@@ -496,6 +496,37 @@ START_TEST(test_create_once)
 }
 END_TEST
 
+/* CREATE_ONCE: make asking for its own key gets EDEADLK, not a hang */
+static wref_valmap *rec_map;
+static int rec_err;
+static void *make_recursive(const void *key, size_t len, void *arg)
+{
+	errno = 0;
+	void *o = wref_valmap_get_or_create(rec_map, key, len, make_item,
+					    NULL);
+	rec_err = errno;
+	wref_release(o);
+	return new_item(key, len);
+}
+
+START_TEST(test_create_once_recursive)
+{
+	wref_map_options o = { .flags = WREF_MAP_CREATE_ONCE };
+	wref_valmap *m = rec_map = wref_valmap_new(&o);
+	int k = 4;
+	struct item *a = wref_valmap_get_or_create(m, &k, sizeof k,
+						   make_recursive, NULL);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(rec_err, EDEADLK);
+	struct item *g = wref_valmap_get(m, &k, sizeof k);
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	wref_release(a);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* CREATE_ONCE: clear while make runs; the creator still returns its
  * object and inserts it */
 static wref_valmap *clear_map;
@@ -798,6 +829,7 @@ static Suite *valmap_suite(void)
 	tcase_add_loop_test(tc, test_get_or_create, 0, 2);
 	tcase_add_test(tc, test_create_once);
 	tcase_add_test(tc, test_create_once_cleared);
+	tcase_add_test(tc, test_create_once_recursive);
 	tcase_add_test(tc, test_destroy_shared_objects);
 	tcase_add_test(tc, test_fork);
 	tcase_add_test(tc, test_enomem);
