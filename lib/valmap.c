@@ -329,6 +329,9 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 		return false; /* being retired: not worth retaining */
 	}
 	wref_retain(wref__payload(v->e.cb->mem));
+	/* counted before it is pushed, so that evictions never see the
+	 * count below what the list holds */
+	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
 	/* relaxed: the push's release CAS publishes the entry */
 	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
 						  memory_order_relaxed);
@@ -337,7 +340,6 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	/* release: pairs with the acquire exchange in drain_inbox() */
 	while (!atomic_compare_exchange_weak_explicit(&tr->inbox, &h, v,
 			memory_order_release, memory_order_relaxed));
-	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
 	if (n == 1) {
 		/* the tier was empty: the timer may sleep without a deadline */
 		atomic_fetch_add(&timer_seq, 1);
