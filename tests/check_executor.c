@@ -369,6 +369,33 @@ static int child_checks(int nqueued, int running_at_fork)
 	return 0;
 }
 
+/* the child reports its result through a pipe: under ThreadSanitizer a
+ * child forked from a multithreaded process may exit with TSan's own code
+ * 66 after an internal "dup thread" complaint (fork is not supported by
+ * TSan beyond die_after_fork=0), which says nothing about libwref */
+static void child_exit(int fds[2], int code)
+{
+	unsigned char c = (unsigned char)code;
+	close(fds[0]);
+	if (write(fds[1], &c, 1) != 1)
+		_exit(98);
+	_exit(code);
+}
+
+static void wait_child(pid_t pid, int fds[2])
+{
+	unsigned char c = 99;
+	int st;
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	ck_assert_msg(c == 0, "child check %d failed", c);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert(WEXITSTATUS(st) == 0 ||
+		  (ct_tsan() && WEXITSTATUS(st) == 66));
+}
+
 static void do_fork_test(bool busy)
 {
 	enum { Q = 10 };
@@ -385,10 +412,12 @@ static void do_fork_test(bool busy)
 		r[1] = kill_with(cb_count, 1);
 		ck_assert_int_eq(wref_flush(), 0);
 	}
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
-		_exit(child_checks(busy ? Q : 0, busy ? 1 : 0));
+		child_exit(fds, child_checks(busy ? Q : 0, busy ? 1 : 0));
 	atomic_store(&gate, 1);
 	ck_assert_int_eq(wref_flush(), 0);
 	if (busy) {
@@ -396,11 +425,7 @@ static void do_fork_test(bool busy)
 		for (int i = 1; i <= Q; i++)
 			ck_assert_int_eq(cb_runs[i], 1);
 	}
-	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert(WIFEXITED(st));
-	ck_assert_msg(WEXITSTATUS(st) == 0, "child check %d failed",
-		      WEXITSTATUS(st));
+	wait_child(pid, fds);
 	wref_release(g);
 	for (int i = 0; i <= Q; i++)
 		wref_release(r[i]);
@@ -421,15 +446,13 @@ END_TEST
 START_TEST(test_fork_fresh)
 {
 	/* fork before the library started anything */
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
-		_exit(child_checks(0, 0));
-	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert(WIFEXITED(st));
-	ck_assert_msg(WEXITSTATUS(st) == 0, "child check %d failed",
-		      WEXITSTATUS(st));
+		child_exit(fds, child_checks(0, 0));
+	wait_child(pid, fds);
 }
 END_TEST
 
@@ -456,8 +479,14 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_exit_return);
 	tcase_add_test(tc, test_exit_shutdown);
 	tcase_add_test(tc, test_exit_from_thread);
-	tcase_add_test(tc, test_fork_busy);
-	tcase_add_test(tc, test_fork_idle);
+	/* ThreadSanitizer cannot follow a child forked from a process with
+	 * running threads that starts threads of its own ("dup thread with
+	 * used id", then it dies with halt_on_error=1): these two run in the
+	 * plain build only */
+	if (!ct_tsan()) {
+		tcase_add_test(tc, test_fork_busy);
+		tcase_add_test(tc, test_fork_idle);
+	}
 	tcase_add_test(tc, test_fork_fresh);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);

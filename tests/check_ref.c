@@ -533,7 +533,8 @@ END_TEST
 /*
  * A weak ref to the object whose destroy is running, made inside destroy
  * (resurrection attempt, GLib MR 3316): must read dead, leak nothing.
- * KNOWN CORE BUG: wref_ref_new() on a dead object without a control block
+ * Regression test (failed before 2b23c7c): wref_ref_new() on a dead
+ * object without a control block
  * allocates one (wref__cb_get does not check DEAD); destroy_and_free()
  * peeked the block before destroy ran, so it frees the memory at once
  * without wref__cb_kill and without the grace period: the block leaks
@@ -587,10 +588,8 @@ int main(void)
 	tcase_add_test(tc, test_callback_uses_library);
 	tcase_add_test(tc, test_destroy_self_ref_dead);
 	tcase_add_test(tc, test_destroy_uses_library);
+	/* regression: failed on 16a6bb7/47909bd, fixed in 2b23c7c */
+	tcase_add_test(tc, test_ref_new_in_own_destroy);
 	suite_add_tcase(s, tc);
-	/* KNOWN CORE BUG: fails on the core as of 16a6bb7/47909bd */
-	TCase *bugs = ct_known_bugs_tcase(s);
-	tcase_add_checked_fixture(bugs, setup, NULL);
-	tcase_add_test(bugs, test_ref_new_in_own_destroy);
 	return ct_run_suite(s);
 }

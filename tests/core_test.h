@@ -85,22 +85,6 @@ static inline struct wref_stats ct_stats(void)
 		ck_assert_uint_eq(ct_s_.blocks_live, (start).blocks_live);  \
 	} while (0)
 
-/*
- * Tests that reproduce a known core bug (see the comment at each) live in a
- * TCase named "known_core_bug"; they fail until the core is fixed.  Set
- * WREF_SKIP_KNOWN_BUGS=1 to leave them out (e.g. while working on other
- * areas).
- */
-static inline TCase *ct_known_bugs_tcase(Suite *s)
-{
-	const char *e = getenv("WREF_SKIP_KNOWN_BUGS");
-	TCase *tc = tcase_create("known_core_bug");
-	tcase_set_timeout(tc, CT_TIMEOUT);
-	if (!(e && *e && *e != '0'))
-		suite_add_tcase(s, tc);
-	return tc; /* tests added to an unattached TCase never run */
-}
-
 static inline int ct_run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);
