@@ -100,3 +100,7 @@ bench: bench-peers
 bench-quick: bench-peers-quick
 
 .PHONY: bench bench-quick bench-peers bench-peers-quick bench-peers-build
+
+## make check: every built peer runs for a moment (no timing checked)
+TESTS += bench/peers/smoke.sh
+EXTRA_DIST += bench/peers/smoke.sh
