@@ -483,8 +483,9 @@ int main(int argc, char **argv)
 	       "plain refcounted object;\n  intrusive: the same with the "
 	       "count in the node; rwlock: rwlock + open addressing of "
 	       "wref_refs\n");
-	printf("%-8s %9s %9s %9s %9s %11s %12s\n", "threads", "wref",
-	       "limit", "intrusv", "rwlock", "wref/limit", "rwlock/wref");
+	printf("%-8s %9s %9s %9s %9s %11s %11s %12s\n", "threads", "wref",
+	       "limit", "intrusv", "rwlock", "wref/limit", "wref/intr",
+	       "rwlock/wref");
 	for (int th = 1; th <= 2; th++) {
 		double w = 1e30, l = 1e30, li = 1e30, r = 1e30;
 		for (int k = 0; k < rounds; k++) {
@@ -495,8 +496,8 @@ int main(int argc, char **argv)
 			li = fmin(li, run(th, body_raw_get));
 			r = fmin(r, run(th, body_rw_get));
 		}
-		printf("%-8d %9.1f %9.1f %9.1f %9.1f %10.2fx %11.2fx\n", th,
-		       w, l, li, r, w / l, r / w);
+		printf("%-8d %9.1f %9.1f %9.1f %9.1f %10.2fx %10.2fx %11.2fx\n",
+		       th, w, l, li, r, w / l, w / li, r / w);
 	}
 	wref_release(vmap);
 	rw_fini();
