@@ -238,12 +238,22 @@ int wref__exec_set_mode(int mode)
  * done at the instant of the fork cannot be completed: those items are
  * dropped with a warning.
  */
+void wref__executor_atfork_prepare(void)
+{
+	pthread_mutex_lock(&ex_mutex); /* no start/stop across the fork */
+}
+
+void wref__executor_atfork_parent(void)
+{
+	pthread_mutex_unlock(&ex_mutex);
+}
+
 void wref__executor_atfork_child(void)
 {
 	struct __cds_wfcq_head h;
 	struct cds_wfcq_tail t;
 
-	pthread_mutex_init(&ex_mutex, NULL);
+	pthread_mutex_unlock(&ex_mutex); /* taken in the prepare handler */
 	atomic_store_explicit(&ex_running, false, memory_order_relaxed);
 	atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
 	atomic_store_explicit(&ex_sleeping, 0, memory_order_relaxed);

@@ -10,7 +10,19 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#define _LGPL_SOURCE /* inline urcu-bp read-side and wfcqueue fast paths */
+/* inline urcu-bp read-side and wfcqueue fast paths; not under TSan, where
+ * liburcu's code must stay inside its uninstrumented shared objects (its
+ * inline-asm atomics are invisible to TSan; our hand-offs through it are
+ * annotated instead) */
+#if !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if !__has_feature(thread_sanitizer)
+#define _LGPL_SOURCE
+#endif
+#else
+#define _LGPL_SOURCE
+#endif
+#endif
 
 #include <errno.h>
 #include <pthread.h>
@@ -316,6 +328,8 @@ WREF_HIDDEN bool wref__in_callback(void);
 WREF_HIDDEN bool wref__exec_inline(void);
 /* inline mode: run what this thread queued (called by wref__leave) */
 WREF_HIDDEN void wref__inline_drain(void);
+WREF_HIDDEN void wref__executor_atfork_prepare(void);
+WREF_HIDDEN void wref__executor_atfork_parent(void);
 WREF_HIDDEN void wref__executor_atfork_child(void);
 WREF_HIDDEN void wref__executor_stop(void);
 WREF_HIDDEN int wref__exec_set_mode(int mode);

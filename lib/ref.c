@@ -94,11 +94,11 @@ void wref__cb_hold(struct wref__cb *cb)
 
 void wref__cb_unhold(struct wref__cb *cb)
 {
-	/* release: pairs with the acquire fence before the free */
+	/* acq_rel: every holder's accesses happen-before the free by the
+	 * last one (an RMW rather than a fence: TSan does not model fences) */
 	if (atomic_fetch_sub_explicit(&cb->holds, 1,
-				      memory_order_release) != 1)
+				      memory_order_acq_rel) != 1)
 		return;
-	atomic_thread_fence(memory_order_acquire);
 	wref__free(cb);
 	wref__stat_add(WREF_ST_CB_FREE, 1);
 }
@@ -145,41 +145,50 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
 	return linked;
 }
 
+/*
+ * Watches are collected and fired in batches, each inside one read-side
+ * section opened BEFORE cb->lock is taken: a remover that finds a watch
+ * unlinked (wref__watch_del false) may retire its memory with call_rcu,
+ * and the grace period then waits for us.  Everything needed after the
+ * section (the owners to release) is copied out before fire(), which may
+ * retire the watch: no watch field is read after the section ends.
+ */
+#define KILL_BATCH 16
 void wref__cb_kill(struct wref__cb *cb)
 {
-	struct wref__watch *fire = NULL, *w, *next;
+	struct wref__watch *batch[KILL_BATCH], *w, *next;
+	void *pinned[KILL_BATCH];
+	size_t n, i;
 
 	/* relaxed: the DEAD bit already set by our caller is what makes
 	 * upgrades fail; clearing the pointer only spares them the header */
 	atomic_store_explicit(&cb->obj, NULL, memory_order_relaxed);
-	wref__lock(&cb->lock);
-	cb->dead = true;
-	for (w = cb->watches; w; w = next) {
-		next = w->next;
-		/* an owner we cannot pin is dying: its destroy unlinks, unless
-		 * it is a ref whose callback is still owed (it keeps its
-		 * memory for the callback) */
-		bool pinned = wref__tryget(wref__hdr(w->owner));
-		if (!pinned && !(w->is_ref &&
-				 ((struct wref_ref *)w->owner)->owed))
-			continue;
-		watch_unlink(w);
-		w->pinned = pinned;
-		w->fnext = fire;
-		fire = w;
-	}
-	wref__unlock(&cb->lock);
-	/* fire inside one read-side section: a watch's memory retired by a
-	 * racing remover (call_rcu) stays valid until we are done */
-	wref__rcu_lock();
-	for (w = fire; w; w = w->fnext)
-		w->fire(w);
-	wref__rcu_unlock();
-	for (w = fire; w; w = next) {
-		next = w->fnext; /* read before the owner can go */
-		if (w->pinned)
-			wref_release(w->owner);
-	}
+	do {
+		n = 0;
+		wref__rcu_lock();
+		wref__lock(&cb->lock);
+		cb->dead = true;
+		for (w = cb->watches; w && n < KILL_BATCH; w = next) {
+			next = w->next;
+			/* an owner we cannot pin is dying: its destroy
+			 * unlinks, unless it is a ref whose callback is still
+			 * owed (it keeps its memory for the callback) */
+			bool pin = wref__tryget(wref__hdr(w->owner));
+			if (!pin && !(w->is_ref &&
+				      ((struct wref_ref *)w->owner)->owed))
+				continue;
+			watch_unlink(w);
+			w->pinned = pin;
+			pinned[n] = pin ? w->owner : NULL;
+			batch[n++] = w;
+		}
+		wref__unlock(&cb->lock);
+		for (i = 0; i < n; i++)
+			batch[i]->fire(batch[i]);
+		wref__rcu_unlock();
+		for (i = 0; i < n; i++)
+			wref_release(pinned[i]); /* NULL: not pinned */
+	} while (n == KILL_BATCH);
 }
 
 /* ---- wref_ref ------------------------------------------------------------ */

@@ -81,7 +81,8 @@ void wref__stats_atfork_child(void)
 {
 	/* the other threads are gone: fold their counters */
 	struct wref__tstats *self = &wref__tls_stats;
-	pthread_mutex_init(&st_lock, NULL);
+	/* held since fork_prepare; the other threads' blocks are folded under
+	 * it, then it is released as in the parent */
 	for (struct wref__tstats *s = st_list, *n; s; s = n) {
 		n = s->next;
 		if (s != self)
@@ -90,6 +91,7 @@ void wref__stats_atfork_child(void)
 	st_list = self->registered ? self : NULL;
 	if (st_list)
 		self->next = NULL;
+	pthread_mutex_unlock(&st_lock);
 }
 
 /* ---- shutdown hooks ------------------------------------------------------------ */
@@ -133,6 +135,7 @@ void wref_shutdown(void)
 
 static void fork_prepare(void)
 {
+	wref__executor_atfork_prepare();
 	pthread_mutex_lock(&st_lock);
 	urcu_bp_call_rcu_before_fork();
 	urcu_bp_before_fork();
@@ -143,6 +146,7 @@ static void fork_parent(void)
 	urcu_bp_after_fork_parent();
 	urcu_bp_call_rcu_after_fork_parent();
 	pthread_mutex_unlock(&st_lock);
+	wref__executor_atfork_parent();
 }
 
 static void fork_child(void)
