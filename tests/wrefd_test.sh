@@ -210,9 +210,17 @@ nsub=$(grep -c 'flags=P' <<<"$list")
 	bad "client list: $nsub subscribers in '$list'"
 grep -q 'sub=2 ' <<<"$list" && ok "client list sub=2" || bad "no sub=2 in '$list'"
 for _ in $(seq 100); do grep -q "m 2" "$tmp/sub1" && grep -q "m 2" "$tmp/sub2" && break; sleep 0.05; done
-want1=$'subscribe\nnews\n1\nsubscribe\nweather\n2\nmessage\nnews\nwarmup'
-if [ "$(head -9 "$tmp/sub1")" = "$want1" ]; then ok "sub1 stream"; else
-	bad "sub1 stream: '$(cat "$tmp/sub1")'"; fi
+# (a message may come between the two confirmations, as with Redis)
+stream=$(tr '\n' ' ' <"$tmp/sub1")
+case $stream in
+"subscribe news 1 "*"subscribe weather 2 "*) ok "sub1 confirmations" ;;
+*) bad "sub1 confirmations: '$stream'" ;;
+esac
+case $stream in
+*"message news warmup message news warmup2 "*"message weather sunny message news m 1 message news m 2 "*)
+	ok "sub1 messages in order" ;;
+*) bad "sub1 messages: '$stream'" ;;
+esac
 for m in warmup2 sunny "m 1" "m 2"; do
 	grep -qx "$m" "$tmp/sub1" && ok "sub1 got $m" || bad "sub1 missed '$m'"
 done
@@ -248,7 +256,7 @@ wait_for 2 publish flood start
 (for i in $(seq 3000); do echo "PUBLISH flood $i-$payload"; done | R >"$tmp/pubout") &
 pub=$!
 pids+=("$pub")
-for _ in $(seq 200); do [ "$(wc -l <"$tmp/flood")" -gt 300 ] && break; sleep 0.02; done
+for _ in $(seq 500); do [ "$(wc -l <"$tmp/flood")" -gt 300 ] && break; sleep 0.02; done
 { kill -9 "$sf"; wait "$sf"; } 2>/dev/null
 wait "$pub"
 lines=$(wc -l <"$tmp/flood")
