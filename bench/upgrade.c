@@ -10,7 +10,8 @@
  *    (target <= 1.15x); and new + release with one weak ref;
  *  - header and control-block sizes.
  *
- * usage: bench/upgrade [--quick] [--reps N]
+ * usage: bench/upgrade [--quick] [--reps N] [--profile wref|limit|new|malloc]
+ *   --profile runs one single-thread loop only (for perf stat / record)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -189,14 +190,17 @@ enum { C_1T, C_2T_OWN, C_2T_SHARED, C_NEW, C_NEW_WEAK, C_N };
 
 int main(int argc, char **argv)
 {
+	const char *profile = NULL;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--quick"))
+		if (!strcmp(argv[i], "--profile") && i + 1 < argc)
+			profile = argv[++i];
+		else if (!strcmp(argv[i], "--quick"))
 			iters = 2 * 1000 * 1000;
 		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--reps N]\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--reps N] "
+				"[--profile wref|limit|new|malloc]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -217,6 +221,20 @@ int main(int argc, char **argv)
 			perror("wref_new");
 			return 1;
 		}
+	}
+
+	if (profile) {
+		double ns;
+		if (!strcmp(profile, "wref"))
+			ns = run_pairs(K_WREF, 1, false);
+		else if (!strcmp(profile, "limit"))
+			ns = run_pairs(K_LIMIT, 1, false);
+		else if (!strcmp(profile, "new"))
+			ns = run_new(iters);
+		else
+			ns = run_malloc(iters);
+		printf("%s: %.2f ns per op\n", profile, ns);
+		return 0;
 	}
 
 	double lib[C_N][100], lim[C_N][100], calloc_ns[100];

@@ -348,6 +348,35 @@ START_TEST(test_saturation_concurrent)
 }
 END_TEST
 
+/* the warning is printed once per process, however many objects saturate */
+START_TEST(test_saturation_warns_once)
+{
+	FILE *tmp = tmpfile();
+	ck_assert_ptr_nonnull(tmp);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fileno(tmp), 2);
+	for (int i = 0; i < 3; i++) {
+		void *o = wref_new(&obj_type, 8);
+		atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
+		wref_retain(o);
+		wref_retain(o);
+		wref_release(o);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	char line[512];
+	int n = 0;
+	while (fgets(line, sizeof line, tmp))
+		n += strstr(line, "saturated") != NULL;
+	fclose(tmp);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(destroyed, 0);
+}
+END_TEST
+
 /* ---- misuse: over-release -------------------------------------------- */
 
 START_TEST(test_over_release)
@@ -412,6 +441,7 @@ int main(void)
 	tcase_add_test(tc, test_saturation_retain);
 	tcase_add_test(tc, test_saturation_upgrade);
 	tcase_add_test(tc, test_saturation_concurrent);
+	tcase_add_test(tc, test_saturation_warns_once);
 #ifdef WREF_DEBUG
 	tcase_add_test_raise_signal(tc, test_over_release, SIGABRT);
 #else

@@ -567,6 +567,43 @@ START_TEST(test_ref_new_in_own_destroy)
 }
 END_TEST
 
+/* rule 10: threads never register; short-lived threads that upgraded (and
+ * so registered with RCU) do not hold up grace periods after they exit */
+static wref_ref *churn_ref;
+static void *churn_thread(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 10; i++) {
+		void *o = wref_ref_get(churn_ref);
+		if (!o)
+			return (void *)1;
+		wref_release(o);
+	}
+	return NULL;
+}
+
+START_TEST(test_thread_churn_no_registration)
+{
+	struct wref_stats st0 = ct_stats();
+	struct obj *o = new_obj(&obj_type, 1);
+	churn_ref = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	int n = ct_tsan() ? 50 : 300;
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		void *ret = (void *)2;
+		ck_assert_int_eq(pthread_create(&t, NULL, churn_thread, NULL), 0);
+		pthread_join(t, &ret);
+		ck_assert_ptr_null(ret);
+	}
+	wref_release(o); /* memory freed after a grace period */
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	wref_release(churn_ref);
+	/* waits for the grace period: exited readers must not block it */
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ref");
@@ -588,6 +625,7 @@ int main(void)
 	tcase_add_test(tc, test_callback_uses_library);
 	tcase_add_test(tc, test_destroy_self_ref_dead);
 	tcase_add_test(tc, test_destroy_uses_library);
+	tcase_add_test(tc, test_thread_churn_no_registration);
 	/* regression: failed on 16a6bb7/47909bd, fixed in 2b23c7c */
 	tcase_add_test(tc, test_ref_new_in_own_destroy);
 	suite_add_tcase(s, tc);
