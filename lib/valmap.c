@@ -457,24 +457,40 @@ static void timer_start(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* fork: the registry lock and every tier's lock are held across the fork
+ * (no tier is mid-update in the child) and released on both sides, as the
+ * core does with its locks (re-initialising a held mutex upsets TSan) */
 static void reg_prepare(void)
 {
 	pthread_mutex_lock(&reg_lock);
+	for (struct tier *tr = reg_head; tr; tr = tr->rnext)
+		pthread_mutex_lock(&tr->lock);
+}
+static void reg_unlock_all(void)
+{
+	for (struct tier *tr = reg_head; tr; tr = tr->rnext)
+		pthread_mutex_unlock(&tr->lock);
 }
 static void reg_parent(void)
 {
+	reg_unlock_all();
 	pthread_mutex_unlock(&reg_lock);
 }
 static void reg_child(void)
 {
-	pthread_mutex_init(&reg_lock, NULL);
+	reg_unlock_all();
 	/* the timer thread is gone: restart it if tiers exist */
 	timer_running = false;
 	if (reg_head)
 		timer_start();
+	pthread_mutex_unlock(&reg_lock);
 }
 
-__attribute__((constructor)) static void valmap_init(void)
+/* registered on the first tier, after the core's handlers: prepare
+ * handlers run in reverse order, so ours take the tier locks before the
+ * core takes liburcu's (a tier lock holder may be inside call_rcu) */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void)
 {
 	pthread_atfork(reg_prepare, reg_parent, reg_child);
 }
@@ -482,6 +498,7 @@ __attribute__((constructor)) static void valmap_init(void)
 static struct tier *tier_new(struct wref_valmap *m,
 			     const wref_map_options *opt)
 {
+	pthread_once(&atfork_once, atfork_register);
 	struct tier *tr = wref__zalloc(sizeof *tr);
 	if (!tr)
 		return NULL;
