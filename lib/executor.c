@@ -27,8 +27,9 @@ static _Atomic int exec_mode = WREF_EXEC_THREAD;
 
 static __thread bool tls_in_cb __attribute__((tls_model("initial-exec")));
 /* inline mode: this thread's queued items, FIFO */
-static __thread struct wref__work *tls_inl_head
+__thread struct wref__work *wref__tls_inl_head
 	__attribute__((tls_model("initial-exec")));
+#define tls_inl_head wref__tls_inl_head
 static __thread struct wref__work **tls_inl_tail
 	__attribute__((tls_model("initial-exec")));
 
@@ -76,6 +77,7 @@ static void *ex_main(void *unused)
 			if (atomic_load_explicit(&ex_stop,
 						 memory_order_acquire))
 				break;
+			wref__rcu_flush_local(); /* before a long sleep */
 			uint32_t seq = atomic_load(&ex_seq);
 			/* seq_cst: the store to ex_sleeping and the emptiness
 			 * check must not reorder (Dekker with wake_executor) */
@@ -184,6 +186,7 @@ int wref_flush(void)
 {
 	if (tls_in_cb)
 		return -EDEADLK;
+	wref__rcu_flush_local();
 	if (wref__exec_inline())
 		return 0; /* inline items ran before the call that queued them
 			     returned */

@@ -86,9 +86,12 @@ static inline void wref__rcu_unlock(void)
 	wref__tsan_release(&wref__tsan_rcu_sync);
 	urcu_bp_read_unlock();
 }
-/* Runs @fn(@head) after a grace period on liburcu's call_rcu thread. */
+/* Runs @fn(@head) after a grace period on liburcu's call_rcu thread
+ * (batched per thread: see rcu.c). */
 WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 				void (*fn)(struct rcu_head *));
+/* hand this thread's partial batch of retired memory to call_rcu */
+WREF_HIDDEN void wref__rcu_flush_local(void);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
 		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
@@ -328,6 +331,12 @@ WREF_HIDDEN bool wref__in_callback(void);
 WREF_HIDDEN bool wref__exec_inline(void);
 /* inline mode: run what this thread queued (called by wref__leave) */
 WREF_HIDDEN void wref__inline_drain(void);
+WREF_HIDDEN extern __thread struct wref__work *wref__tls_inl_head
+	__attribute__((tls_model("initial-exec")));
+static inline bool wref__inline_pending(void)
+{
+	return wref__tls_inl_head != NULL;
+}
 WREF_HIDDEN void wref__executor_atfork_prepare(void);
 WREF_HIDDEN void wref__executor_atfork_parent(void);
 WREF_HIDDEN void wref__executor_atfork_child(void);

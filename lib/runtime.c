@@ -127,7 +127,11 @@ void wref_shutdown(void)
 	}
 	wref_flush();
 	wref__executor_stop();
-	/* deferred frees of dead objects' memory */
+	/* deferred frees of dead objects' memory: ours, and what callbacks
+	 * run by the barrier retire in turn */
+	wref__rcu_flush_local();
+	urcu_bp_barrier();
+	wref__rcu_flush_local();
 	urcu_bp_barrier();
 }
 
