@@ -1,6 +1,7 @@
 ## peers.mk: the benchmark suite against real peers (issue 6).
 ##   make bench        full run  -> bench/results/latest.{md,png,tsv}
-##   make bench-quick  the same in under a minute (README's first command)
+##                     (the committed table, shown in the README)
+##   make bench-quick  5 short rounds, about 15 s -> bench/results/quick.*
 ## Peers: bench/peers/*.c, *.cc (built here), rust_bench.rs (rustc, if
 ## installed), py_bench.py (python3); driver: bench/suite.py.
 ## Debian packages: g++ libglib2.0-dev libck-dev rustc python3 gnuplot-nox

@@ -4,7 +4,7 @@
 Runs every peer binary (bench/peers/*) in rounds, rotating their order each
 round so that every peer sees the same machine conditions, and writes
 
-  bench/results/latest.md   one row per workload: median and min-max over
+  bench/results/latest.md   (quick.md with --quick) one row per workload: median and min-max over
                             the rounds for libwref, the physical limit and
                             each peer; libwref/limit and the speed-up of
                             libwref over the best peer, both computed per
@@ -19,6 +19,7 @@ round so that every peer sees the same machine conditions, and writes
   --bindir DIR  where the peer binaries were built (default: cwd)
   --srcdir DIR  the source tree (default: this file's parent's parent)
   --out DIR     results directory (default: SRCDIR/bench/results)
+  --name STEM   output file names (default latest, or quick with --quick)
 """
 import argparse
 import datetime
@@ -186,11 +187,14 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--srcdir", default=os.path.dirname(here))
     ap.add_argument("--out")
+    ap.add_argument("--name", help="file stem (default latest, quick)")
     a = ap.parse_args()
     rounds = a.rounds or (5 if a.quick else 9)
     ms = a.ms or (15.0 if a.quick else 200.0)
     lat = a.lat or (500 if a.quick else 10000)
     out = a.out or os.path.join(a.srcdir, "bench", "results")
+    # the committed table is the full run's; quick runs write beside it
+    stem = a.name or ("quick" if a.quick else "latest")
     os.makedirs(out, exist_ok=True)
     nproc, threads = thread_counts()
     start = time.time()
@@ -392,15 +396,15 @@ def main():
         lines.append("")
         lines.append("Errors: " + "; ".join(errors))
     lines.append("")
-    lines.append("![scaling and ratios](latest.png)")
+    lines.append("![scaling and ratios](%s.png)" % stem)
     md = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "latest.md"), "w") as f:
+    with open(os.path.join(out, stem + ".md"), "w") as f:
         f.write(md)
-    with open(os.path.join(out, "latest.tsv"), "w") as f:
+    with open(os.path.join(out, stem + ".tsv"), "w") as f:
         f.write("peer\tkey\tround\tvalue\n")
         for (p, k, r), v in sorted(data.items()):
             f.write("%s\t%s\t%d\t%g\n" % (p, k, r, v))
-    plot(out, data, rounds, threads, cols, plot_rows, now)
+    plot(out, stem, data, rounds, threads, cols, plot_rows, now)
     sys.stdout.write(md)
 
 
@@ -415,7 +419,7 @@ STYLE = {  # one look per peer in every panel
 }
 
 
-def plot(out, data, rounds, threads, cols, plot_rows, now):
+def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
     gp = shutil.which("gnuplot")
     if not gp:
         print("suite: gnuplot not found (apt-get install gnuplot-nox): no "
@@ -452,7 +456,7 @@ def plot(out, data, rounds, threads, cols, plot_rows, now):
     if probe.returncode != 0 or probe.stderr.strip():
         term = "png size 1900,640"
     script = ["set terminal %s" % term,
-              "set output '%s'" % os.path.join(out, "latest.png"),
+              "set output '%s'" % os.path.join(out, stem + ".png"),
               "set multiplot layout 1,3 title 'libwref vs peers, %s, %d CPUs"
               " (medians of the rounds)'" % (now.strftime("%Y-%m-%d"),
                                             threads[-1]),
