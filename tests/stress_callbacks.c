@@ -216,7 +216,7 @@ START_TEST(test_ref_made_during_death)
 	struct wref_stats st0 = ct_stats();
 	pthread_t t;
 	uint64_t seed = 7;
-	m.rounds = (ct_tsan() ? 300 : 3000) * ct_scale();
+	m.rounds = (ct_tsan() ? 200 : 2000) * ct_scale();
 	pthread_barrier_init(&m.start, NULL, 2);
 	pthread_barrier_init(&m.end, NULL, 2);
 	pthread_create(&t, NULL, maker, NULL);
@@ -276,8 +276,11 @@ static void *watcher(void *p)
 	int me = (int)(intptr_t)p;
 	for (long n = 0; n < w.rounds; n++) {
 		pthread_barrier_wait(&w.start);
-		while (wref_ref_alive(w.r[me]))
-			;
+		/* spin, but give the CPU back now and then: on a loaded
+		 * 2-core machine the killer may not be running */
+		for (unsigned k = 1; wref_ref_alive(w.r[me]); k++)
+			if (k % 4096 == 0)
+				sched_yield();
 		wref_release(w.r[me]); /* held when it died */
 		pthread_barrier_wait(&w.end);
 	}
@@ -287,7 +290,7 @@ static void *watcher(void *p)
 START_TEST(test_release_after_seen_dead)
 {
 	pthread_t t[2];
-	w.rounds = (ct_tsan() ? 300 : 3000) * ct_scale();
+	w.rounds = (ct_tsan() ? 200 : 2000) * ct_scale();
 	pthread_barrier_init(&w.start, NULL, 3);
 	pthread_barrier_init(&w.end, NULL, 3);
 	for (int i = 0; i < 2; i++)
