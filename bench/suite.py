@@ -41,6 +41,8 @@ PEERS = [  # (column, binary or script, how)
     ("CPython", "bench/peers/py_bench.py", "py"),
 ]
 COMPETITORS = ["C++", "GLib", "Rust", "ck", "CPython"]
+GROUPS = ["memory", "upgrade", "create", "get", "churn", "callbacks"]
+GROUPS_OF = {"ck": ["memory", "get"]}  # what a peer implements (default all)
 MUTEX_MAPS = ["C++", "GLib", "Rust"]  # lock-based weak caches
 
 # key, label, unit, target
@@ -222,14 +224,24 @@ def main():
 
     data = {}  # (peer, key, round) -> value
     errors = []
+    # each round runs one workload group at a time across all peers (in
+    # an order rotated by round and group), so the figures a ratio
+    # compares are taken seconds apart, not a whole round apart
+    # (quick mode: one launch per peer and round, fewer processes)
+    groups = [None] if a.quick else GROUPS
     for r in range(rounds):
-        order = peers[r % len(peers):] + peers[:r % len(peers)]
-        for name, argv in order:
-            vals, err = run_peer(argv, timeout=60 + ms * 0.2)
-            if err:
-                errors.append("%s round %d: %s" % (name, r, err))
-            for k, v in vals.items():
-                data[(name, k, r)] = v
+        for gi, group in enumerate(groups):
+            ps = [p for p in peers
+                  if group is None or group in GROUPS_OF.get(p[0], GROUPS)]
+            k = (r + gi) % len(ps)
+            for name, argv in ps[k:] + ps[:k]:
+                only = ["--only", group] if group else []
+                vals, err = run_peer(argv + only, timeout=60 + ms * 0.2)
+                if err:
+                    errors.append("%s %s round %d: %s" % (name, group, r,
+                                                          err))
+                for key, v in vals.items():
+                    data[(name, key, r)] = v
         print("suite: round %d/%d done (%.0f s)" % (r + 1, rounds,
               time.time() - start), file=sys.stderr)
     # CPython's get-or-create is single-threaded: shown in the churn row
@@ -260,16 +272,17 @@ def main():
         version(["/usr/bin/rustc" if os.path.exists("/usr/bin/rustc")
                  else "rustc", "--version"]), platform.python_version()))
     lines.append("")
+    method = "" if a.quick else ("each round runs one workload group at "
+                                 "a time across all peers; ")
     lines.append("Cells: median over the rounds (interquartile range).  "
-                 "Times are ns per "
-                 "operation per thread (lower is better), latencies µs, "
-                 "memory bytes.  `libwref/limit` and `speed-up` are computed "
-                 "within each round (side by side), then summarised; "
-                 "best-of-rounds = libwref's fastest round / the limit's "
-                 "fastest round (noise only ever adds time); "
-                 "speed-up = best peer's cost / libwref's cost (> 1: libwref "
-                 "is faster).  Absolute times on a small shared machine are "
-                 "noise; the ratios are the result.")
+                 "Times are ns per operation per thread (lower is better), "
+                 "latencies µs, memory bytes.  `libwref/limit` and "
+                 "`speed-up` are computed within each round (side by side), "
+                 "then summarised; best-of-rounds = libwref's fastest round "
+                 "/ the limit's fastest round (noise only ever adds time); "
+                 + method + "speed-up = best peer's cost / libwref's cost "
+                 "(> 1: libwref is faster).  Absolute times on a small "
+                 "shared machine are noise; the ratios are the result.")
     lines.append("")
     hdr = ["workload"] + cols + ["libwref/limit", "speed-up vs best peer",
                                  "target"]
