@@ -250,6 +250,50 @@ START_TEST(test_shutdown_restart)
 }
 END_TEST
 
+/*
+ * wref_shutdown "waits for deferred frees": also those of dead objects
+ * that another, still running, thread killed.
+ * FAILS since 40f681d (per-thread batched call_rcu): a live thread's
+ * partial batch (< RETIRE_BATCH retired objects) is handed to call_rcu
+ * only when that thread flushes, exits or retires 32 objects, so
+ * wref_shutdown()'s urcu_bp_barrier() cannot wait for it; the dead
+ * objects' memory (here 3 x 4 KiB) and their control blocks stay
+ * allocated indefinitely while the thread idles.
+ */
+static pthread_barrier_t idle_bar;
+static void *kill_and_idle(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 3; i++) {
+		void *o = wref_new(&obj_type, 4096);
+		wref_ref *r = wref_ref_new(o, NULL, NULL);
+		wref_release(o); /* dead: memory freed after a grace period */
+		wref_release(r);
+	}
+	pthread_barrier_wait(&idle_bar); /* killed them */
+	pthread_barrier_wait(&idle_bar); /* main checked */
+	return NULL;
+}
+
+START_TEST(test_shutdown_frees_other_threads)
+{
+	struct wref_stats st0 = ct_stats();
+	pthread_t t;
+	pthread_barrier_init(&idle_bar, NULL, 2);
+	pthread_create(&t, NULL, kill_and_idle, NULL);
+	pthread_barrier_wait(&idle_bar);
+	wref_shutdown();
+	struct wref_stats st1 = ct_stats();
+	pthread_barrier_wait(&idle_bar);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(st1.objects_live, st0.objects_live);
+	ck_assert_msg(st1.blocks_live == st0.blocks_live, "wref_shutdown "
+		      "returned with %llu control blocks (and their objects' "
+		      "memory) still waiting for reclamation",
+		      (unsigned long long)(st1.blocks_live - st0.blocks_live));
+}
+END_TEST
+
 START_TEST(test_stats_threads)
 {
 	/* counters of exited threads are kept */
@@ -476,6 +520,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_init_busy);
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
+	tcase_add_test(tc, test_shutdown_frees_other_threads);
 	tcase_add_test(tc, test_exit_return);
 	tcase_add_test(tc, test_exit_shutdown);
 	tcase_add_test(tc, test_exit_from_thread);
