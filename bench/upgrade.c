@@ -10,8 +10,8 @@
  *    (target <= 1.15x); and new + release with one weak ref;
  *  - header and control-block sizes.
  *
- * usage: bench/upgrade [--quick] [--reps N] [--profile wref|limit|new|malloc]
- *   --profile runs one single-thread loop only (for perf stat / record)
+ * usage: bench/upgrade [--quick] [--reps N] [--profile wref|limit|wref-shared|limit-shared|new|malloc]
+ *   --profile runs one loop only (for perf stat / record)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -200,7 +200,7 @@ int main(int argc, char **argv)
 			reps = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: %s [--quick] [--reps N] "
-				"[--profile wref|limit|new|malloc]\n", argv[0]);
+				"[--profile wref|limit|wref-shared|limit-shared|new|malloc]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -227,6 +227,10 @@ int main(int argc, char **argv)
 		double ns;
 		if (!strcmp(profile, "wref"))
 			ns = run_pairs(K_WREF, 1, false);
+		else if (!strcmp(profile, "wref-shared"))
+			ns = run_pairs(K_WREF, 2, true);
+		else if (!strcmp(profile, "limit-shared"))
+			ns = run_pairs(K_LIMIT, 2, true);
 		else if (!strcmp(profile, "limit"))
 			ns = run_pairs(K_LIMIT, 1, false);
 		else if (!strcmp(profile, "new"))
