@@ -604,6 +604,62 @@ START_TEST(test_thread_churn_no_registration)
 }
 END_TEST
 
+/* rule 8 / internal rule: no user code inside an RCU read-side section (it
+ * may release a container whose teardown waits for a grace period) */
+static _Atomic int in_rcu_seen, user_runs;
+static void rcu_probe(void)
+{
+	if (urcu_bp_read_ongoing())
+		atomic_fetch_add(&in_rcu_seen, 1);
+	atomic_fetch_add(&user_runs, 1);
+}
+static void probe_destroy(void *p)
+{
+	struct obj *o = p;
+	rcu_probe();
+	wref_release(o->hold);
+}
+static const wref_type probe_type = { .name = "probe",
+				      .destroy = probe_destroy };
+static void probe_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	rcu_probe();
+	wref_release(arg); /* the last ref of another object: its destroy */
+}
+
+static void probe_scenario(void)
+{
+	/* a -> b (held), refs with callbacks on both; c is released by a's
+	 * callback */
+	struct obj *a = new_obj(&probe_type, 1);
+	struct obj *b = new_obj(&probe_type, 2);
+	struct obj *c = new_obj(&probe_type, 3);
+	a->hold = b;
+	wref_ref *ra = wref_ref_new(a, probe_cb, c);
+	wref_ref *rb = wref_ref_new(b, probe_cb, NULL);
+	wref_ref *rc = wref_ref_new(c, NULL, NULL);
+	wref_release(a);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(wref_flush(), 0);
+	wref_release(ra);
+	wref_release(rb);
+	wref_release(rc);
+}
+
+START_TEST(test_user_code_outside_rcu)
+{
+	probe_scenario();
+	ck_assert_int_eq(user_runs, 5); /* 3 destroys, 2 callbacks */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	probe_scenario();
+	ck_assert_int_eq(user_runs, 10);
+	ck_assert_int_eq(wref_init(NULL), 0);
+	ck_assert_int_eq(in_rcu_seen, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ref");
@@ -626,6 +682,7 @@ int main(void)
 	tcase_add_test(tc, test_destroy_self_ref_dead);
 	tcase_add_test(tc, test_destroy_uses_library);
 	tcase_add_test(tc, test_thread_churn_no_registration);
+	tcase_add_test(tc, test_user_code_outside_rcu);
 	/* regression: failed on 16a6bb7/47909bd, fixed in 2b23c7c */
 	tcase_add_test(tc, test_ref_new_in_own_destroy);
 	suite_add_tcase(s, tc);
