@@ -50,7 +50,11 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wrefd_bench.XXXXXX")
 wpid=
 rpid=
+wport=
 cleanup() {
+	# the server's own pid: $! may be a wrapper that waits for it
+	[ -n "$wport" ] && kill -TERM "$(redis-cli -h 127.0.0.1 -p "$wport" info 2>/dev/null |
+		tr -d '\r' | sed -n 's/^process_id://p')" 2>/dev/null
 	[ -n "$wpid" ] && kill -TERM "$wpid" 2>/dev/null && wait "$wpid" 2>/dev/null
 	[ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
 	rm -rf "$tmp"

@@ -23,9 +23,10 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wrefd_test.XXXXXX")
 pids=()
 server=
+spid=
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	[ -n "$server" ] && kill -9 "$server" 2>/dev/null
+	[ -n "$server" ] && kill -9 $spid "$server" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -45,9 +46,11 @@ if [ ! -s "$tmp/port" ]; then
 	echo "ERROR: wrefd did not start"; cat "$tmp/log"; exit 99
 fi
 P=$(cat "$tmp/port")
-echo "wrefd pid $server on 127.0.0.1:$P"
 
 R() { timeout 20 redis-cli -h 127.0.0.1 -p "$P" "$@"; }
+# the server's own pid: $! may be a wrapper that waits for it
+spid=$(R info | tr -d '\r' | sed -n 's/^process_id://p')
+echo "wrefd pid ${spid:-?} on 127.0.0.1:$P"
 # background subscribers: no wrapper, so that $! is redis-cli itself
 S() { exec redis-cli -h 127.0.0.1 -p "$P" subscribe "$@"; }
 
@@ -363,7 +366,7 @@ expect stays get e3
 S last >/dev/null 2>&1 &
 pids+=("$!")
 wait_for 1 publish last x
-kill -TERM "$server"
+kill -TERM "${spid:-$server}"
 status=0
 wait "$server" || status=$?
 server=
