@@ -92,6 +92,9 @@ WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 				void (*fn)(struct rcu_head *));
 /* hand this thread's partial batch of retired memory to call_rcu */
 WREF_HIDDEN void wref__rcu_flush_local(void);
+/* take @s's retired list (any thread's) and hand it to call_rcu */
+struct wref__tstats;
+WREF_HIDDEN void wref__rcu_flush_thread(struct wref__tstats *s);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
 		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
@@ -223,6 +226,10 @@ enum {
 };
 struct wref__tstats {
 	_Atomic uint64_t v[WREF_ST_N];
+	/* memory this thread retired, not yet handed to call_rcu (rcu.c);
+	 * wref_shutdown() may take it from another thread */
+	_Atomic(struct rcu_head *) retired;
+	unsigned nretired; /* owner only: the batch threshold */
 	struct wref__tstats *next;
 	bool registered;
 };

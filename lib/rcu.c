@@ -24,12 +24,6 @@ struct retire_batch {
 	struct rcu_head *list; /* linked through next.next */
 };
 
-static __thread struct rcu_head *tls_retired
-	__attribute__((tls_model("initial-exec")));
-static __thread unsigned tls_nretired
-	__attribute__((tls_model("initial-exec")));
-static pthread_key_t retire_key;
-
 static inline struct rcu_head *head_next(struct rcu_head *h)
 {
 	return (struct rcu_head *)h->next.next;
@@ -48,13 +42,11 @@ static void run_batch(struct rcu_head *rh)
 	wref__rcu_flush_local(); /* anything those callbacks retired */
 }
 
-void wref__rcu_flush_local(void)
+static void submit(struct rcu_head *list)
 {
-	struct rcu_head *list = tls_retired, *h, *next;
+	struct rcu_head *h, *next;
 	if (!list)
 		return;
-	tls_retired = NULL;
-	tls_nretired = 0;
 	struct retire_batch *b = malloc(sizeof *b);
 	if (b) {
 		b->list = list;
@@ -68,28 +60,37 @@ void wref__rcu_flush_local(void)
 	}
 }
 
+void wref__rcu_flush_thread(struct wref__tstats *s)
+{
+	/* acquire: pairs with the release CAS that pushed each head */
+	submit(atomic_exchange_explicit(&s->retired, NULL,
+					memory_order_acquire));
+}
+
+void wref__rcu_flush_local(void)
+{
+	struct wref__tstats *s = &wref__tls_stats;
+	s->nretired = 0;
+	wref__rcu_flush_thread(s);
+}
+
 void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
+	struct wref__tstats *s = &wref__tls_stats;
 	/* TSan: what this thread wrote before retiring @head happens-before
 	 * the callback (paired with wref__rcu_tsan_after_gp()) */
 	wref__tsan_release(head);
 	head->func = fn;
-	head->next.next = (struct cds_wfcq_node *)tls_retired;
-	if (!tls_retired)
-		/* arm the thread-exit hand-over */
-		pthread_setspecific(retire_key, (void *)1);
-	tls_retired = head;
-	if (++tls_nretired >= RETIRE_BATCH)
+	if (wref_unlikely(!s->registered))
+		wref__stats_register(); /* so wref_shutdown() can find it */
+	/* relaxed: only the owner pushes; the CAS below re-reads */
+	struct rcu_head *old = atomic_load_explicit(&s->retired,
+						    memory_order_relaxed);
+	do
+		head->next.next = (struct cds_wfcq_node *)old;
+	/* release: pairs with the acquire exchange of the flusher */
+	while (!atomic_compare_exchange_weak_explicit(&s->retired, &old, head,
+			memory_order_release, memory_order_relaxed));
+	if (++s->nretired >= RETIRE_BATCH)
 		wref__rcu_flush_local();
-}
-
-static void retire_thread_exit(void *unused)
-{
-	(void)unused;
-	wref__rcu_flush_local();
-}
-
-__attribute__((constructor)) static void retire_init(void)
-{
-	pthread_key_create(&retire_key, retire_thread_exit);
 }

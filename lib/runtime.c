@@ -37,6 +37,7 @@ static void unlink_stats(struct wref__tstats *s)
 static void stats_thread_exit(void *p)
 {
 	struct wref__tstats *s = p;
+	wref__rcu_flush_thread(s);
 	pthread_mutex_lock(&st_lock);
 	unlink_stats(s);
 	fold(s);
@@ -85,8 +86,11 @@ void wref__stats_atfork_child(void)
 	 * it, then it is released as in the parent */
 	for (struct wref__tstats *s = st_list, *n; s; s = n) {
 		n = s->next;
-		if (s != self)
+		if (s != self) {
 			fold(s);
+			/* the child owns a copy of what they retired */
+			wref__rcu_flush_thread(s);
+		}
 	}
 	st_list = self->registered ? self : NULL;
 	if (st_list)
@@ -127,12 +131,15 @@ void wref_shutdown(void)
 	}
 	wref_flush();
 	wref__executor_stop();
-	/* deferred frees of dead objects' memory: ours, and what callbacks
-	 * run by the barrier retire in turn */
-	wref__rcu_flush_local();
-	urcu_bp_barrier();
-	wref__rcu_flush_local();
-	urcu_bp_barrier();
+	/* deferred frees of dead objects' memory, retired by any thread, and
+	 * what the callbacks run by the barrier retire in turn */
+	for (int round = 0; round < 2; round++) {
+		pthread_mutex_lock(&st_lock);
+		for (struct wref__tstats *s = st_list; s; s = s->next)
+			wref__rcu_flush_thread(s);
+		pthread_mutex_unlock(&st_lock);
+		urcu_bp_barrier();
+	}
 }
 
 /* ---- fork ---------------------------------------------------------------- */
