@@ -270,5 +270,14 @@ void wref__executor_atfork_child(void)
 			"child\n");
 	__cds_wfcq_init(&q_head, &q_tail);
 	__cds_wfcq_init(&batch_head, &batch_tail);
-	__cds_wfcq_splice_nonblocking(&q_head, &q_tail, &h, &t);
+	/* requeue, dropping flush barriers: their waiters were other threads,
+	 * which do not exist here */
+	struct cds_wfcq_node *n;
+	while ((n = __cds_wfcq_dequeue_nonblocking(&h, &t)) != NULL &&
+	       n != CDS_WFCQ_WOULDBLOCK) {
+		struct wref__work *w = caa_container_of(n, struct wref__work,
+							node);
+		if (w->run != barrier_run)
+			cds_wfcq_enqueue(&q_head, &q_tail, n);
+	}
 }

@@ -45,8 +45,9 @@ struct wref__cb *wref__cb_get(void *obj)
 	struct wref__cb *cb = wref__cb_peek(h);
 	if (wref_likely(cb != NULL))
 		return cb;
-	/* relaxed: no block yet (checked above); the type bits are ours */
-	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
+	/* acquire: a block published since the check above must be read
+	 * initialised (pairs with the CAS below in the winning thread) */
+	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_acquire);
 	if (tc & WREF_TC_CB)
 		return (struct wref__cb *)(tc & ~WREF_TC_MASK);
 	const wref_type *t = (const wref_type *)(tc & ~WREF_TC_MASK);
@@ -362,7 +363,9 @@ bool wref_ref_alive(const wref_ref *r)
 		return false;
 	bool alive = false;
 	wref__rcu_lock();
-	struct wref__hdr *h = rcu_dereference(r->cb->obj);
+	/* acquire: as in wref__cb_upgrade() */
+	struct wref__hdr *h = atomic_load_explicit(&r->cb->obj,
+						   memory_order_acquire);
 	/* relaxed: a snapshot; a count of 0 is a release in progress that
 	 * an upgrade may still revive, so only DEAD reads as dead */
 	if (h && atomic_load_explicit(&h->strong, memory_order_relaxed) <
