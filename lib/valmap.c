@@ -325,6 +325,7 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 			memory_order_acquire, memory_order_relaxed))
 		return false;
 	if (!wref__entry_tryhold(&v->e)) {
+		/* relaxed: undoes our own CAS; nothing was published */
 		atomic_store_explicit(&R(v)->tstate, 0, memory_order_relaxed);
 		return false; /* being retired: not worth retaining */
 	}
