@@ -26,11 +26,24 @@
  * are not counted.  It is a snapshot: while adds and removals are in
  * flight it may lag by their number (never below 0).
  *
- * Calling rules: lookups and wref__entry_unlink run inside
- * wref__rcu_lock(); wref__entry_put and wref__entry_remove (which may
- * retire, and retiring may queue executor work) run OUTSIDE read-side
+ * Calling rules: lookups, adds, replaces and wref__entry_unlink run
+ * inside wref__rcu_lock(); wref__entry_put and wref__entry_removed (which
+ * may retire, and retiring may queue executor work) run OUTSIDE read-side
  * sections unless the caller is a watch fire (which runs inside a death
  * context where queued inline work is deferred).
+ *
+ * Typical user-side removal:
+ *	wref__rcu_lock();
+ *	e = wref__table_lookup(t, hash, &key);
+ *	bool mine = e && wref__entry_unlink(e);
+ *	wref__rcu_unlock();
+ *	if (mine)
+ *		wref__entry_removed(e);  // the table count kept e valid
+ * Typical insert: alloc, wref__entry_init, wref__entry_arm (the caller
+ * holds the object, so the watch cannot fire yet), then under the read
+ * lock wref__entry_add_unique/add_replace; a loser is freed with
+ * wref__entry_discard, a replaced entry finished with
+ * wref__entry_removed after the unlock.
  */
 #ifndef WREF_TABLE_H
 #define WREF_TABLE_H
