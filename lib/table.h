@@ -96,9 +96,12 @@ struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
 	void *owner; /* the container object: owner of every entry's watch */
-	/* live entries: changed only by the winner of an lfht add/del */
-	_Atomic size_t len __attribute__((aligned(WREF_CACHELINE)));
-	char pad_[WREF_CACHELINE - sizeof(size_t)];
+	/* live entries: changed only by the winner of an lfht add/del.  Kept
+	 * off the read-mostly lines above and the container's fields below by
+	 * padding, not by alignment: wref payloads are only 16-byte aligned */
+	char pad0_[WREF_CACHELINE];
+	_Atomic size_t len;
+	char pad1_[WREF_CACHELINE - sizeof(size_t)];
 };
 
 static inline struct wref__table *wref__entry_table(struct wref__entry *e)
