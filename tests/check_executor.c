@@ -253,7 +253,8 @@ END_TEST
 /*
  * wref_shutdown "waits for deferred frees": also those of dead objects
  * that another, still running, thread killed.
- * FAILS since 40f681d (per-thread batched call_rcu): a live thread's
+ * Regression test: failed from 40f681d to fe3224a (per-thread batched
+ * call_rcu): a live thread's
  * partial batch (< RETIRE_BATCH retired objects) is handed to call_rcu
  * only when that thread flushes, exits or retires 32 objects, so
  * wref_shutdown()'s urcu_bp_barrier() cannot wait for it; the dead
