@@ -216,6 +216,8 @@ wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg), void *arg,
 
 bool wref_finalizer_alive(wref_finalizer *f)
 {
+	if (f)
+		wref__check(f, "wref_finalizer_alive");
 	/* relaxed: a snapshot, nothing is read through it */
 	return f && atomic_load_explicit(&f->state, memory_order_relaxed) ==
 			    FIN_ARMED;
@@ -223,6 +225,8 @@ bool wref_finalizer_alive(wref_finalizer *f)
 
 bool wref_finalizer_call(wref_finalizer *f)
 {
+	if (f)
+		wref__check(f, "wref_finalizer_call");
 	if (!f || !claim(f, FIN_CLAIMED))
 		return false;
 	disarm(f);
@@ -233,6 +237,8 @@ bool wref_finalizer_call(wref_finalizer *f)
 
 bool wref_finalizer_detach(wref_finalizer *f, void **arg)
 {
+	if (f)
+		wref__check(f, "wref_finalizer_detach");
 	if (!f || !claim(f, FIN_DETACHED))
 		return false;
 	disarm(f);
@@ -255,6 +261,7 @@ void wref_finalizer_set_atexit(wref_finalizer *f, bool on)
 {
 	if (!f)
 		return;
+	wref__check(f, "wref_finalizer_set_atexit");
 	if (on)
 		hook_once();
 	pthread_mutex_lock(&reg_lock);

@@ -165,7 +165,14 @@ static inline void *wref__payload(struct wref__hdr *h)
 {
 	return h + 1;
 }
-WREF_HIDDEN void wref__check(const void *obj, const char *what);
+/* --enable-debug: abort naming the misuse if @obj is not a live object
+ * from wref_new(); compiled out otherwise (it sits on hot paths) */
+#ifdef WREF_DEBUG
+WREF_HIDDEN void wref__check_slow(const void *obj, const char *what);
+#define wref__check(obj, what) wref__check_slow((obj), (what))
+#else
+#define wref__check(obj, what) ((void)(obj), (void)(what))
+#endif
 WREF_HIDDEN const wref_type *wref__type(const struct wref__hdr *h);
 /* control block of @h or NULL; caller holds a strong ref to @h */
 static inline struct wref__cb *wref__cb_peek(struct wref__hdr *h)

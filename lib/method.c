@@ -49,6 +49,7 @@ int wref_method_call(wref_method *m, void *arg)
 {
 	if (!m)
 		return -EINVAL;
+	wref__check(m, "wref_method_call");
 	void *obj = wref__cb_upgrade(m->cb);
 	if (!obj)
 		return -ENOENT;

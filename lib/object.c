@@ -37,9 +37,9 @@ static void misuse(const struct wref__hdr *h, const char *fmt, ...)
 #endif
 }
 
-void wref__check(const void *obj, const char *what)
-{
 #ifdef WREF_DEBUG
+void wref__check_slow(const void *obj, const char *what)
+{
 	const struct wref__hdr *h = wref__hdr(obj);
 	if (h->magic == WREF_MAGIC)
 		return;
@@ -47,11 +47,8 @@ void wref__check(const void *obj, const char *what)
 		h->magic == WREF_MAGIC_DEAD ? "object is dead (released too "
 		"often)" : "not an object from wref_new()");
 	abort();
-#else
-	(void)obj;
-	(void)what;
-#endif
 }
+#endif
 
 const wref_type *wref__type(const struct wref__hdr *h)
 {

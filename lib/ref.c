@@ -354,6 +354,7 @@ void *wref_ref_get(wref_ref *r)
 {
 	if (wref_unlikely(!r))
 		return NULL;
+	wref__check(r, "wref_ref_get");
 	return wref__cb_upgrade(r->cb);
 }
 
@@ -361,6 +362,7 @@ bool wref_ref_alive(const wref_ref *r)
 {
 	if (!r)
 		return false;
+	wref__check(r, "wref_ref_alive");
 	bool alive = false;
 	wref__rcu_lock();
 	/* acquire: as in wref__cb_upgrade() */
@@ -379,6 +381,7 @@ int wref_ref_call(wref_ref *r, int (*fn)(void *obj, void *arg), void *arg)
 {
 	if (!r || !fn)
 		return -EINVAL;
+	wref__check(r, "wref_ref_call");
 	void *obj = wref_ref_get(r);
 	if (!obj)
 		return -ENOENT;

@@ -92,6 +92,7 @@ int wref_signal_connect(wref_signal *sig, void *obj, wref_method_fn fn)
 {
 	if (!sig || !obj || !fn)
 		return -EINVAL;
+	wref__check(sig, "wref_signal_connect");
 	wref__check(obj, "wref_signal_connect");
 	struct wref__cb *cb = wref__cb_get(obj); /* EINVAL for NO_WEAK */
 	if (!cb)
@@ -122,6 +123,7 @@ int wref_signal_disconnect(wref_signal *sig, void *obj, wref_method_fn fn)
 {
 	if (!sig || !obj || !fn)
 		return -EINVAL;
+	wref__check(sig, "wref_signal_disconnect");
 	wref__check(obj, "wref_signal_disconnect");
 	struct wref__hdr *h = wref__hdr(obj);
 	struct wref__cb *cb = wref__cb_peek(h);
@@ -196,6 +198,8 @@ static struct pin *pins_alloc(size_t cap)
 
 size_t wref_signal_emit(wref_signal *sig, void *arg)
 {
+	if (sig)
+		wref__check(sig, "wref_signal_emit");
 	struct pin buf[RUN], *v = buf;
 	size_t n = 0, cap = RUN;
 	struct cds_lfht_iter it;
@@ -246,5 +250,7 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 
 size_t wref_signal_len(wref_signal *sig)
 {
+	if (sig)
+		wref__check(sig, "wref_signal_len");
 	return sig ? wref__table_len(&sig->t) : 0;
 }
