@@ -117,7 +117,10 @@ WREF_API size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap);
 /* ------------------------------------------------------------------ */
 
 /* Death callback: runs on the executor thread once the referent died,
- * with @ref still valid (the library holds it for the call). */
+ * with @ref still valid for the call (wref_ref_get(ref) there is NULL).
+ * If the user released @ref after the referent died but before the
+ * callback was queued, the callback still runs (the ref was held at death)
+ * but the handle has no strong ref left: do not wref_retain it there. */
 typedef void (*wref_callback)(wref_ref *ref, void *arg);
 
 /*

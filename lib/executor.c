@@ -261,10 +261,12 @@ void wref__executor_atfork_child(void)
 	atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
 	atomic_store_explicit(&ex_sleeping, 0, memory_order_relaxed);
 	__cds_wfcq_init(&h, &t);
-	if (__cds_wfcq_splice_nonblocking(&h, &t, &batch_head, &batch_tail) ==
-		    CDS_WFCQ_RET_WOULDBLOCK ||
-	    __cds_wfcq_splice_nonblocking(&h, &t, &q_head, &q_tail) ==
-		    CDS_WFCQ_RET_WOULDBLOCK)
+	/* both, unconditionally: the batch first (it was queued earlier) */
+	bool lost = __cds_wfcq_splice_nonblocking(&h, &t, &batch_head,
+			&batch_tail) == CDS_WFCQ_RET_WOULDBLOCK;
+	lost |= __cds_wfcq_splice_nonblocking(&h, &t, &q_head, &q_tail) ==
+		CDS_WFCQ_RET_WOULDBLOCK;
+	if (lost)
 		fprintf(stderr, "libwref: warning: fork() interrupted a queue "
 			"operation; some parent callbacks are lost in the "
 			"child\n");

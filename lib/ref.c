@@ -161,9 +161,10 @@ void wref__cb_kill(struct wref__cb *cb)
 	void *pinned[KILL_BATCH];
 	size_t n, i;
 
-	/* relaxed: the DEAD bit already set by our caller is what makes
-	 * upgrades fail; clearing the pointer only spares them the header */
-	atomic_store_explicit(&cb->obj, NULL, memory_order_relaxed);
+	/* release: pairs with the acquire loads in wref__cb_upgrade() and
+	 * wref_ref_alive(): who reads NULL also sees DEAD (the DEAD bit is
+	 * what makes upgrades fail; NULL spares them the header) */
+	atomic_store_explicit(&cb->obj, NULL, memory_order_release);
 	do {
 		n = 0;
 		wref__rcu_lock();
