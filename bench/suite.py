@@ -20,6 +20,7 @@ round so that every peer sees the same machine conditions, and writes
   --srcdir DIR  the source tree (default: this file's parent's parent)
   --out DIR     results directory (default: SRCDIR/bench/results)
   --name STEM   output file names (default latest, or quick with --quick)
+  --replot      only redraw STEM.png from STEM.tsv
 """
 import argparse
 import datetime
@@ -190,6 +191,8 @@ def main():
     ap.add_argument("--srcdir", default=os.path.dirname(here))
     ap.add_argument("--out")
     ap.add_argument("--name", help="file stem (default latest, quick)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw STEM.png from STEM.tsv")
     a = ap.parse_args()
     rounds = a.rounds or (5 if a.quick else 9)
     ms = a.ms or (15.0 if a.quick else 200.0)
@@ -197,6 +200,9 @@ def main():
     out = a.out or os.path.join(a.srcdir, "bench", "results")
     # the committed table is the full run's; quick runs write beside it
     stem = a.name or ("quick" if a.quick else "latest")
+    if a.replot:
+        replot(out, stem)
+        return
     os.makedirs(out, exist_ok=True)
     nproc, threads = thread_counts()
     start = time.time()
@@ -289,7 +295,6 @@ def main():
     lines.append("| " + " | ".join(hdr) + " |")
     lines.append("|" + "|".join(["---"] * len(hdr)) + "|")
 
-    plot_rows = []  # (short label, ratio median, speedup median)
     misses = []
     rows = list(ROWS)
     for t in threads:
@@ -371,9 +376,6 @@ def main():
                                med(speed_mx)))
         cells += [ratio_s, speed_s, tgt]
         lines.append("| " + " | ".join(cells) + " |")
-        if key in SHORT:
-            plot_rows.append((SHORT[key], med(ratio) if ratio else None,
-                              med(speed) if speed else None))
     lines.append("")
     lines.append("¹ GLib, C++, Rust and CPython run death callbacks inline on "
                  "the releasing thread (weak notify, deleter, Drop, weakref "
@@ -417,7 +419,8 @@ def main():
         f.write("peer\tkey\tround\tvalue\n")
         for (p, k, r), v in sorted(data.items()):
             f.write("%s\t%s\t%d\t%g\n" % (p, k, r, v))
-    plot(out, stem, data, rounds, threads, cols, plot_rows, now)
+    plot(out, stem, data, rounds, threads, cols, ratio_rows(data, rounds),
+         now)
     sys.stdout.write(md)
 
 
@@ -430,6 +433,42 @@ STYLE = {  # one look per peer in every panel
     "ck": "lw 2 pt 13 lc rgb '#9467bd'",
     "CPython": "lw 2 pt 3 lc rgb '#8c564b'",
 }
+
+
+def ratio_rows(data, rounds):
+    """(short label, median libwref/limit, median speed-up) per workload"""
+    rows = []
+    for key, short in SHORT.items():
+        lw = per_round(data, "libwref", key, rounds)
+        li = per_round(data, "limit", key, rounds)
+        ratio = [w / l for w, l in zip(lw, li) if w and l]
+        speed = []
+        for r in range(rounds):
+            best = [data.get((c, key, r)) for c in COMPETITORS]
+            best = [b for b in best if b]
+            if lw[r] and best:
+                speed.append(min(best) / lw[r])
+        rows.append((short, med(ratio) if ratio else None,
+                     med(speed) if speed else None))
+    return rows
+
+
+def replot(out, stem):
+    """the plot again from STEM.tsv (after a change of the plot only)"""
+    data = {}
+    with open(os.path.join(out, stem + ".tsv")) as f:
+        next(f)
+        for line in f:
+            p, k, r, v = line.rstrip("\n").split("\t")
+            data[(p, k, int(r))] = float(v)
+    rounds = 1 + max(r for _, _, r in data)
+    threads = sorted({int(k.rsplit("_", 1)[1]) for _, k, _ in data
+                      if k.startswith("scale_get_")})
+    mtime = datetime.datetime.fromtimestamp(
+        os.path.getmtime(os.path.join(out, stem + ".tsv")),
+        datetime.timezone.utc)
+    plot(out, stem, data, rounds, threads,
+         ["libwref", "limit"] + COMPETITORS, ratio_rows(data, rounds), mtime)
 
 
 def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
@@ -474,7 +513,8 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
               " (medians of the rounds)'" % (now.strftime("%Y-%m-%d"),
                                             threads[-1]),
               "set xlabel 'threads'", "set ylabel 'Mops/s (total)'",
-              "set key bottom left", "set grid",
+              "set key top left", "set grid",
+              "set offsets 0, 0, graph 0.35, 0",  # headroom for the key
               "set xtics (%s)" % ", ".join(str(t) for t in threads),
               "set xrange [0.8:%g]" % (threads[-1] + 0.2),
               "set yrange [0:*]"]
@@ -492,6 +532,7 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
     script += ["set title 'per workload'",
                "set xlabel ''", "set ylabel 'ratio (log scale)'",
                "set logscale y", "set yrange [*:*]", "unset xrange",
+               "set offsets 0, 0, 0, 0",
                "set style data histograms",
                "set style histogram clustered gap 1",
                "set style fill solid 0.8 border -1", "set boxwidth 0.9",
