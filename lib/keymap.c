@@ -71,6 +71,8 @@ wref_keymap *wref_keymap_new(const wref_map_options *opt)
 
 int wref_keymap_set(wref_keymap *m, void *key, void *value)
 {
+	if (m)
+		wref__check(m, "wref_keymap_set");
 	if (!m || !key || !value)
 		return -EINVAL;
 	wref__check(value, "wref_keymap_set");
@@ -121,6 +123,8 @@ static struct km_entry *find(wref_keymap *m, const void *key)
 
 void *wref_keymap_get(wref_keymap *m, const void *key)
 {
+	if (m)
+		wref__check(m, "wref_keymap_get");
 	struct km_entry *k = find(m, key);
 	if (!k)
 		return NULL;
@@ -151,6 +155,8 @@ static struct km_entry *take(wref_keymap *m, const void *key)
 
 void *wref_keymap_pop(wref_keymap *m, const void *key)
 {
+	if (m)
+		wref__check(m, "wref_keymap_pop");
 	struct km_entry *k = take(m, key);
 	if (!k)
 		return NULL;
@@ -161,6 +167,8 @@ void *wref_keymap_pop(wref_keymap *m, const void *key)
 
 int wref_keymap_del(wref_keymap *m, const void *key)
 {
+	if (m)
+		wref__check(m, "wref_keymap_del");
 	struct km_entry *k = take(m, key);
 	if (!k)
 		return -errno;
@@ -170,6 +178,8 @@ int wref_keymap_del(wref_keymap *m, const void *key)
 
 size_t wref_keymap_len(wref_keymap *m)
 {
+	if (m)
+		wref__check(m, "wref_keymap_len");
 	return m ? wref__table_len(&m->t) : 0;
 }
 
@@ -182,6 +192,8 @@ int wref_keymap_foreach(wref_keymap *m,
 			int (*fn)(void *key, void *value, void *arg),
 			void *arg)
 {
+	if (m)
+		wref__check(m, "wref_keymap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
 	size_t cap = wref__table_len(&m->t) + 16, n;

@@ -55,6 +55,8 @@ wref_set *wref_set_new(const wref_map_options *opt)
 
 int wref_set_add(wref_set *s, void *obj)
 {
+	if (s)
+		wref__check(s, "wref_set_add");
 	if (!s || !obj)
 		return -EINVAL;
 	struct wref__cb *cb = wref__key_cb(obj, s->by_value);
@@ -80,6 +82,8 @@ int wref_set_add(wref_set *s, void *obj)
 
 int wref_set_discard(wref_set *s, const void *obj)
 {
+	if (s)
+		wref__check(s, "wref_set_discard");
 	struct wref__objkey k;
 	int r;
 	if (!s)
@@ -104,6 +108,8 @@ int wref_set_discard(wref_set *s, const void *obj)
 
 bool wref_set_contains(wref_set *s, const void *obj)
 {
+	if (s)
+		wref__check(s, "wref_set_contains");
 	struct wref__objkey k;
 	if (!s || wref__objkey_init(&k, obj, s->by_value) != 0)
 		return false;
@@ -123,11 +129,15 @@ bool wref_set_contains(wref_set *s, const void *obj)
 
 size_t wref_set_len(wref_set *s)
 {
+	if (s)
+		wref__check(s, "wref_set_len");
 	return s ? wref__table_len(&s->t) : 0;
 }
 
 int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg), void *arg)
 {
+	if (s)
+		wref__check(s, "wref_set_foreach");
 	if (!s || !fn)
 		return -EINVAL;
 	size_t cap = wref__table_len(&s->t) + 16, n;

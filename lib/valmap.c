@@ -608,6 +608,8 @@ static inline bool bad_args(wref_valmap *m, const void *key, size_t len)
 
 void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 {
+	if (m)
+		wref__check(m, "wref_valmap_get");
 	if (bad_args(m, key, len))
 		return NULL;
 	struct vkey k = { key, len };
@@ -628,6 +630,8 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 
 int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 {
+	if (m)
+		wref__check(m, "wref_valmap_set");
 	if (!m || (!key && len) || !obj)
 		return -EINVAL;
 	struct wref__cb *cb = wref__key_cb(obj, false);
@@ -682,6 +686,8 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 		void *(*make)(const void *key, size_t len, void *arg),
 		void *arg)
 {
+	if (m)
+		wref__check(m, "wref_valmap_get_or_create");
 	if (bad_args(m, key, len))
 		return NULL;
 	if (!make) {
@@ -888,6 +894,8 @@ static void *take(wref_valmap *m, const void *key, size_t len,
 
 void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 {
+	if (m)
+		wref__check(m, "wref_valmap_pop");
 	if (bad_args(m, key, len))
 		return NULL;
 	struct wref__entry *e;
@@ -899,6 +907,8 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 
 int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 {
+	if (m)
+		wref__check(m, "wref_valmap_del");
 	if (bad_args(m, key, len))
 		return -EINVAL;
 	struct wref__entry *e;
@@ -912,11 +922,15 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 
 size_t wref_valmap_len(wref_valmap *m)
 {
+	if (m)
+		wref__check(m, "wref_valmap_len");
 	return m ? wref__table_len(&m->t) : 0;
 }
 
 void wref_valmap_clear(wref_valmap *m)
 {
+	if (m)
+		wref__check(m, "wref_valmap_clear");
 	if (m)
 		wref__table_clear(&m->t);
 }
@@ -930,6 +944,8 @@ int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg)
 {
+	if (m)
+		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
 	size_t cap = wref__table_len(&m->t) + 16, n;
