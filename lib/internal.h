@@ -200,6 +200,19 @@ WREF_HIDDEN bool wref__tryget_slow(struct wref__hdr *h, uint64_t old);
  * there is no zero to revive).  @h must be protected from reclamation (RCU
  * read side, or a lock that the object's destroy takes).
  */
+/* the fetch_add alone; wref__tryget() adds the DEAD pre-check */
+static inline bool wref__tryget_nocheck(struct wref__hdr *h)
+{
+	/* relaxed: taking a ref needs no ordering; the payload was published
+	 * through the acquire load of cb->obj; death ordering is carried by
+	 * the release/acquire pair on the decrement side */
+	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
+					       memory_order_relaxed);
+	if (wref_unlikely(c - 1 >= WREF_SAT - 1))
+		return wref__tryget_slow(h, c);
+	return true;
+}
+
 static inline bool wref__tryget(struct wref__hdr *h)
 {
 	/* relaxed pre-check: a dead object's line is not dirtied; the
@@ -313,7 +326,12 @@ static inline void *wref__cb_upgrade(struct wref__cb *cb)
 	 * the release CAS publishing the block, so the header is initialised */
 	struct wref__hdr *h = atomic_load_explicit(&cb->obj,
 						   memory_order_acquire);
-	if (h && wref__tryget(h))
+	/* the DEAD pre-check is the NULL test: cb->obj is cleared at death,
+	 * on the block's line, so a dead object's line is not dirtied (only
+	 * an upgrade racing the death itself reaches its count); a second
+	 * load of the count before the fetch_add would cost a coherence
+	 * round trip under contention */
+	if (h && wref__tryget_nocheck(h))
 		ret = wref__payload(h);
 	wref__rcu_unlock();
 	return ret;
