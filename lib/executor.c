@@ -177,6 +177,9 @@ struct barrier {
 static void barrier_run(struct wref__work *w)
 {
 	struct barrier *b = caa_container_of(w, struct barrier, w);
+	/* what the work before us retired is handed to call_rcu now, so a
+	 * flush followed by an RCU barrier sees it freed */
+	wref__rcu_flush_local();
 	/* release: pairs with the acquire in wref_flush() */
 	atomic_store_explicit(&b->done, 1, memory_order_release);
 	wref__futex_wake(&b->done, 1);

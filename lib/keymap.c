@@ -50,22 +50,10 @@ static const wref_type keymap_type = {
 
 wref_keymap *wref_keymap_new(const wref_map_options *opt)
 {
-	wref_map_options def = { 0 };
-	if (!opt)
-		opt = &def;
-	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	struct wref_keymap *m = wref_new(&keymap_type, sizeof *m);
-	if (!m)
-		return NULL;
-	if (wref__table_init(&m->t, m, opt->initial_size, &km_ops) != 0) {
-		wref_release(m);
-		errno = ENOMEM;
-		return NULL;
-	}
-	m->by_value = opt->flags & WREF_MAP_BY_VALUE;
+	struct wref_keymap *m = wref__container_new(&keymap_type, sizeof *m,
+			opt, WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE, &km_ops);
+	if (m)
+		m->by_value = opt && (opt->flags & WREF_MAP_BY_VALUE);
 	return m;
 }
 
@@ -183,10 +171,10 @@ size_t wref_keymap_len(wref_keymap *m)
 	return m ? wref__table_len(&m->t) : 0;
 }
 
-struct pin {
-	struct km_entry *k; /* pinned (NULL: skip, only release key) */
-	void *key;          /* strong */
-};
+static inline struct km_entry *km(struct wref__entry *e)
+{
+	return caa_container_of(e, struct km_entry, e);
+}
 
 int wref_keymap_foreach(wref_keymap *m,
 			int (*fn)(void *key, void *value, void *arg),
@@ -196,52 +184,14 @@ int wref_keymap_foreach(wref_keymap *m,
 		wref__check(m, "wref_keymap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
-	size_t cap = wref__table_len(&m->t) + 16, n;
-	struct pin *pins;
-	bool full;
-	for (;;) {
-		pins = wref__alloc(cap * sizeof *pins);
-		if (!pins)
-			return -ENOMEM;
-		struct cds_lfht_iter it;
-		n = 0;
-		full = false;
-		wref__rcu_lock();
-		for (struct wref__entry *e = wref__table_first(&m->t, &it); e;
-		     e = wref__table_next(&m->t, &it)) {
-			if (n == cap) {
-				full = true;
-				break;
-			}
-			void *key = wref__entry_upgrade(e);
-			if (!key)
-				continue;
-			struct km_entry *k = wref__entry_tryhold(e) ?
-				caa_container_of(e, struct km_entry, e) : NULL;
-			/* a retiring entry: release its key after the
-			 * section (it may be the last ref) */
-			pins[n++] = (struct pin){ k, key };
-		}
-		wref__rcu_unlock();
-		if (!full)
-			break;
-		for (size_t i = 0; i < n; i++) {
-			if (pins[i].k)
-				wref__entry_put(&pins[i].k->e);
-			wref_release(pins[i].key);
-		}
-		wref__free(pins);
-		cap *= 2;
-	}
+	struct wref__pin *pins;
+	ssize_t n = wref__table_snapshot(&m->t, &pins);
+	if (n < 0)
+		return (int)n;
 	int ret = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct km_entry *k = pins[i].k;
-		if (!ret && k)
-			ret = fn(pins[i].key, k->value, arg);
-		if (k)
-			wref__entry_put(&k->e);
-		wref_release(pins[i].key);
-	}
-	wref__free(pins);
+	for (ssize_t i = 0; i < n && !ret; i++)
+		if (pins[i].e)
+			ret = fn(pins[i].obj, km(pins[i].e)->value, arg);
+	wref__table_unpin(pins, (size_t)n);
 	return ret;
 }

@@ -34,22 +34,10 @@ static const wref_type set_type = {
 
 wref_set *wref_set_new(const wref_map_options *opt)
 {
-	wref_map_options def = { 0 };
-	if (!opt)
-		opt = &def;
-	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	struct wref_set *s = wref_new(&set_type, sizeof *s);
-	if (!s)
-		return NULL;
-	if (wref__table_init(&s->t, s, opt->initial_size, &set_ops) != 0) {
-		wref_release(s);
-		errno = ENOMEM;
-		return NULL;
-	}
-	s->by_value = opt->flags & WREF_MAP_BY_VALUE;
+	struct wref_set *s = wref__container_new(&set_type, sizeof *s, opt,
+			WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE, &set_ops);
+	if (s)
+		s->by_value = opt && (opt->flags & WREF_MAP_BY_VALUE);
 	return s;
 }
 
@@ -140,41 +128,13 @@ int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg), void *arg)
 		wref__check(s, "wref_set_foreach");
 	if (!s || !fn)
 		return -EINVAL;
-	size_t cap = wref__table_len(&s->t) + 16, n;
-	void **objs;
-	bool full;
-	for (;;) {
-		objs = wref__alloc(cap * sizeof *objs);
-		if (!objs)
-			return -ENOMEM;
-		struct cds_lfht_iter it;
-		n = 0;
-		full = false;
-		wref__rcu_lock();
-		for (struct wref__entry *e = wref__table_first(&s->t, &it); e;
-		     e = wref__table_next(&s->t, &it)) {
-			if (n == cap) {
-				full = true;
-				break;
-			}
-			void *obj = wref__entry_upgrade(e);
-			if (obj)
-				objs[n++] = obj;
-		}
-		wref__rcu_unlock();
-		if (!full)
-			break;
-		for (size_t i = 0; i < n; i++)
-			wref_release(objs[i]);
-		wref__free(objs);
-		cap *= 2;
-	}
+	struct wref__pin *pins;
+	ssize_t n = wref__table_snapshot(&s->t, &pins);
+	if (n < 0)
+		return (int)n;
 	int ret = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!ret)
-			ret = fn(objs[i], arg);
-		wref_release(objs[i]);
-	}
-	wref__free(objs);
+	for (ssize_t i = 0; i < n && !ret; i++)
+		ret = fn(pins[i].obj, arg);
+	wref__table_unpin(pins, (size_t)n);
 	return ret;
 }

@@ -384,3 +384,71 @@ void wref__clock_set(uint64_t (*fn)(void))
 {
 	atomic_store(&clock_fn, fn);
 }
+
+ssize_t wref__table_snapshot(struct wref__table *t, struct wref__pin **out)
+{
+	size_t cap = wref__table_len(t) + 16, n;
+	struct wref__pin *v;
+	for (;;) {
+		v = wref__alloc(cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		struct cds_lfht_iter it;
+		bool full = false;
+		n = 0;
+		wref__rcu_lock();
+		for (struct wref__entry *e = wref__table_first(t, &it); e;
+		     e = wref__table_next(t, &it)) {
+			if (n == cap) {
+				full = true;
+				break;
+			}
+			void *obj = wref__entry_upgrade(e);
+			if (!obj)
+				continue;
+			/* a retiring entry: its object is released after the
+			 * section (that may run destroy) */
+			v[n++] = (struct wref__pin){
+				wref__entry_tryhold(e) ? e : NULL, obj };
+		}
+		wref__rcu_unlock();
+		if (!full)
+			break;
+		wref__table_unpin(v, n);
+		cap *= 2; /* the table grew under us */
+	}
+	*out = v;
+	return (ssize_t)n;
+}
+
+void wref__table_unpin(struct wref__pin *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].e)
+			wref__entry_put(v[i].e);
+		wref_release(v[i].obj);
+	}
+	wref__free(v);
+}
+
+void *wref__container_new(const wref_type *type, size_t size,
+			  const wref_map_options *opt, unsigned allowed,
+			  const struct wref__table_ops *ops)
+{
+	static const wref_map_options def;
+	if (!opt)
+		opt = &def;
+	if (opt->flags & ~allowed) {
+		errno = EINVAL;
+		return NULL;
+	}
+	void *c = wref_new(type, size);
+	if (!c)
+		return NULL;
+	if (wref__table_init(c, c, opt->initial_size, ops) != 0) {
+		wref_release(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return c;
+}

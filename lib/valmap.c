@@ -573,21 +573,10 @@ static const wref_type valmap_type = {
 
 wref_valmap *wref_valmap_new(const wref_map_options *opt)
 {
-	wref_map_options def = { 0 };
-	if (!opt)
-		opt = &def;
-	if (opt->flags & ~(WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	struct wref_valmap *m = wref_new(&valmap_type, sizeof *m);
-	if (!m)
-		return NULL;
-	if (wref__table_init(&m->t, m, opt->initial_size, &vm_ops) != 0) {
-		wref_release(m);
-		errno = ENOMEM;
-		return NULL;
-	}
+	struct wref_valmap *m = wref__container_new(&valmap_type, sizeof *m,
+			opt, WREF_MAP_BY_VALUE | WREF_MAP_CREATE_ONCE, &vm_ops);
+	if (!m || !opt)
+		return m;
 	m->flags = opt->flags;
 	if (opt->retain_ms && !(m->tier = tier_new(m, opt))) {
 		wref_release(m);
@@ -935,11 +924,6 @@ void wref_valmap_clear(wref_valmap *m)
 		wref__table_clear(&m->t);
 }
 
-struct pin {
-	struct vm_entry *v; /* pinned: its key stays valid */
-	void *obj;          /* strong */
-};
-
 int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg)
@@ -948,57 +932,17 @@ int wref_valmap_foreach(wref_valmap *m,
 		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
-	size_t cap = wref__table_len(&m->t) + 16, n;
-	struct pin *pins;
-	bool full;
 	/* snapshot: pin every live entry inside one read-side section, then
 	 * call fn outside it (fn may modify the map or release anything) */
-	for (;;) {
-		pins = wref__alloc(cap * sizeof *pins);
-		if (!pins)
-			return -ENOMEM;
-		struct cds_lfht_iter it;
-		n = 0;
-		full = false;
-		wref__rcu_lock();
-		for (struct wref__entry *e = wref__table_first(&m->t, &it); e;
-		     e = wref__table_next(&m->t, &it)) {
-			if (n == cap) {
-				full = true;
-				break;
-			}
-			void *obj = wref__entry_upgrade(e);
-			if (!obj)
-				continue;
-			if (!wref__entry_tryhold(e)) {
-				/* retiring: it is being removed; releasing
-				 * here could run destroy, so keep it for
-				 * after the section with no entry */
-				pins[n++] = (struct pin){ NULL, obj };
-				continue;
-			}
-			pins[n++] = (struct pin){ vm(e), obj };
-		}
-		wref__rcu_unlock();
-		if (!full)
-			break;
-		for (size_t i = 0; i < n; i++) {
-			if (pins[i].v)
-				wref__entry_put(&pins[i].v->e);
-			wref_release(pins[i].obj);
-		}
-		wref__free(pins);
-		cap *= 2; /* the map grew under us */
-	}
+	struct wref__pin *pins;
+	ssize_t n = wref__table_snapshot(&m->t, &pins);
+	if (n < 0)
+		return (int)n;
 	int ret = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct vm_entry *v = pins[i].v;
-		if (!ret && v)
-			ret = fn(v->key, v->len, pins[i].obj, arg);
-		if (v)
-			wref__entry_put(&v->e);
-		wref_release(pins[i].obj);
-	}
-	wref__free(pins);
+	for (ssize_t i = 0; i < n && !ret; i++)
+		if (pins[i].e)
+			ret = fn(vm(pins[i].e)->key, vm(pins[i].e)->len,
+				 pins[i].obj, arg);
+	wref__table_unpin(pins, (size_t)n);
 	return ret;
 }
