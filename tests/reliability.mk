@@ -94,5 +94,5 @@ check-valgrind:
 	cd build-valgrind/src && ./configure --without-jemalloc --quiet && \
 	  $(MAKE) $(AM_MAKEFLAGS) check TESTS="$(VALGRIND_TESTS)" \
 	  TESTS_ENVIRONMENT="CK_FORK=$(VALGRIND_CK_FORK) CK_TIMEOUT_MULTIPLIER=20 WREF_STRESS_SCALE=0.2 $(VALGRIND_CMD)"
-EXTRA_DIST += tests/valgrind.supp tests/ubsan.supp
+EXTRA_DIST += tests/valgrind.supp
 .PHONY: check-valgrind
