@@ -282,7 +282,9 @@ void wref__executor_atfork_child(void)
 	       n != CDS_WFCQ_WOULDBLOCK) {
 		struct wref__work *w = caa_container_of(n, struct wref__work,
 							node);
-		if (w->run != barrier_run)
-			cds_wfcq_enqueue(&q_head, &q_tail, n);
+		if (w->run == barrier_run)
+			continue;
+		cds_wfcq_node_init(n); /* its next still names its old successor */
+		cds_wfcq_enqueue(&q_head, &q_tail, n);
 	}
 }

@@ -93,8 +93,18 @@ WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 				void (*fn)(struct rcu_head *));
 /* hand this thread's partial batch of retired memory to call_rcu */
 WREF_HIDDEN void wref__rcu_flush_local(void);
-/* take @s's retired list (any thread's) and hand it to call_rcu */
 struct wref__tstats;
+/* fork: stop new hand-overs to call_rcu (then wait for in_submit == 0
+ * on every thread), and let them go again */
+WREF_HIDDEN void wref__rcu_fork_block(bool on);
+/* take @s's retired list (any thread's), without handing it over */
+WREF_HIDDEN struct rcu_head *wref__rcu_steal(struct wref__tstats *s);
+/* @list with @more appended */
+WREF_HIDDEN struct rcu_head *wref__rcu_chain(struct rcu_head *list,
+					     struct rcu_head *more);
+/* make a stolen list this thread's own pending retirements */
+WREF_HIDDEN void wref__rcu_adopt(struct rcu_head *list);
+/* take @s's retired list (any thread's) and hand it to call_rcu */
 WREF_HIDDEN void wref__rcu_flush_thread(struct wref__tstats *s);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
@@ -251,6 +261,9 @@ struct wref__tstats {
 	 * wref_shutdown() may take it from another thread */
 	_Atomic(struct rcu_head *) retired;
 	unsigned nretired; /* owner only: the batch threshold */
+	/* inside call_rcu(): fork() waits until no thread is (liburcu cannot
+	 * finish an enqueue that a vanished thread began) */
+	_Atomic int in_submit;
 	struct wref__tstats *next;
 	bool registered;
 };

@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 #define RETIRE_BATCH 32
@@ -42,29 +43,76 @@ static void run_batch(struct rcu_head *rh)
 	wref__rcu_flush_local(); /* anything those callbacks retired */
 }
 
+static _Atomic int forking;
+
+void wref__rcu_fork_block(bool on)
+{
+	atomic_store(&forking, on);
+}
+
 static void submit(struct rcu_head *list)
 {
 	struct rcu_head *h, *next;
+	struct wref__tstats *me = &wref__tls_stats;
 	if (!list)
 		return;
+	if (wref_unlikely(!me->registered))
+		wref__stats_register(); /* fork_prepare must see our flag */
+	/* seq_cst, Dekker with fork_prepare: either it sees in_submit set
+	 * and waits for us, or we see forking and wait for the fork */
+	for (;;) {
+		atomic_store(&me->in_submit, 1);
+		if (!atomic_load(&forking))
+			break;
+		atomic_store(&me->in_submit, 0);
+		while (atomic_load(&forking))
+			sched_yield();
+	}
 	struct retire_batch *b = malloc(sizeof *b);
 	if (b) {
 		b->list = list;
 		wref__tsan_release(&b->rh);
 		urcu_bp_call_rcu(&b->rh, run_batch);
-		return;
+	} else {
+		for (h = list; h; h = next) { /* out of memory: one by one */
+			next = head_next(h);
+			urcu_bp_call_rcu(h, h->func);
+		}
 	}
-	for (h = list; h; h = next) { /* out of memory: one by one */
-		next = head_next(h);
-		urcu_bp_call_rcu(h, h->func);
-	}
+	/* release: pairs with fork_prepare's load */
+	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+}
+
+struct rcu_head *wref__rcu_steal(struct wref__tstats *s)
+{
+	/* acquire: pairs with the release CAS that pushed each head */
+	return atomic_exchange_explicit(&s->retired, NULL,
+					memory_order_acquire);
 }
 
 void wref__rcu_flush_thread(struct wref__tstats *s)
 {
-	/* acquire: pairs with the release CAS that pushed each head */
-	submit(atomic_exchange_explicit(&s->retired, NULL,
-					memory_order_acquire));
+	submit(wref__rcu_steal(s));
+}
+
+struct rcu_head *wref__rcu_chain(struct rcu_head *list, struct rcu_head *more)
+{
+	struct rcu_head *t = list;
+	if (!list)
+		return more;
+	while (head_next(t))
+		t = head_next(t);
+	t->next.next = (struct cds_wfcq_node *)more;
+	return list;
+}
+
+void wref__rcu_adopt(struct rcu_head *list)
+{
+	struct rcu_head *h, *next;
+	for (h = list; h; h = next) {
+		next = head_next(h);
+		wref__call_rcu(h, h->func);
+	}
 }
 
 void wref__rcu_flush_local(void)

@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 /* ---- statistics ------------------------------------------------------------ */
@@ -82,20 +83,36 @@ void wref__stats_atfork_child(void)
 {
 	/* the other threads are gone: fold their counters */
 	struct wref__tstats *self = &wref__tls_stats;
+	struct rcu_head *orphans = NULL;
 	/* held since fork_prepare; the other threads' blocks are folded under
 	 * it, then it is released as in the parent */
 	for (struct wref__tstats *s = st_list, *n; s; s = n) {
 		n = s->next;
 		if (s != self) {
 			fold(s);
-			/* the child owns a copy of what they retired */
-			wref__rcu_flush_thread(s);
+			/* the child owns a copy of what they retired: adopted
+			 * once st_lock is free (handing over may need it) */
+			orphans = wref__rcu_chain(wref__rcu_steal(s), orphans);
 		}
 	}
 	st_list = self->registered ? self : NULL;
 	if (st_list)
 		self->next = NULL;
 	pthread_mutex_unlock(&st_lock);
+	wref__rcu_adopt(orphans);
+}
+
+/* every thread's retired memory, handed to call_rcu by this thread */
+static void retire_all(void)
+{
+	struct rcu_head *all = NULL;
+	pthread_mutex_lock(&st_lock);
+	for (struct wref__tstats *s = st_list; s; s = s->next)
+		all = wref__rcu_chain(wref__rcu_steal(s), all);
+	pthread_mutex_unlock(&st_lock);
+	/* outside st_lock: handing over may register this thread */
+	wref__rcu_adopt(all);
+	wref__rcu_flush_local();
 }
 
 /* ---- shutdown hooks ------------------------------------------------------------ */
@@ -134,10 +151,7 @@ void wref_shutdown(void)
 	/* deferred frees of dead objects' memory, retired by any thread, and
 	 * what the callbacks run by the barrier retire in turn */
 	for (int round = 0; round < 2; round++) {
-		pthread_mutex_lock(&st_lock);
-		for (struct wref__tstats *s = st_list; s; s = s->next)
-			wref__rcu_flush_thread(s);
-		pthread_mutex_unlock(&st_lock);
+		retire_all();
 		urcu_bp_barrier();
 	}
 }
@@ -148,6 +162,13 @@ static void fork_prepare(void)
 {
 	wref__executor_atfork_prepare();
 	pthread_mutex_lock(&st_lock);
+	/* no thread may be inside call_rcu() at the fork: a half-done
+	 * enqueue on liburcu's queue would hang the child's call_rcu thread
+	 * (and so its exit) forever */
+	wref__rcu_fork_block(true);
+	for (struct wref__tstats *s = st_list; s; s = s->next)
+		while (atomic_load(&s->in_submit))
+			sched_yield();
 	urcu_bp_call_rcu_before_fork();
 	urcu_bp_before_fork();
 }
@@ -156,6 +177,7 @@ static void fork_parent(void)
 {
 	urcu_bp_after_fork_parent();
 	urcu_bp_call_rcu_after_fork_parent();
+	wref__rcu_fork_block(false);
 	pthread_mutex_unlock(&st_lock);
 	wref__executor_atfork_parent();
 }
@@ -164,6 +186,7 @@ static void fork_child(void)
 {
 	urcu_bp_after_fork_child();
 	urcu_bp_call_rcu_after_fork_child();
+	wref__rcu_fork_block(false);
 	wref__stats_atfork_child();
 	wref__executor_atfork_child();
 }
