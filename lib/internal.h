@@ -349,13 +349,6 @@ static inline void *wref__cb_upgrade(struct wref__cb *cb)
 	wref__rcu_unlock();
 	return ret;
 }
-static inline bool wref__cb_alive(struct wref__cb *cb)
-{
-	/* relaxed: a snapshot, no data is read through it */
-	struct wref__hdr *h = atomic_load_explicit(&cb->obj,
-						   memory_order_relaxed);
-	return h != NULL;
-}
 /* link @w on @cb; -ENOENT if the referent is already dead.  The caller
  * holds a strong ref to w->owner (which becomes pinnable). */
 WREF_HIDDEN int wref__watch_add(struct wref__cb *cb, struct wref__watch *w);
