@@ -503,6 +503,9 @@ WREF_API void wref_stats(struct wref_stats *out);
  * Fork: after fork() the child may use the library; its executor restarts
  * lazily, and callbacks queued in the parent before the fork run in the
  * child too (the child owns a copy of that state), as they do in the parent.
+ * Any thread may fork at any time, even while other threads are inside
+ * library calls or wait in wref_flush(); the callback running on the
+ * executor at that instant runs in the parent only.
  */
 
 #ifdef __cplusplus

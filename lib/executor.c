@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static struct __cds_wfcq_head q_head;
 static struct cds_wfcq_tail q_tail;
@@ -64,13 +65,25 @@ static void run_item(struct wref__work *w)
 		wref__stat_add(WREF_ST_RUN, 1);
 }
 
+/* the next item of the current batch, or NULL when it is used up */
+static struct wref__work *batch_next(void)
+{
+	struct wref__tstats *g = wref__fork_guard_enter();
+	struct cds_wfcq_node *n =
+		__cds_wfcq_dequeue_blocking(&batch_head, &batch_tail);
+	wref__fork_guard_leave(g);
+	return n ? caa_container_of(n, struct wref__work, node) : NULL;
+}
+
 static void *ex_main(void *unused)
 {
 	(void)unused;
 	tls_in_cb = true; /* wref_flush() from here would wait on itself */
 	for (;;) {
+		struct wref__tstats *g = wref__fork_guard_enter();
 		enum cds_wfcq_ret r = __cds_wfcq_splice_blocking(&batch_head,
 				&batch_tail, &q_head, &q_tail);
+		wref__fork_guard_leave(g);
 		if (r == CDS_WFCQ_RET_SRC_EMPTY) {
 			/* acquire: pairs with the release store in
 			 * wref__executor_stop() */
@@ -88,14 +101,11 @@ static void *ex_main(void *unused)
 			atomic_store(&ex_sleeping, 0);
 			continue;
 		}
-		struct cds_wfcq_node *n;
-		while ((n = __cds_wfcq_dequeue_blocking(&batch_head,
-							&batch_tail))) {
-			struct wref__work *w =
-				caa_container_of(n, struct wref__work, node);
+		struct wref__work *w;
+		while ((w = batch_next()) != NULL) {
 			/* TSan: pairs with the release in wref__defer() */
 			wref__tsan_acquire(w);
-			run_item(w);
+			run_item(w); /* outside the fork guard: user code */
 		}
 	}
 	return NULL;
@@ -147,6 +157,64 @@ void wref__inline_drain(void)
 	}
 }
 
+/* Work queued while a fork is in progress: a thread that finds the fork
+ * flag set must not touch the queue (fork_prepare may be waiting for it to
+ * leave a read-side section), so it pushes the item here with one CAS, which
+ * a fork cannot cut in half.  Linked through node.next; LIFO. */
+static _Atomic(struct wref__work *) parked;
+
+static void park(struct wref__work *w)
+{
+	/* relaxed: the CAS re-reads */
+	struct wref__work *old = atomic_load_explicit(&parked,
+						      memory_order_relaxed);
+	do
+		w->node.next = (struct cds_wfcq_node *)old;
+	/* seq_cst: Dekker with the fork handlers (flag cleared, then this
+	 * list taken) against us (item pushed, then the flag read) */
+	while (!atomic_compare_exchange_weak(&parked, &old, w));
+}
+
+/* false if @w was parked instead */
+static bool enqueue(struct wref__work *w)
+{
+	cds_wfcq_node_init(&w->node);
+	struct wref__tstats *g = wref__fork_guard_try();
+	if (!g) {
+		park(w);
+		return false;
+	}
+	bool was_empty = !cds_wfcq_enqueue(&q_head, &q_tail, &w->node);
+	wref__fork_guard_leave(g);
+	if (was_empty)
+		wake_executor(); /* it may sleep */
+	return true;
+}
+
+/* queue what was parked, in order; called once the fork flag is clear */
+static void unpark(void)
+{
+	for (;;) {
+		struct wref__work *w = atomic_exchange(&parked, NULL), *fifo =
+			NULL, *next;
+		if (!w)
+			return;
+		for (; w; w = next) { /* LIFO to FIFO */
+			next = (struct wref__work *)w->node.next;
+			w->node.next = (struct cds_wfcq_node *)fifo;
+			fifo = w;
+		}
+		bool again = false;
+		for (w = fifo; w; w = next) {
+			next = (struct wref__work *)w->node.next;
+			again |= !enqueue(w);
+		}
+		/* parked again, but that fork is already over: ours to do */
+		if (!again || wref__forking())
+			return;
+	}
+}
+
 void wref__defer(struct wref__work *w)
 {
 	if (w->run != barrier_run)
@@ -162,16 +230,20 @@ void wref__defer(struct wref__work *w)
 		wref__leave();
 		return;
 	}
-	cds_wfcq_node_init(&w->node);
 	/* TSan: pairs with the acquire in ex_main() */
 	wref__tsan_release(w);
-	if (!cds_wfcq_enqueue(&q_head, &q_tail, &w->node))
-		wake_executor(); /* the queue was empty: it may sleep */
+	/* parked: if the fork ended before our push, its handler missed it */
+	if (!enqueue(w) && !wref__forking())
+		unpark();
 }
 
+/* A flush barrier lives on the heap, not on its waiter's stack: after a
+ * fork() the child finds it in the queue, and glibc gives the stacks of
+ * the parent's other threads to the first threads the child creates. */
 struct barrier {
 	struct wref__work w;
 	_Atomic uint32_t done;
+	bool heap; /* false: out of memory, on the waiter's stack */
 };
 
 static void barrier_run(struct wref__work *w)
@@ -197,12 +269,18 @@ int wref_flush(void)
 	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
 	    cds_wfcq_empty(&q_head, &q_tail))
 		return 0;
-	struct barrier b = { .w.run = barrier_run };
-	atomic_init(&b.done, 0);
-	wref__defer(&b.w);
+	struct barrier stack_b, *b = malloc(sizeof *b);
+	bool heap = b != NULL;
+	if (!heap)
+		b = &stack_b;
+	*b = (struct barrier){ .w.run = barrier_run, .heap = heap };
+	atomic_init(&b->done, 0);
+	wref__defer(&b->w);
 	/* acquire: pairs with the release in barrier_run() */
-	while (!atomic_load_explicit(&b.done, memory_order_acquire))
-		wref__futex_wait(&b.done, 0);
+	while (!atomic_load_explicit(&b->done, memory_order_acquire))
+		wref__futex_wait(&b->done, 0);
+	if (heap)
+		free(b);
 	return 0;
 }
 
@@ -240,9 +318,10 @@ int wref__exec_set_mode(int mode)
  * After fork() only the forking thread exists.  The parent's executor
  * thread is gone; what it had dequeued but not yet run, and everything
  * still queued, belongs to the child now and runs on a new executor
- * started lazily (rule 18).  An enqueue that another thread had half
- * done at the instant of the fork cannot be completed: those items are
- * dropped with a warning.
+ * started lazily (rule 18).  fork_prepare waited until no thread was
+ * inside a queue operation (wref__fork_guard_enter), so both queues are
+ * whole.  This runs before the child creates any thread (runtime.c):
+ * a flush barrier on a waiter's stack (out of memory) is still intact.
  */
 void wref__executor_atfork_prepare(void)
 {
@@ -251,6 +330,7 @@ void wref__executor_atfork_prepare(void)
 
 void wref__executor_atfork_parent(void)
 {
+	unpark();
 	pthread_mutex_unlock(&ex_mutex);
 }
 
@@ -269,22 +349,45 @@ void wref__executor_atfork_child(void)
 			&batch_tail) == CDS_WFCQ_RET_WOULDBLOCK;
 	lost |= __cds_wfcq_splice_nonblocking(&h, &t, &q_head, &q_tail) ==
 		CDS_WFCQ_RET_WOULDBLOCK;
+	__cds_wfcq_init(&q_head, &q_tail);
+	__cds_wfcq_init(&batch_head, &batch_tail);
+	/* what other threads parked during the fork came after the queue */
+	struct wref__work *w = atomic_exchange(&parked, NULL), *fifo = NULL,
+			  *next;
+	for (; w; w = next) { /* LIFO to FIFO */
+		next = (struct wref__work *)w->node.next;
+		w->node.next = (struct cds_wfcq_node *)fifo;
+		fifo = w;
+	}
+	/* requeue, dropping flush barriers: their waiters were other threads,
+	 * which do not exist here */
+	for (bool torn = false;;) {
+		struct cds_wfcq_node *n =
+			torn ? NULL : __cds_wfcq_dequeue_nonblocking(&h, &t);
+		if (n == CDS_WFCQ_WOULDBLOCK) {
+			/* a queue cut in half: cannot happen (fork guard) */
+			lost = torn = true;
+			n = NULL;
+		}
+		if (n) {
+			w = caa_container_of(n, struct wref__work, node);
+		} else if ((w = fifo) != NULL) {
+			fifo = (struct wref__work *)w->node.next;
+		} else {
+			break;
+		}
+		if (w->run == barrier_run) {
+			struct barrier *b = caa_container_of(w, struct barrier,
+							     w);
+			if (b->heap)
+				free(b); /* its waiter is gone */
+			continue;
+		}
+		cds_wfcq_node_init(&w->node); /* next names its old successor */
+		cds_wfcq_enqueue(&q_head, &q_tail, &w->node);
+	}
 	if (lost)
 		fprintf(stderr, "libwref: warning: fork() interrupted a queue "
 			"operation; some parent callbacks are lost in the "
 			"child\n");
-	__cds_wfcq_init(&q_head, &q_tail);
-	__cds_wfcq_init(&batch_head, &batch_tail);
-	/* requeue, dropping flush barriers: their waiters were other threads,
-	 * which do not exist here */
-	struct cds_wfcq_node *n;
-	while ((n = __cds_wfcq_dequeue_nonblocking(&h, &t)) != NULL &&
-	       n != CDS_WFCQ_WOULDBLOCK) {
-		struct wref__work *w = caa_container_of(n, struct wref__work,
-							node);
-		if (w->run == barrier_run)
-			continue;
-		cds_wfcq_node_init(n); /* its next still names its old successor */
-		cds_wfcq_enqueue(&q_head, &q_tail, n);
-	}
 }

@@ -94,9 +94,19 @@ WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 /* hand this thread's partial batch of retired memory to call_rcu */
 WREF_HIDDEN void wref__rcu_flush_local(void);
 struct wref__tstats;
-/* fork: stop new hand-overs to call_rcu (then wait for in_submit == 0
- * on every thread), and let them go again */
+/* fork: stop new hand-overs to call_rcu and queue operations (then wait
+ * for in_submit == 0 on every thread), and let them go again */
 WREF_HIDDEN void wref__rcu_fork_block(bool on);
+WREF_HIDDEN bool wref__forking(void);
+/* Bracket an operation on a liburcu queue that a fork() must not cut in
+ * half (call_rcu, the executor's queue): fork_prepare waits until no
+ * thread is inside one.  _try returns NULL while a fork is in progress
+ * (the caller must then not touch the queue); _enter waits for the fork,
+ * so only a thread holding no read lock and no library lock may use it.
+ * Not re-entrant; never around user code. */
+WREF_HIDDEN struct wref__tstats *wref__fork_guard_try(void);
+WREF_HIDDEN struct wref__tstats *wref__fork_guard_enter(void);
+WREF_HIDDEN void wref__fork_guard_leave(struct wref__tstats *me);
 /* take @s's retired list (any thread's), without handing it over */
 WREF_HIDDEN struct rcu_head *wref__rcu_steal(struct wref__tstats *s);
 /* @list with @more appended */
@@ -104,8 +114,9 @@ WREF_HIDDEN struct rcu_head *wref__rcu_chain(struct rcu_head *list,
 					     struct rcu_head *more);
 /* make a stolen list this thread's own pending retirements */
 WREF_HIDDEN void wref__rcu_adopt(struct rcu_head *list);
-/* take @s's retired list (any thread's) and hand it to call_rcu */
-WREF_HIDDEN void wref__rcu_flush_thread(struct wref__tstats *s);
+/* an exiting thread: hand its retired list to call_rcu, waiting for a
+ * fork in progress (it will not get another chance) */
+WREF_HIDDEN void wref__rcu_flush_exiting(struct wref__tstats *s);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
 		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
@@ -261,8 +272,9 @@ struct wref__tstats {
 	 * wref_shutdown() may take it from another thread */
 	_Atomic(struct rcu_head *) retired;
 	unsigned nretired; /* owner only: the batch threshold */
-	/* inside call_rcu(): fork() waits until no thread is (liburcu cannot
-	 * finish an enqueue that a vanished thread began) */
+	/* inside call_rcu() or an executor queue operation: fork() waits
+	 * until no thread is (liburcu cannot finish an enqueue, a splice or
+	 * a dequeue that a vanished thread began) */
 	_Atomic int in_submit;
 	struct wref__tstats *next;
 	bool registered;
@@ -281,7 +293,9 @@ static inline void wref__stat_add(int i, uint64_t n)
 		atomic_load_explicit(&s->v[i], memory_order_relaxed) + n,
 		memory_order_relaxed);
 }
-WREF_HIDDEN void wref__stats_atfork_child(void);
+/* fork child: fold the vanished threads' counters; returns what they had
+ * retired, for wref__rcu_adopt() once call_rcu works in the child */
+WREF_HIDDEN struct rcu_head *wref__stats_atfork_child(void);
 
 /* ---- ref.c: control block and watches --------------------------------- */
 

@@ -50,23 +50,71 @@ void wref__rcu_fork_block(bool on)
 	atomic_store(&forking, on);
 }
 
-static void submit(struct rcu_head *list)
+bool wref__forking(void)
 {
-	struct rcu_head *h, *next;
+	return atomic_load(&forking);
+}
+
+struct wref__tstats *wref__fork_guard_try(void)
+{
 	struct wref__tstats *me = &wref__tls_stats;
-	if (!list)
-		return;
 	if (wref_unlikely(!me->registered))
 		wref__stats_register(); /* fork_prepare must see our flag */
 	/* seq_cst, Dekker with fork_prepare: either it sees in_submit set
-	 * and waits for us, or we see forking and wait for the fork */
-	for (;;) {
-		atomic_store(&me->in_submit, 1);
-		if (!atomic_load(&forking))
-			break;
-		atomic_store(&me->in_submit, 0);
-		while (atomic_load(&forking))
-			sched_yield();
+	 * and waits for us, or we see forking and stay out */
+	atomic_store(&me->in_submit, 1);
+	if (!atomic_load(&forking))
+		return me;
+	/* release: pairs with fork_prepare's load */
+	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+	return NULL;
+}
+
+struct wref__tstats *wref__fork_guard_enter(void)
+{
+	struct wref__tstats *me;
+	while (!(me = wref__fork_guard_try()))
+		sched_yield();
+	return me;
+}
+
+void wref__fork_guard_leave(struct wref__tstats *me)
+{
+	/* release: pairs with fork_prepare's load */
+	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+}
+
+/* put @list back on this thread's retired list (a fork is in progress) */
+static void park(struct wref__tstats *me, struct rcu_head *list)
+{
+	struct rcu_head *t = list;
+	while (head_next(t))
+		t = head_next(t);
+	/* relaxed: the CAS below re-reads */
+	struct rcu_head *old = atomic_load_explicit(&me->retired,
+						    memory_order_relaxed);
+	do
+		t->next.next = (struct cds_wfcq_node *)old;
+	/* release: pairs with the acquire exchange of the flusher */
+	while (!atomic_compare_exchange_weak_explicit(&me->retired, &old, list,
+			memory_order_release, memory_order_relaxed));
+}
+
+/* Hand @list to call_rcu.  While a fork is in progress the caller may be
+ * inside a read-side section, or be liburcu's call_rcu thread, either of
+ * which fork_prepare waits for: then @list goes back on this thread's
+ * retired list for its next hand-over, unless @wait (a caller that holds
+ * no read lock and is not a liburcu thread: an exiting thread). */
+static void submit(struct rcu_head *list, bool wait)
+{
+	struct rcu_head *h, *next;
+	if (!list)
+		return;
+	struct wref__tstats *me = wait ? wref__fork_guard_enter()
+				       : wref__fork_guard_try();
+	if (!me) {
+		park(&wref__tls_stats, list);
+		return;
 	}
 	struct retire_batch *b = malloc(sizeof *b);
 	if (b) {
@@ -79,8 +127,7 @@ static void submit(struct rcu_head *list)
 			urcu_bp_call_rcu(h, h->func);
 		}
 	}
-	/* release: pairs with fork_prepare's load */
-	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+	wref__fork_guard_leave(me);
 }
 
 struct rcu_head *wref__rcu_steal(struct wref__tstats *s)
@@ -90,9 +137,9 @@ struct rcu_head *wref__rcu_steal(struct wref__tstats *s)
 					memory_order_acquire);
 }
 
-void wref__rcu_flush_thread(struct wref__tstats *s)
+void wref__rcu_flush_exiting(struct wref__tstats *s)
 {
-	submit(wref__rcu_steal(s));
+	submit(wref__rcu_steal(s), true);
 }
 
 struct rcu_head *wref__rcu_chain(struct rcu_head *list, struct rcu_head *more)
@@ -119,7 +166,7 @@ void wref__rcu_flush_local(void)
 {
 	struct wref__tstats *s = &wref__tls_stats;
 	s->nretired = 0;
-	wref__rcu_flush_thread(s);
+	submit(wref__rcu_steal(s), false);
 }
 
 void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))

@@ -38,7 +38,7 @@ static void unlink_stats(struct wref__tstats *s)
 static void stats_thread_exit(void *p)
 {
 	struct wref__tstats *s = p;
-	wref__rcu_flush_thread(s);
+	wref__rcu_flush_exiting(s);
 	pthread_mutex_lock(&st_lock);
 	unlink_stats(s);
 	fold(s);
@@ -79,7 +79,7 @@ void wref_stats(struct wref_stats *out)
 	out->callbacks_run = v[WREF_ST_RUN];
 }
 
-void wref__stats_atfork_child(void)
+struct rcu_head *wref__stats_atfork_child(void)
 {
 	/* the other threads are gone: fold their counters */
 	struct wref__tstats *self = &wref__tls_stats;
@@ -99,7 +99,7 @@ void wref__stats_atfork_child(void)
 	if (st_list)
 		self->next = NULL;
 	pthread_mutex_unlock(&st_lock);
-	wref__rcu_adopt(orphans);
+	return orphans;
 }
 
 /* every thread's retired memory, handed to call_rcu by this thread */
@@ -158,37 +158,56 @@ void wref_shutdown(void)
 
 /* ---- fork ---------------------------------------------------------------- */
 
+/*
+ * fork_prepare must leave no thread halfway through an operation on a
+ * liburcu queue (call_rcu's, the executor's): a vanished thread's
+ * half-done enqueue would hang the child.  It sets the fork flag and waits
+ * until no thread is inside one (wref__fork_guard_try), before the liburcu
+ * steps, which wait for grace periods: a thread that sees the flag while
+ * inside a read-side section parks its work and goes on instead of waiting.
+ * The liburcu locks are taken last, by liburcu, and st_lock after them, so
+ * that the statistics registry is still free while grace periods run.
+ */
 static void fork_prepare(void)
 {
+	/* call_rcu creates liburcu's default call_rcu data on first use,
+	 * under the mutex call_rcu_before_fork holds: create it now */
+	(void)urcu_bp_get_default_call_rcu_data();
 	wref__executor_atfork_prepare();
-	pthread_mutex_lock(&st_lock);
-	/* no thread may be inside call_rcu() at the fork: a half-done
-	 * enqueue on liburcu's queue would hang the child's call_rcu thread
-	 * (and so its exit) forever */
 	wref__rcu_fork_block(true);
+	pthread_mutex_lock(&st_lock);
 	for (struct wref__tstats *s = st_list; s; s = s->next)
+		/* seq_cst: Dekker with wref__fork_guard_try() */
 		while (atomic_load(&s->in_submit))
 			sched_yield();
+	pthread_mutex_unlock(&st_lock);
 	urcu_bp_call_rcu_before_fork();
 	urcu_bp_before_fork();
+	pthread_mutex_lock(&st_lock); /* the registry is copied whole */
 }
 
 static void fork_parent(void)
 {
+	pthread_mutex_unlock(&st_lock);
 	urcu_bp_after_fork_parent();
 	urcu_bp_call_rcu_after_fork_parent();
 	wref__rcu_fork_block(false);
-	pthread_mutex_unlock(&st_lock);
-	wref__executor_atfork_parent();
+	wref__executor_atfork_parent(); /* queues what was parked */
 }
 
+/* Our own state first: it reads memory of the parent's other threads
+ * (their TLS statistics blocks, queued flush barriers), and the liburcu
+ * calls below create threads, which glibc may give those threads' stacks
+ * and TLS.  What the dead threads retired is handed to call_rcu last,
+ * once liburcu works again. */
 static void fork_child(void)
 {
+	struct rcu_head *orphans = wref__stats_atfork_child();
+	wref__executor_atfork_child();
 	urcu_bp_after_fork_child();
 	urcu_bp_call_rcu_after_fork_child();
 	wref__rcu_fork_block(false);
-	wref__stats_atfork_child();
-	wref__executor_atfork_child();
+	wref__rcu_adopt(orphans);
 }
 
 __attribute__((constructor)) static void runtime_init(void)

@@ -488,6 +488,70 @@ START_TEST(test_fork_idle)
 }
 END_TEST
 
+/* fork while other threads wait in wref_flush(): their flush barriers are
+ * queued in the copy the child inherits, and the first threads the child
+ * creates (liburcu's, in the fork handlers) get the flushers' stacks.
+ * With barriers on the waiters' stacks and the child's queue rebuilt after
+ * those threads started, the child hung or crashed in about 1 in 4
+ * torture -F runs (tests/torture -s 4 -F, 2 cores). */
+enum { FLUSHERS = 3, FORK_FLUSH_ROUNDS = 40 };
+static _Atomic int flushers_in;
+static void *gated_flusher(void *p)
+{
+	(void)p;
+	atomic_fetch_add(&flushers_in, 1);
+	return (void *)(intptr_t)wref_flush(); /* waits behind the gate */
+}
+
+static void fork_during_flush(void)
+{
+	enum { Q = 10 };
+	wref_ref *g, *r[Q + 1];
+	pthread_t t[FLUSHERS];
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	atomic_store(&flushers_in, 0);
+	g = kill_with(cb_gate, 0);
+	wait_started();
+	for (int i = 1; i <= Q; i++)
+		r[i] = kill_with(cb_count, i); /* queued behind the gate */
+	for (int i = 0; i < FLUSHERS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, gated_flusher,
+						NULL), 0);
+	while (atomic_load(&flushers_in) < FLUSHERS)
+		usleep(200);
+	usleep(20000); /* let them queue their barriers */
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		child_exit(fds, child_checks(Q, 1));
+	atomic_store(&gate, 1);
+	for (int i = 0; i < FLUSHERS; i++) {
+		void *ret = (void *)1;
+		pthread_join(t[i], &ret);
+		ck_assert_ptr_null(ret); /* every flusher returned 0 */
+	}
+	for (int i = 0; i <= Q; i++)
+		ck_assert_int_eq(cb_runs[i], 1);
+	wait_child(pid, fds);
+	wref_release(g);
+	for (int i = 1; i <= Q; i++)
+		wref_release(r[i]);
+	for (int i = 0; i <= Q; i++)
+		atomic_store(&cb_runs[i], 0);
+}
+
+START_TEST(test_fork_during_flush)
+{
+	/* one fork rarely catches the race: the child's new threads must
+	 * reach a flusher's barrier before the queue is rebuilt */
+	for (int i = 0; i < FORK_FLUSH_ROUNDS; i++)
+		fork_during_flush();
+}
+END_TEST
+
 START_TEST(test_fork_fresh)
 {
 	/* fork before the library started anything */
@@ -532,6 +596,7 @@ int main(int argc, char **argv)
 	if (!ct_tsan()) {
 		tcase_add_test(tc, test_fork_busy);
 		tcase_add_test(tc, test_fork_idle);
+		tcase_add_test(tc, test_fork_during_flush);
 	}
 	tcase_add_test(tc, test_fork_fresh);
 	suite_add_tcase(s, tc);

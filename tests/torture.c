@@ -4,15 +4,14 @@
  * keymaps and sets, with objects dying constantly, while the main thread
  * forks now and then.
  *
- *   tests/torture [-s SECONDS] [-t THREADS] [-i] [-k] [-f FORK_EVERY_S] [-F]
- *                 [SEED]
+ *   tests/torture [-s SECONDS] [-t THREADS] [-i] [-k] [-f FORK_EVERY_S] [SEED]
  *
  * Defaults: 3 seconds (x WREF_STRESS_SCALE when set), 2 x nproc threads, a
  * random seed (printed; each thread's op stream derives from it, so a seed
  * replays the same per-thread mixes), a fork every 0.5 s (none under TSan;
  * -f 0 turns them off).  -i runs with the inline executor (no forks).  -k
- * counts lost callbacks instead of failing.  -F lets forks happen while a
- * worker waits in wref_flush.
+ * counts lost callbacks instead of failing.  Forks land wherever the
+ * workers are, inside wref_flush included.
  *
  * Invariants, checked continuously and at the end (a failure prints the
  * seed and aborts):
@@ -277,9 +276,6 @@ struct thr {
 };
 
 static _Atomic bool stop;
-/* workers' wref_flush vs the main thread's fork (see -F) */
-static pthread_rwlock_t flush_fork_lock = PTHREAD_RWLOCK_INITIALIZER;
-static bool fork_in_flush; /* -F */
 static __thread wref_valmap *borrowed_vm; /* for vm_walk */
 static _Atomic uint64_t sub_calls, meth_calls;
 
@@ -702,11 +698,8 @@ static void one_op(struct thr *t)
 			wref_release(o);
 		}
 	} else if (op < 93) {
-		if (rn(t, 8) == 0) {
-			pthread_rwlock_rdlock(&flush_fork_lock);
+		if (rn(t, 8) == 0)
 			CHECK(wref_flush() == 0);
-			pthread_rwlock_unlock(&flush_fork_lock);
-		}
 	} else if (op < 100) {
 		/* release the thread's cb ref (maybe after seeing death) */
 		drop_cbref(&t->cbr[i]);
@@ -839,15 +832,7 @@ static void fork_once(void)
 	int fds[2];
 	CHECK(pipe(fds) == 0);
 	fflush(NULL);
-	/* by default no worker is inside wref_flush at the fork: a child
-	 * would inherit that thread's queued flush barrier, which lives on a
-	 * stack glibc reuses in the child (core bug, reported; -F forks
-	 * regardless) */
-	if (!fork_in_flush)
-		pthread_rwlock_wrlock(&flush_fork_lock);
-	pid_t pid = fork();
-	if (!fork_in_flush && pid != 0)
-		pthread_rwlock_unlock(&flush_fork_lock);
+	pid_t pid = fork(); /* workers mid-operation, some in wref_flush */
 	CHECK(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
@@ -928,7 +913,7 @@ int main(int argc, char **argv)
 	const char *sc = getenv("WREF_STRESS_SCALE");
 	if (sc && *sc)
 		secs *= atof(sc);
-	while ((opt = getopt(argc, argv, "s:t:ikf:F")) != -1) {
+	while ((opt = getopt(argc, argv, "s:t:ikf:")) != -1) {
 		switch (opt) {
 		case 's':
 			secs = atof(optarg);
@@ -945,12 +930,9 @@ int main(int argc, char **argv)
 		case 'f':
 			fork_every = atof(optarg);
 			break;
-		case 'F':
-			fork_in_flush = true;
-			break;
 		default:
 			fprintf(stderr, "usage: %s [-s SECONDS] [-t THREADS] "
-				"[-i] [-k] [-f FORK_EVERY_S] [-F] [SEED]\n", argv[0]);
+				"[-i] [-k] [-f FORK_EVERY_S] [SEED]\n", argv[0]);
 			return 2;
 		}
 	}
