@@ -440,8 +440,9 @@ WREF_API int wref_signal_disconnect(wref_signal *s, void *obj,
  * No lock is held and no RCU section is open during the calls: a
  * subscriber may connect, disconnect, emit, and release anything, the
  * signal included.  Lock-free against concurrent connects, disconnects,
- * deaths and other emits.  If the snapshot cannot grow (ENOMEM) only the
- * subscribers pinned so far are called.
+ * deaths and other emits.  errno is 0 on return when every live
+ * subscriber was called; ENOMEM when the snapshot could not grow and only
+ * those pinned so far were called (the rest were not).
  */
 WREF_API size_t wref_signal_emit(wref_signal *s, void *arg);
 /* wref_signal_len - live subscriptions (snapshot); 0 for NULL. */

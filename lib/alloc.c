@@ -11,19 +11,34 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* -1: injection off; n >= 0: the allocation after n more succeeds fails */
+/* -1: injection off; n >= 0: the allocation after n more succeeds fails;
+ * FAIL_ALL: every allocation fails (wref__alloc_fail_from) */
+#define FAIL_ALL LONG_MAX
 static _Atomic long fail_countdown = -1;
+static _Atomic bool fail_sticky;
 
-void wref__alloc_fail_after(long n)
+static void arm(long n, bool sticky)
 {
 	/* relaxed: a test hook set before the sequence it tests, on the
 	 * same thread */
+	atomic_store_explicit(&fail_sticky, sticky, memory_order_relaxed);
 	atomic_store_explicit(&fail_countdown, n < 0 ? -1 : n,
 			      memory_order_relaxed);
+}
+
+void wref__alloc_fail_after(long n)
+{
+	arm(n, false);
+}
+
+void wref__alloc_fail_from(long n)
+{
+	arm(n, true);
 }
 
 __attribute__((constructor)) static void alloc_env(void)
@@ -37,13 +52,20 @@ static bool inject_failure(void)
 {
 	/* relaxed: read-mostly flag, off in production; the countdown is
 	 * a single RMW so each failure is claimed once */
-	if (wref_likely(atomic_load_explicit(&fail_countdown,
-					     memory_order_relaxed) < 0))
+	long cd = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+	if (wref_likely(cd < 0))
 		return false;
+	if (cd == FAIL_ALL)
+		return true;
 	long old = atomic_fetch_sub_explicit(&fail_countdown, 1,
 					     memory_order_relaxed);
-	if (old == 0)
+	if (old == 0) {
+		/* relaxed: the test hook's own flag, set with the countdown */
+		if (atomic_load_explicit(&fail_sticky, memory_order_relaxed))
+			atomic_store_explicit(&fail_countdown, FAIL_ALL,
+					      memory_order_relaxed);
 		return true;
+	}
 	if (old < 0) /* raced past the trigger: switch off again */
 		atomic_store_explicit(&fail_countdown, -1,
 				      memory_order_relaxed);

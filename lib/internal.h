@@ -70,6 +70,9 @@ WREF_HIDDEN void wref__free(void *p);
 /* Test hook: the @n-th allocation from now fails (0 = the next one);
  * negative disables.  Also set by the WREF_FAIL_ALLOC environment variable. */
 WREF_HIDDEN void wref__alloc_fail_after(long n);
+/* Test hook: the @n-th allocation from now and every one after it fail,
+ * until wref__alloc_fail_after(-1). */
+WREF_HIDDEN void wref__alloc_fail_from(long n);
 
 /* ---- rcu.c: RCU flavour wrapper ---------------------------------------
  * urcu-bp: threads register lazily on their first read lock and are

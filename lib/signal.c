@@ -202,6 +202,7 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 		wref__check(sig, "wref_signal_emit");
 	struct pin buf[RUN], *v = buf;
 	size_t n = 0, cap = RUN;
+	bool partial = false;
 	struct cds_lfht_iter it;
 
 	if (!sig)
@@ -223,8 +224,10 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 			/* grow before pinning: a pin we could not store would
 			 * have to be released here, inside the read side */
 			struct pin *nv = pins_alloc(2 * cap);
-			if (!nv)
-				break; /* ENOMEM: call those pinned so far */
+			if (!nv) {
+				partial = true; /* call those pinned so far */
+				break;
+			}
 			memcpy(nv, v, n * sizeof *nv);
 			if (v != buf)
 				wref__free(v);
@@ -245,6 +248,7 @@ size_t wref_signal_emit(wref_signal *sig, void *arg)
 	}
 	if (v != buf)
 		wref__free(v);
+	errno = partial ? ENOMEM : 0; /* after the calls: they may set it */
 	return n;
 }
 

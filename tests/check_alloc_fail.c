@@ -458,11 +458,39 @@ static int op_emit(struct st *s)
 {
 	size_t n = wref_signal_emit(s->h[0], s);
 	ck_assert_int_eq((int)n, s->cb_count);
+	ck_assert_int_eq(errno, n == NSUBS ? 0 : ENOMEM);
 	if (n != NSUBS)
 		emit_partial++;
 	ck_assert_uint_eq(wref_signal_len(s->h[0]), NSUBS);
 	return 0;
 }
+static void teardown_many_subs(struct st *s);
+
+/* both the up-front snapshot and its growth fail: a partial emit, and
+ * errno says so (the injection sweep fails one allocation at a time, which
+ * the stack snapshot absorbs) */
+START_TEST(test_emit_partial_errno)
+{
+	struct st st = { 0 };
+	struct st *s = &st;
+	setup_many_subs(s);
+	s->cb_count = 0;
+	errno = 0;
+	wref__alloc_fail_from(0);
+	size_t n = wref_signal_emit(s->h[0], s);
+	int err = errno;
+	wref__alloc_fail_after(-1);
+	ck_assert_uint_lt(n, NSUBS);
+	ck_assert_int_eq((int)n, s->cb_count);
+	ck_assert_int_eq(err, ENOMEM);
+	s->cb_count = 0;
+	errno = EINVAL;
+	ck_assert_uint_eq(wref_signal_emit(s->h[0], s), NSUBS);
+	ck_assert_int_eq(errno, 0); /* complete: errno cleared */
+	teardown_many_subs(s);
+}
+END_TEST
+
 static void teardown_many_subs(struct st *s)
 {
 	s->cb_count = 0;
@@ -789,6 +817,7 @@ static Suite *alloc_fail_suite(void)
 	TCase *tc = tcase_create("sweep");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, single_shot);
+	tcase_add_test(tc, test_emit_partial_errno);
 	tcase_add_test(tc, core_thread_mode);
 	tcase_add_test(tc, core_inline_mode);
 	tcase_add_test(tc, upper_thread_mode);

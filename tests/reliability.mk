@@ -51,6 +51,9 @@ FUZZ_LIBSRC = $(filter %.c,$(lib_libwref_core_la_SOURCES))
 tests/fuzz/fuzz_api: $(srcdir)/tests/fuzz/fuzz_api.c \
 		$(srcdir)/tests/fuzz/clang_compat.h \
 		$(addprefix $(srcdir)/,$(FUZZ_LIBSRC))
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC)" \
+	  "not found; on Debian: apt-get install -y clang-14" \
+	  "libclang-rt-14-dev" >&2; exit 1; }
 	@$(MKDIR_P) tests/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -include $(srcdir)/tests/fuzz/clang_compat.h \
 	  -I$(top_srcdir)/include -I$(top_srcdir)/lib \
