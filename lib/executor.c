@@ -19,6 +19,8 @@ static struct __cds_wfcq_head batch_head;
 static struct cds_wfcq_tail batch_tail;
 
 static pthread_mutex_t ex_mutex = PTHREAD_MUTEX_INITIALIZER; /* start/stop */
+static pthread_cond_t ex_stopped = PTHREAD_COND_INITIALIZER;
+static bool ex_stopping; /* under ex_mutex: a stop is joining the thread */
 static pthread_t ex_thread;
 static _Atomic bool ex_running;
 static _Atomic bool ex_stop;
@@ -111,23 +113,28 @@ static void *ex_main(void *unused)
 	return NULL;
 }
 
+/* under ex_mutex */
+static bool start_locked(void)
+{
+	/* relaxed: under ex_mutex */
+	if (atomic_load_explicit(&ex_running, memory_order_relaxed))
+		return true;
+	sigset_t all, old;
+	sigfillset(&all);
+	/* the executor takes no signals meant for the application */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	bool ok = pthread_create(&ex_thread, NULL, ex_main, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ok)
+		/* release: pairs with the acquire in wref__defer() */
+		atomic_store_explicit(&ex_running, true, memory_order_release);
+	return ok;
+}
+
 static bool start_executor(void)
 {
-	bool ok = true;
 	pthread_mutex_lock(&ex_mutex);
-	/* relaxed: under ex_mutex */
-	if (!atomic_load_explicit(&ex_running, memory_order_relaxed)) {
-		sigset_t all, old;
-		sigfillset(&all);
-		/* the executor takes no signals meant for the application */
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		ok = pthread_create(&ex_thread, NULL, ex_main, NULL) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (ok)
-			/* release: pairs with the acquire in wref__defer() */
-			atomic_store_explicit(&ex_running, true,
-					      memory_order_release);
-	}
+	bool ok = start_locked();
 	pthread_mutex_unlock(&ex_mutex);
 	return ok;
 }
@@ -284,19 +291,34 @@ int wref_flush(void)
 	return 0;
 }
 
+/* The join happens outside ex_mutex: a callback still running on the
+ * executor may fork(), and fork_prepare takes ex_mutex. */
 void wref__executor_stop(void)
 {
 	pthread_mutex_lock(&ex_mutex);
+	while (ex_stopping) /* another thread is stopping it: wait for that */
+		pthread_cond_wait(&ex_stopped, &ex_mutex);
 	/* relaxed: under ex_mutex */
 	if (atomic_load_explicit(&ex_running, memory_order_relaxed) &&
 	    !pthread_equal(pthread_self(), ex_thread)) {
+		pthread_t th = ex_thread;
+		ex_stopping = true;
 		/* release: pairs with the acquire in ex_main() */
 		atomic_store_explicit(&ex_stop, true, memory_order_release);
 		wake_executor();
-		pthread_join(ex_thread, NULL);
+		pthread_mutex_unlock(&ex_mutex);
+		pthread_join(th, NULL);
+		pthread_mutex_lock(&ex_mutex);
+		/* relaxed: under ex_mutex */
 		atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
 		atomic_store_explicit(&ex_running, false,
 				      memory_order_relaxed);
+		ex_stopping = false;
+		pthread_cond_broadcast(&ex_stopped);
+		/* queued by other threads after the executor's last look (a
+		 * wref_flush racing wref_shutdown): a new executor runs it */
+		if (!cds_wfcq_empty(&q_head, &q_tail))
+			start_locked();
 	}
 	pthread_mutex_unlock(&ex_mutex);
 }
@@ -340,6 +362,10 @@ void wref__executor_atfork_child(void)
 	struct cds_wfcq_tail t;
 
 	pthread_mutex_unlock(&ex_mutex); /* taken in the prepare handler */
+	/* a stop in progress was another thread's: none here; its waiters
+	 * are gone too, so the condition variable starts afresh */
+	ex_stopping = false;
+	pthread_cond_init(&ex_stopped, NULL);
 	atomic_store_explicit(&ex_running, false, memory_order_relaxed);
 	atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
 	atomic_store_explicit(&ex_sleeping, 0, memory_order_relaxed);

@@ -5,6 +5,7 @@
  * through the tests/test_exit helper), fork (rules 12, 18).
  */
 #include "core_test.h"
+#include "internal.h" /* wref__executor_stop */
 
 #include <libgen.h>
 #include <sys/wait.h>
@@ -552,6 +553,90 @@ START_TEST(test_fork_during_flush)
 }
 END_TEST
 
+/* a callback forks while another thread stops the executor (the last step
+ * of wref_shutdown): the stopper joined the executor holding the mutex
+ * fork_prepare takes, so the fork never started (hung every run) */
+static _Atomic int fork_cb_status;
+static void cb_fork(wref_ref *r, void *arg)
+{
+	atomic_store(&gate_started, 1);
+	while (!atomic_load(&gate))
+		usleep(200);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the child: only this thread, still inside the callback */
+		void *o = wref_new(&obj_type, 8);
+		wref_release(o);
+		_exit(o ? 0 : 1);
+	}
+	int st = 0;
+	int ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st);
+	atomic_store(&fork_cb_status, ok ? WEXITSTATUS(st) : 100);
+	cb_count(r, arg);
+}
+
+static void *stopper(void *p)
+{
+	(void)p;
+	wref__executor_stop(); /* waits for the running callback */
+	return NULL;
+}
+
+START_TEST(test_fork_in_callback_during_stop)
+{
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	atomic_store(&fork_cb_status, -1);
+	wref_ref *r = kill_with(cb_fork, 0);
+	wait_started();
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, stopper, NULL), 0);
+	usleep(20000); /* let it reach the join */
+	atomic_store(&gate, 1);
+	pthread_join(t, NULL); /* a deadlock fails by the suite's timeout */
+	ck_assert_int_eq(atomic_load(&fork_cb_status), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[0]), 1);
+	wref_release(r);
+	/* the executor starts again on demand */
+	wref_ref *r2 = kill_with(cb_count, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	wref_release(r2);
+}
+END_TEST
+
+/* wref_flush racing wref_shutdown: a barrier queued after the stopping
+ * executor's last look at the queue must still be run (by a new
+ * executor), or the flusher waits forever */
+static _Atomic int shutdowns_done;
+static void *shutdown_loop(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 200; i++)
+		wref_shutdown();
+	atomic_store(&shutdowns_done, 1);
+	return NULL;
+}
+
+START_TEST(test_flush_races_shutdown)
+{
+	atomic_store(&shutdowns_done, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, shutdown_loop, NULL), 0);
+	int n = 0;
+	while (!atomic_load(&shutdowns_done) || n < 200) {
+		int id = 100 + n % 100;
+		atomic_store(&cb_runs[id], 0);
+		wref_ref *r = kill_with(cb_count, id);
+		ck_assert_int_eq(wref_flush(), 0); /* a hang fails by timeout */
+		ck_assert_int_eq(atomic_load(&cb_runs[id]), 1);
+		wref_release(r);
+		n++;
+	}
+	pthread_join(t, NULL);
+}
+END_TEST
+
 START_TEST(test_fork_fresh)
 {
 	/* fork before the library started anything */
@@ -586,6 +671,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
+	tcase_add_test(tc, test_flush_races_shutdown);
 	tcase_add_test(tc, test_exit_return);
 	tcase_add_test(tc, test_exit_shutdown);
 	tcase_add_test(tc, test_exit_from_thread);
@@ -597,6 +683,7 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, test_fork_busy);
 		tcase_add_test(tc, test_fork_idle);
 		tcase_add_test(tc, test_fork_during_flush);
+		tcase_add_test(tc, test_fork_in_callback_during_stop);
 	}
 	tcase_add_test(tc, test_fork_fresh);
 	suite_add_tcase(s, tc);
