@@ -41,15 +41,18 @@ check_PROGRAMS += tests/fuzz/fuzz_replay
 tests_fuzz_fuzz_replay_SOURCES = tests/fuzz/fuzz_api.c tests/fuzz/replay.c
 tests_fuzz_fuzz_replay_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_fuzz_replay_LDADD = lib/libwref_core.la -lpthread
-EXTRA_DIST += tests/fuzz/corpus tests/fuzz/README tests/fuzz/clang_compat.h
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/README tests/fuzz/clang_compat.h \
+	tests/fuzz/ubsan.ignore
 
 FUZZ_CC ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=all -fno-omit-frame-pointer $(FUZZ_EXTRA)
+	-fno-sanitize-recover=all -fno-omit-frame-pointer \
+	-fsanitize-ignorelist=$(srcdir)/tests/fuzz/ubsan.ignore $(FUZZ_EXTRA)
 FUZZ_LIBSRC = $(filter %.c,$(lib_libwref_core_la_SOURCES))
 tests/fuzz/fuzz_api: $(srcdir)/tests/fuzz/fuzz_api.c \
 		$(srcdir)/tests/fuzz/clang_compat.h \
+		$(srcdir)/tests/fuzz/ubsan.ignore \
 		$(addprefix $(srcdir)/,$(FUZZ_LIBSRC))
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC)" \
 	  "not found; on Debian: apt-get install -y clang-14" \
