@@ -198,19 +198,26 @@ static bool enqueue(struct wref__work *w)
 	return true;
 }
 
+/* take everything parked, oldest first */
+static struct wref__work *take_parked(void)
+{
+	struct wref__work *w = atomic_exchange(&parked, NULL), *fifo = NULL,
+			  *next;
+	for (; w; w = next) { /* LIFO to FIFO */
+		next = (struct wref__work *)w->node.next;
+		w->node.next = (struct cds_wfcq_node *)fifo;
+		fifo = w;
+	}
+	return fifo;
+}
+
 /* queue what was parked, in order; called once the fork flag is clear */
 static void unpark(void)
 {
 	for (;;) {
-		struct wref__work *w = atomic_exchange(&parked, NULL), *fifo =
-			NULL, *next;
-		if (!w)
+		struct wref__work *w, *next, *fifo = take_parked();
+		if (!fifo)
 			return;
-		for (; w; w = next) { /* LIFO to FIFO */
-			next = (struct wref__work *)w->node.next;
-			w->node.next = (struct cds_wfcq_node *)fifo;
-			fifo = w;
-		}
 		bool again = false;
 		for (w = fifo; w; w = next) {
 			next = (struct wref__work *)w->node.next;
@@ -378,13 +385,7 @@ void wref__executor_atfork_child(void)
 	__cds_wfcq_init(&q_head, &q_tail);
 	__cds_wfcq_init(&batch_head, &batch_tail);
 	/* what other threads parked during the fork came after the queue */
-	struct wref__work *w = atomic_exchange(&parked, NULL), *fifo = NULL,
-			  *next;
-	for (; w; w = next) { /* LIFO to FIFO */
-		next = (struct wref__work *)w->node.next;
-		w->node.next = (struct cds_wfcq_node *)fifo;
-		fifo = w;
-	}
+	struct wref__work *w, *fifo = take_parked();
 	/* requeue, dropping flush barriers: their waiters were other threads,
 	 * which do not exist here */
 	for (bool torn = false;;) {
