@@ -169,8 +169,18 @@ struct tier {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tier *reg_head;              /* under reg_lock */
 static bool timer_running;                 /* under reg_lock */
+static pthread_t timer_th;                 /* under reg_lock, if running */
+static uintptr_t timer_gen;                /* under reg_lock: a timer whose
+					      generation is not this exits */
 static _Atomic uint32_t timer_seq;         /* futex word: kicks */
 static uint64_t sync_gen;                  /* under reg_lock */
+
+/* wake the timer thread to look at the registry again */
+static void timer_kick(void)
+{
+	atomic_fetch_add(&timer_seq, 1);
+	wref__futex_wake(&timer_seq, 1);
+}
 
 static void tier_unref(struct tier *tr)
 {
@@ -343,8 +353,7 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 			memory_order_release, memory_order_relaxed));
 	if (n == 1) {
 		/* the tier was empty: the timer may sleep without a deadline */
-		atomic_fetch_add(&timer_seq, 1);
-		wref__futex_wake(&timer_seq, 1);
+		timer_kick();
 	}
 	return tr->retain_max && n > tr->retain_max;
 }
@@ -413,9 +422,8 @@ static void run_due(struct tier **v, size_t n)
 	}
 }
 
-static void *timer_main(void *unused)
+static void *timer_main(void *gen)
 {
-	(void)unused;
 	for (;;) {
 		struct tier *due[SCAN_BATCH];
 		uint32_t seq = atomic_load(&timer_seq);
@@ -424,6 +432,10 @@ static void *timer_main(void *unused)
 		uint64_t now = (uint64_t)ts.tv_sec * 1000 +
 			       (uint64_t)ts.tv_nsec / 1000000, next;
 		pthread_mutex_lock(&reg_lock);
+		if ((uintptr_t)gen != timer_gen) { /* stopped by the hook */
+			pthread_mutex_unlock(&reg_lock);
+			return NULL;
+		}
 		size_t n = due_tiers(due, now, &next);
 		pthread_mutex_unlock(&reg_lock);
 		run_due(due, n);
@@ -447,15 +459,31 @@ static void timer_start(void)
 {
 	if (timer_running)
 		return;
-	pthread_t th;
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&th, NULL, timer_main, NULL) == 0) {
-		pthread_detach(th);
+	if (pthread_create(&timer_th, NULL, timer_main,
+			   (void *)timer_gen) == 0)
 		timer_running = true;
-	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* wref_shutdown hook: once no map with a retention tier is left, the
+ * timer thread is stopped and joined (a later tier starts a new one) */
+static void timer_shutdown_hook(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	pthread_t th = timer_th;
+	bool join = timer_running && !reg_head;
+	if (join) {
+		timer_running = false;
+		timer_gen++;
+	}
+	pthread_mutex_unlock(&reg_lock);
+	if (join) {
+		timer_kick();
+		pthread_join(th, NULL);
+	}
 }
 
 /* fork: the registry lock and every tier's lock are held across the fork
@@ -494,6 +522,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_register(void)
 {
 	pthread_atfork(reg_prepare, reg_parent, reg_child);
+	wref__on_shutdown(timer_shutdown_hook);
 }
 
 static struct tier *tier_new(struct wref_valmap *m,
