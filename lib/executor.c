@@ -195,6 +195,11 @@ static bool enqueue(struct wref__work *w)
 	wref__fork_guard_leave(g);
 	if (was_empty)
 		wake_executor(); /* it may sleep */
+	/* seq_cst, Dekker with wref__executor_stop(): the enqueue's xchg is a
+	 * full barrier; either the stopper sees our item after clearing
+	 * ex_running and starts a new executor, or we see it cleared here */
+	if (!atomic_load(&ex_running))
+		start_executor();
 	return true;
 }
 
@@ -318,8 +323,9 @@ void wref__executor_stop(void)
 		pthread_mutex_lock(&ex_mutex);
 		/* relaxed: under ex_mutex */
 		atomic_store_explicit(&ex_stop, false, memory_order_relaxed);
-		atomic_store_explicit(&ex_running, false,
-				      memory_order_relaxed);
+		/* seq_cst + fence: Dekker with enqueue() (see there) */
+		atomic_store(&ex_running, false);
+		atomic_thread_fence(memory_order_seq_cst);
 		ex_stopping = false;
 		pthread_cond_broadcast(&ex_stopped);
 		/* queued by other threads after the executor's last look (a
@@ -359,8 +365,8 @@ void wref__executor_atfork_prepare(void)
 
 void wref__executor_atfork_parent(void)
 {
+	pthread_mutex_unlock(&ex_mutex); /* first: unpark may start it */
 	unpark();
-	pthread_mutex_unlock(&ex_mutex);
 }
 
 void wref__executor_atfork_child(void)
