@@ -288,17 +288,18 @@ int wref_flush(void)
 	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
 	    cds_wfcq_empty(&q_head, &q_tail))
 		return 0;
-	struct barrier stack_b, *b = malloc(sizeof *b);
-	bool heap = b != NULL;
-	if (!heap)
-		b = &stack_b;
-	*b = (struct barrier){ .w.run = barrier_run, .heap = heap };
+	struct barrier stack_b = { .w.run = barrier_run };
+	struct barrier *b = malloc(sizeof *b);
+	if (b)
+		*b = (struct barrier){ .w.run = barrier_run, .heap = true };
+	else
+		b = &stack_b; /* out of memory */
 	atomic_init(&b->done, 0);
 	wref__defer(&b->w);
 	/* acquire: pairs with the release in barrier_run() */
 	while (!atomic_load_explicit(&b->done, memory_order_acquire))
 		wref__futex_wait(&b->done, 0);
-	if (heap)
+	if (b->heap)
 		free(b);
 	return 0;
 }
