@@ -442,17 +442,38 @@ static void wait_child(pid_t pid, int fds[2])
 		  (ct_tsan() && WEXITSTATUS(st) == 66));
 }
 
+/* block the executor in a gated callback (id 0) and queue @q callbacks
+ * (ids 1..q) behind it; returns the gated ref */
+static wref_ref *block_executor(wref_ref **r, int q)
+{
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	wref_ref *g = kill_with(cb_gate, 0);
+	wait_started();
+	for (int i = 1; i <= q; i++)
+		r[i] = kill_with(cb_count, i); /* queued behind the gate */
+	return g;
+}
+
+/* the parent's side once the gate (if @g) opens: ids 0..q ran once each,
+ * the child passed; releases the refs */
+static void finish_fork(pid_t pid, int fds[2], wref_ref *g, wref_ref **r,
+			int q)
+{
+	for (int i = g ? 0 : 1; i <= q; i++) /* id 0: the gated one */
+		ck_assert_int_eq(atomic_load(&cb_runs[i]), 1);
+	wait_child(pid, fds);
+	wref_release(g);
+	for (int i = 1; i <= q; i++)
+		wref_release(r[i]);
+}
+
 static void do_fork_test(bool busy)
 {
 	enum { Q = 10 };
 	wref_ref *g = NULL, *r[Q + 1] = { 0 };
-	atomic_store(&gate, 0);
-	atomic_store(&gate_started, 0);
 	if (busy) {
-		g = kill_with(cb_gate, 0);
-		wait_started();
-		for (int i = 1; i <= Q; i++)
-			r[i] = kill_with(cb_count, i); /* queued behind gate */
+		g = block_executor(r, Q);
 	} else {
 		/* executor running but idle */
 		r[1] = kill_with(cb_count, 1);
@@ -466,15 +487,7 @@ static void do_fork_test(bool busy)
 		child_exit(fds, child_checks(busy ? Q : 0, busy ? 1 : 0));
 	atomic_store(&gate, 1);
 	ck_assert_int_eq(wref_flush(), 0);
-	if (busy) {
-		ck_assert_int_eq(cb_runs[0], 1);
-		for (int i = 1; i <= Q; i++)
-			ck_assert_int_eq(cb_runs[i], 1);
-	}
-	wait_child(pid, fds);
-	wref_release(g);
-	for (int i = 0; i <= Q; i++)
-		wref_release(r[i]);
+	finish_fork(pid, fds, g, r, busy ? Q : 1);
 }
 
 START_TEST(test_fork_busy)
@@ -510,13 +523,8 @@ static void fork_during_flush(void)
 	enum { Q = 10 };
 	wref_ref *g, *r[Q + 1];
 	pthread_t t[FLUSHERS];
-	atomic_store(&gate, 0);
-	atomic_store(&gate_started, 0);
 	atomic_store(&flushers_in, 0);
-	g = kill_with(cb_gate, 0);
-	wait_started();
-	for (int i = 1; i <= Q; i++)
-		r[i] = kill_with(cb_count, i); /* queued behind the gate */
+	g = block_executor(r, Q);
 	for (int i = 0; i < FLUSHERS; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, gated_flusher,
 						NULL), 0);
@@ -535,12 +543,7 @@ static void fork_during_flush(void)
 		pthread_join(t[i], &ret);
 		ck_assert_ptr_null(ret); /* every flusher returned 0 */
 	}
-	for (int i = 0; i <= Q; i++)
-		ck_assert_int_eq(cb_runs[i], 1);
-	wait_child(pid, fds);
-	wref_release(g);
-	for (int i = 1; i <= Q; i++)
-		wref_release(r[i]);
+	finish_fork(pid, fds, g, r, Q);
 	for (int i = 0; i <= Q; i++)
 		atomic_store(&cb_runs[i], 0);
 }
