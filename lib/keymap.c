@@ -37,15 +37,9 @@ static const struct wref__table_ops km_ops = {
 	.retire = km_retire,
 };
 
-static void keymap_destroy(void *p)
-{
-	struct wref_keymap *m = p;
-	wref__table_fini(&m->t);
-}
-
 static const wref_type keymap_type = {
 	.name = "wref_keymap",
-	.destroy = keymap_destroy,
+	.destroy = wref__container_destroy,
 };
 
 wref_keymap *wref_keymap_new(const wref_map_options *opt)
@@ -176,6 +170,18 @@ static inline struct km_entry *km(struct wref__entry *e)
 	return caa_container_of(e, struct km_entry, e);
 }
 
+struct km_walk {
+	int (*fn)(void *key, void *value, void *arg);
+	void *arg;
+};
+
+static int km_visit(const struct wref__pin *p, void *ctx)
+{
+	struct km_walk *w = ctx;
+	/* no hold: a retiring entry, which may be freed already */
+	return p->e ? w->fn(p->obj, km(p->e)->value, w->arg) : 0;
+}
+
 int wref_keymap_foreach(wref_keymap *m,
 			int (*fn)(void *key, void *value, void *arg),
 			void *arg)
@@ -184,14 +190,6 @@ int wref_keymap_foreach(wref_keymap *m,
 		wref__check(m, "wref_keymap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
-	struct wref__pin *pins;
-	ssize_t n = wref__table_snapshot(&m->t, &pins);
-	if (n < 0)
-		return (int)n;
-	int ret = 0;
-	for (ssize_t i = 0; i < n && !ret; i++)
-		if (pins[i].e)
-			ret = fn(pins[i].obj, km(pins[i].e)->value, arg);
-	wref__table_unpin(pins, (size_t)n);
-	return ret;
+	struct km_walk w = { fn, arg };
+	return wref__table_foreach(&m->t, km_visit, &w);
 }

@@ -21,15 +21,9 @@ static const struct wref__table_ops set_ops = {
 	.retire = set_retire,
 };
 
-static void set_destroy(void *p)
-{
-	struct wref_set *s = p;
-	wref__table_fini(&s->t);
-}
-
 static const wref_type set_type = {
 	.name = "wref_set",
-	.destroy = set_destroy,
+	.destroy = wref__container_destroy,
 };
 
 wref_set *wref_set_new(const wref_map_options *opt)
@@ -122,19 +116,23 @@ size_t wref_set_len(wref_set *s)
 	return s ? wref__table_len(&s->t) : 0;
 }
 
+struct set_walk {
+	int (*fn)(void *obj, void *arg);
+	void *arg;
+};
+
+static int set_visit(const struct wref__pin *p, void *ctx)
+{
+	struct set_walk *w = ctx;
+	return w->fn(p->obj, w->arg); /* retiring entries too: obj is live */
+}
+
 int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg), void *arg)
 {
 	if (s)
 		wref__check(s, "wref_set_foreach");
 	if (!s || !fn)
 		return -EINVAL;
-	struct wref__pin *pins;
-	ssize_t n = wref__table_snapshot(&s->t, &pins);
-	if (n < 0)
-		return (int)n;
-	int ret = 0;
-	for (ssize_t i = 0; i < n && !ret; i++)
-		ret = fn(pins[i].obj, arg);
-	wref__table_unpin(pins, (size_t)n);
-	return ret;
+	struct set_walk w = { fn, arg };
+	return wref__table_foreach(&s->t, set_visit, &w);
 }

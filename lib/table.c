@@ -398,7 +398,9 @@ void wref__clock_set(uint64_t (*fn)(void))
 	atomic_store(&clock_fn, fn);
 }
 
-ssize_t wref__table_snapshot(struct wref__table *t, struct wref__pin **out)
+static void unpin(struct wref__pin *v, size_t n);
+
+static ssize_t snapshot(struct wref__table *t, struct wref__pin **out)
 {
 	size_t cap = wref__table_len(t) + 16, n;
 	struct wref__pin *v;
@@ -427,14 +429,15 @@ ssize_t wref__table_snapshot(struct wref__table *t, struct wref__pin **out)
 		wref__rcu_unlock();
 		if (!full)
 			break;
-		wref__table_unpin(v, n);
+		unpin(v, n);
 		cap *= 2; /* the table grew under us */
 	}
 	*out = v;
 	return (ssize_t)n;
 }
 
-void wref__table_unpin(struct wref__pin *v, size_t n)
+/* drop a snapshot's holds and pins and free it */
+static void unpin(struct wref__pin *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].e)
@@ -442,6 +445,25 @@ void wref__table_unpin(struct wref__pin *v, size_t n)
 		wref_release(v[i].obj);
 	}
 	wref__free(v);
+}
+
+int wref__table_foreach(struct wref__table *t,
+		int (*visit)(const struct wref__pin *p, void *ctx), void *ctx)
+{
+	struct wref__pin *pins;
+	ssize_t n = snapshot(t, &pins);
+	if (n < 0)
+		return (int)n;
+	int ret = 0;
+	for (ssize_t i = 0; i < n && !ret; i++)
+		ret = visit(&pins[i], ctx);
+	unpin(pins, (size_t)n);
+	return ret;
+}
+
+void wref__container_destroy(void *p)
+{
+	wref__table_fini(p); /* the payload starts with its table */
 }
 
 void *wref__container_new(const wref_type *type, size_t size,

@@ -196,20 +196,19 @@ WREF_HIDDEN void wref__entry_free_rcu(struct wref__entry *e);
 /* first node / next node of a walk, inside a read-side section (helpers
  * for the containers' snapshots; TSan-annotated) */
 /*
- * Snapshot for foreach (rule 7): inside one read-side section, pin every
- * live entry's object and hold the entry (so its key stays valid); user
- * code then runs on the snapshot outside any section.  pin.e is NULL for
- * an entry being retired (its object is pinned only to be released after
- * the section).  Returns the count, or -ENOMEM.
+ * foreach (rule 7): inside one read-side section, pin every live entry's
+ * object and hold the entry (so its key stays valid); then, outside any
+ * section, call @visit(pin, @ctx) for each until it returns non-zero, and
+ * drop the pins.  pin.e is NULL for an entry being retired (its object is
+ * pinned only to be released after the section).  Returns what @visit
+ * returned last (0 after a full walk), or -ENOMEM.
  */
 struct wref__pin {
 	struct wref__entry *e;
 	void *obj;
 };
-WREF_HIDDEN ssize_t wref__table_snapshot(struct wref__table *t,
-					 struct wref__pin **out);
-/* drop a snapshot's holds and pins and free it */
-WREF_HIDDEN void wref__table_unpin(struct wref__pin *v, size_t n);
+WREF_HIDDEN int wref__table_foreach(struct wref__table *t,
+		int (*visit)(const struct wref__pin *p, void *ctx), void *ctx);
 /* the common part of the container constructors: checks @opt's flags
  * against @allowed, allocates a @size-byte object of @type whose payload
  * starts with its table, and initialises the table */
@@ -217,6 +216,9 @@ WREF_HIDDEN void *wref__container_new(const wref_type *type, size_t size,
 				      const wref_map_options *opt,
 				      unsigned allowed,
 				      const struct wref__table_ops *ops);
+/* the destroy of a container whose payload is only its table (set,
+ * keymap): finishes the table */
+WREF_HIDDEN void wref__container_destroy(void *p);
 WREF_HIDDEN struct wref__entry *wref__table_first(struct wref__table *t,
 						 struct cds_lfht_iter *it);
 WREF_HIDDEN struct wref__entry *wref__table_next(struct wref__table *t,

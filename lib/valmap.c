@@ -953,6 +953,19 @@ void wref_valmap_clear(wref_valmap *m)
 		wref__table_clear(&m->t);
 }
 
+struct vm_walk {
+	int (*fn)(const void *key, size_t len, void *obj, void *arg);
+	void *arg;
+};
+
+static int vm_visit(const struct wref__pin *p, void *ctx)
+{
+	struct vm_walk *w = ctx;
+	/* no hold: a retiring entry, which may be freed already */
+	return p->e ? w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg)
+		    : 0;
+}
+
 int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg)
@@ -961,17 +974,8 @@ int wref_valmap_foreach(wref_valmap *m,
 		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
-	/* snapshot: pin every live entry inside one read-side section, then
-	 * call fn outside it (fn may modify the map or release anything) */
-	struct wref__pin *pins;
-	ssize_t n = wref__table_snapshot(&m->t, &pins);
-	if (n < 0)
-		return (int)n;
-	int ret = 0;
-	for (ssize_t i = 0; i < n && !ret; i++)
-		if (pins[i].e)
-			ret = fn(vm(pins[i].e)->key, vm(pins[i].e)->len,
-				 pins[i].obj, arg);
-	wref__table_unpin(pins, (size_t)n);
-	return ret;
+	/* fn runs outside any read-side section: it may modify the map or
+	 * release anything */
+	struct vm_walk w = { fn, arg };
+	return wref__table_foreach(&m->t, vm_visit, &w);
 }
