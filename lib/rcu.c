@@ -84,20 +84,28 @@ void wref__fork_guard_leave(struct wref__tstats *me)
 	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
 }
 
+/* push the chain @first..@last onto @s's retired list (only its owner
+ * pushes; wref_shutdown and fork may take the whole list meanwhile) */
+static void push_retired(struct wref__tstats *s, struct rcu_head *first,
+			 struct rcu_head *last)
+{
+	/* relaxed: the CAS below re-reads */
+	struct rcu_head *old = atomic_load_explicit(&s->retired,
+						    memory_order_relaxed);
+	do
+		last->next.next = (struct cds_wfcq_node *)old;
+	/* release: pairs with the acquire exchange of the flusher */
+	while (!atomic_compare_exchange_weak_explicit(&s->retired, &old, first,
+			memory_order_release, memory_order_relaxed));
+}
+
 /* put @list back on this thread's retired list (a fork is in progress) */
 static void park(struct wref__tstats *me, struct rcu_head *list)
 {
 	struct rcu_head *t = list;
 	while (head_next(t))
 		t = head_next(t);
-	/* relaxed: the CAS below re-reads */
-	struct rcu_head *old = atomic_load_explicit(&me->retired,
-						    memory_order_relaxed);
-	do
-		t->next.next = (struct cds_wfcq_node *)old;
-	/* release: pairs with the acquire exchange of the flusher */
-	while (!atomic_compare_exchange_weak_explicit(&me->retired, &old, list,
-			memory_order_release, memory_order_relaxed));
+	push_retired(me, list, t);
 }
 
 /* Hand @list to call_rcu.  While a fork is in progress the caller may be
@@ -178,14 +186,7 @@ void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 	head->func = fn;
 	if (wref_unlikely(!s->registered))
 		wref__stats_register(); /* so wref_shutdown() can find it */
-	/* relaxed: only the owner pushes; the CAS below re-reads */
-	struct rcu_head *old = atomic_load_explicit(&s->retired,
-						    memory_order_relaxed);
-	do
-		head->next.next = (struct cds_wfcq_node *)old;
-	/* release: pairs with the acquire exchange of the flusher */
-	while (!atomic_compare_exchange_weak_explicit(&s->retired, &old, head,
-			memory_order_release, memory_order_relaxed));
+	push_retired(s, head, head);
 	if (++s->nretired >= RETIRE_BATCH)
 		wref__rcu_flush_local();
 }
