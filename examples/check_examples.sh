@@ -25,4 +25,19 @@ for exp in "$srcdir"/examples/*.expected; do
 	fi
 	rm -f "$out"
 done
+# the README's example is examples/readme.c, verbatim
+readme="$srcdir/README.md"
+if [ -f "$readme" ] && [ -f "$srcdir/examples/readme.c" ]; then
+	block=$(mktemp)
+	awk '/^## Example/{e=1} e&&/^```c$/{c=1;next} c&&/^```$/{exit} c' \
+		"$readme" > "$block"
+	if cmp -s "$block" "$srcdir/examples/readme.c"; then
+		echo "PASS: README example is examples/readme.c"
+	else
+		echo "FAIL: README example differs from examples/readme.c"
+		diff -u "$srcdir/examples/readme.c" "$block"
+		status=1
+	fi
+	rm -f "$block"
+fi
 exit $status

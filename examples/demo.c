@@ -25,8 +25,8 @@ static const wref_type conn_type = { .name = "conn", .destroy = conn_destroy };
 static void on_death(wref_ref *ref, void *arg)
 {
 	/* runs on the executor thread; the referent is gone */
-	printf("callback: %s died, upgrade now gives %p\n", (const char *)arg,
-	       wref_ref_get(ref));
+	printf("callback: %s died, upgrade now gives %s\n", (const char *)arg,
+	       wref_ref_get(ref) ? "an object" : "NULL");
 }
 
 static void *reader(void *arg)
@@ -51,8 +51,11 @@ int main(void)
 	strcpy(c->name, "db-primary");
 	c->fd = 7;
 
-	wref_ref *weak = wref_ref_new(c, NULL, NULL);         /* shared */
-	wref_ref *watch = wref_ref_new(c, on_death, c->name); /* callback */
+	wref_ref *weak = wref_ref_new(c, NULL, NULL); /* shared */
+	/* the callback's argument must outlive the object: a pointer into it
+	 * (c->name) would be read after its memory was freed */
+	static const char label[] = "db-primary";
+	wref_ref *watch = wref_ref_new(c, on_death, (void *)label);
 	printf("weak refs to %s: %zu\n", c->name, wref_weak_count(c));
 
 	pthread_t t[2];
@@ -64,9 +67,12 @@ int main(void)
 	wref_release(c); /* the last strong ref: the object dies here */
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	printf("upgrade after death: %p\n", wref_ref_get(weak));
+	/* the callback runs on the executor after destroy returned; wait for
+	 * it, so the output below comes in a fixed order */
+	wref_flush();
+	printf("upgrade after death: %s\n",
+	       wref_ref_get(weak) ? "an object" : "NULL");
 
-	wref_flush(); /* wait for the death callback */
 	wref_release(weak);
 	wref_release(watch);
 

@@ -8,7 +8,8 @@ EXAMPLES = \
 	examples/pitfalls \
 	examples/conncache \
 	examples/widgets \
-	examples/sessions
+	examples/sessions \
+	examples/readme
 
 noinst_PROGRAMS += $(EXAMPLES)
 examples_observer_SOURCES = examples/observer.c
@@ -25,6 +26,9 @@ examples_widgets_SOURCES = examples/widgets.c
 examples_widgets_LDADD = lib/libwref.la -lpthread
 examples_sessions_SOURCES = examples/sessions.c
 examples_sessions_LDADD = lib/libwref.la -lpthread
+examples_readme_SOURCES = examples/readme.c
+examples_readme_LDADD = lib/libwref.la -lpthread
 
 TESTS += examples/check_examples.sh
-EXTRA_DIST += examples/check_examples.sh $(EXAMPLES:=.expected)
+EXTRA_DIST += examples/check_examples.sh $(EXAMPLES:=.expected) \
+	examples/demo.expected

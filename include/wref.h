@@ -86,9 +86,11 @@ WREF_API void *wref_retain(void *obj);
  * wref_release - drop one strong ref; NULL is a no-op.  Dropping the last
  * ref kills the object: from then on no weak ref upgrades it, weak-ref and
  * container entries read dead at once, destroy runs exactly once on this
- * thread (cascades are flattened, never deep recursion), and death callbacks
- * are queued to the executor.  Over-release of a dead object is reported
- * (abort in --enable-debug builds, a one-time warning otherwise).
+ * thread (cascades are flattened, never deep recursion), and then, once
+ * destroy has returned, the death's callbacks and finalizers are queued to
+ * the executor: destroy happens-before each of them.  Over-release of a
+ * dead object is reported (abort in --enable-debug builds, a one-time
+ * warning otherwise).
  */
 WREF_API void wref_release(void *obj);
 
@@ -130,7 +132,8 @@ typedef void (*wref_callback)(wref_ref *ref, void *arg);
  * Without @cb the ref is shared: every call returns the same handle,
  * retained once more.  Returns a new strong ref to the handle, or NULL with
  * errno EINVAL (NULL @obj, WREF_TYPE_NO_WEAK type), ENOENT (@obj is dead,
- * e.g. called from its own destroy) or ENOMEM.
+ * e.g. called from its own destroy: so are every container insert, method,
+ * finalizer and signal connection on it) or ENOMEM.
  */
 WREF_API wref_ref *wref_ref_new(void *obj, wref_callback cb, void *arg);
 

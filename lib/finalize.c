@@ -129,7 +129,7 @@ static void fin_fire(struct wref__watch *w)
 	if (!claim(f, FIN_CLAIMED))
 		return;
 	f->work.run = fin_run;
-	wref__defer(&f->work);
+	wref__defer_death(&f->work);
 }
 
 /* shutdown hook: run every armed at-exit finalizer once, outside the lock */

@@ -253,6 +253,11 @@ static inline bool wref__tryget(struct wref__hdr *h)
 	return true;
 }
 
+/* Queue @w (a death's callback or finalizer, from a watch's fire()) to run
+ * after the dying object's destroy returned; outside a death, wref__defer. */
+struct wref__work;
+WREF_HIDDEN void wref__defer_death(struct wref__work *w);
+
 /* Death context (trashcan): cascades of deaths on one thread are flattened
  * into a loop.  Inside it, releases that kill an object queue the destroy
  * and the outermost level runs it. */

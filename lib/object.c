@@ -178,11 +178,19 @@ size_t wref_strong_count(const void *obj)
 
 /* ---- the trashcan ------------------------------------------------------ */
 
+/* a queued destroy, and the death's callbacks held until it has run */
+struct can_item {
+	struct wref__hdr *h;
+	struct wref__work *held;
+};
 struct trashcan {
 	unsigned depth;
 	size_t n, cap;
-	struct wref__hdr **v;
-	struct wref__hdr *buf[32];
+	struct can_item *v;
+	struct can_item buf[32];
+	/* set while this thread collects a death's watches (die): callback
+	 * work queued then is held until the object's destroy returned */
+	struct wref__work **hold_tail;
 };
 static __thread struct trashcan tls_can
 	__attribute__((tls_model("initial-exec")));
@@ -194,9 +202,41 @@ void wref__enter(void)
 	tls_can.depth++;
 }
 
-static struct wref__hdr *can_pop(struct trashcan *t)
+/* chain of held work, linked through the (not yet queued) node's next */
+static struct wref__work *held_next(struct wref__work *w)
 {
-	return t->n ? t->v[--t->n] : NULL;
+	struct cds_wfcq_node *n = w->node.next;
+	return n ? caa_container_of(n, struct wref__work, node) : NULL;
+}
+
+void wref__defer_death(struct wref__work *w)
+{
+	struct trashcan *t = &tls_can;
+	if (!t->hold_tail) {
+		wref__defer(w);
+		return;
+	}
+	w->node.next = NULL;
+	*t->hold_tail = w;
+	t->hold_tail = (struct wref__work **)&w->node.next;
+}
+
+/* queue what a death held, in the order it was held */
+static void submit_held(struct wref__work *w)
+{
+	while (w) {
+		struct wref__work *next = held_next(w);
+		wref__defer(w); /* re-initialises w->node */
+		w = next;
+	}
+}
+
+static bool can_pop(struct trashcan *t, struct can_item *out)
+{
+	if (!t->n)
+		return false;
+	*out = t->v[--t->n];
+	return true;
 }
 
 /* outermost level: run queued destroys (and, in inline mode, queued
@@ -205,9 +245,10 @@ static struct wref__hdr *can_pop(struct trashcan *t)
 static void can_drain(struct trashcan *t)
 {
 	for (;;) {
-		struct wref__hdr *h = can_pop(t);
-		if (h) {
-			destroy_and_free(h);
+		struct can_item it;
+		if (can_pop(t, &it)) {
+			destroy_and_free(it.h);
+			submit_held(it.held);
 			continue;
 		}
 		if (!wref__inline_pending())
@@ -229,8 +270,9 @@ void wref__leave(void)
 	t->depth--;
 }
 
-/* queue @h's destroy for the outermost level; false if it must run now */
-static bool can_push(struct wref__hdr *h)
+/* queue @h's destroy (and the work its death held) for the outermost
+ * level; false if it must run now */
+static bool can_push(struct wref__hdr *h, struct wref__work *held)
 {
 	struct trashcan *t = &tls_can;
 	if (!t->v) {
@@ -238,7 +280,7 @@ static bool can_push(struct wref__hdr *h)
 		t->cap = sizeof t->buf / sizeof t->buf[0];
 	}
 	if (t->n == t->cap) {
-		struct wref__hdr **nv = wref__alloc(2 * t->cap * sizeof *nv);
+		struct can_item *nv = wref__alloc(2 * t->cap * sizeof *nv);
 		if (!nv)
 			return false; /* out of memory: recurse instead */
 		for (size_t i = 0; i < t->n; i++)
@@ -248,7 +290,7 @@ static bool can_push(struct wref__hdr *h)
 		t->v = nv;
 		t->cap *= 2;
 	}
-	t->v[t->n++] = h;
+	t->v[t->n++] = (struct can_item){ h, held };
 	return true;
 }
 
@@ -294,19 +336,28 @@ static void die(struct wref__hdr *h)
 	wref__stat_add(WREF_ST_DIED, 1);
 	t->depth++;
 	/* unpublish now, so weak refs and containers read dead as soon as
-	 * the release returns; destroy is queued behind any outer death */
+	 * the release returns; destroy is queued behind any outer death.
+	 * The callbacks and finalizers the death fires are held until the
+	 * destroy has returned (destroy happens-before them, wref.h). */
+	struct wref__work *held = NULL;
 	if (tc & WREF_TC_MASK) {
 		if (wref__type(h) == &wref__ref_type)
 			wref__ref_unpublish(wref__payload(h));
-		if (tc & WREF_TC_CB)
+		if (tc & WREF_TC_CB) {
+			struct wref__work **outer = t->hold_tail;
+			t->hold_tail = &held;
 			wref__cb_kill((struct wref__cb *)(tc & ~WREF_TC_MASK));
+			t->hold_tail = outer;
+		}
 	}
 	if (t->depth == 1) {
 		destroy_and_free(h);
+		submit_held(held);
 		if (t->n || wref__inline_pending())
 			can_drain(t);
-	} else if (!can_push(h)) {
+	} else if (!can_push(h, held)) {
 		destroy_and_free(h);
+		submit_held(held);
 	}
 	t->depth--;
 }

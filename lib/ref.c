@@ -42,6 +42,16 @@ uint64_t wref__hash_ptr(const void *p)
 struct wref__cb *wref__cb_get(void *obj)
 {
 	struct wref__hdr *h = wref__hdr(obj);
+	/* relaxed: only the calling thread's own death can have set DEAD
+	 * while it holds what the contract asks (a strong ref, or the object
+	 * in its destroy); a dead object must neither grow a block its
+	 * running death would never clear nor get a new watch or ref on the
+	 * block it has (its watches were collected: nothing would fire) */
+	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
+	if (wref_unlikely(c >= WREF_UNDERFLOW_ZONE)) {
+		errno = ENOENT;
+		return NULL;
+	}
 	struct wref__cb *cb = wref__cb_peek(h);
 	if (wref_likely(cb != NULL))
 		return cb;
@@ -53,13 +63,6 @@ struct wref__cb *wref__cb_get(void *obj)
 	const wref_type *t = (const wref_type *)(tc & ~WREF_TC_MASK);
 	if (t->flags & WREF_TYPE_NO_WEAK) {
 		errno = EINVAL;
-		return NULL;
-	}
-	/* relaxed: a dead object (e.g. from inside its own destroy) must not
-	 * grow a block that its already-running death would never clear */
-	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
-	if (c >= WREF_UNDERFLOW_ZONE) {
-		errno = ENOENT;
 		return NULL;
 	}
 	struct wref__cb *n = wref__zalloc(sizeof *n);
@@ -238,7 +241,7 @@ static void ref_run(struct wref__work *work)
 static void ref_queue(struct wref_ref *r)
 {
 	r->work.run = ref_run;
-	wref__defer(&r->work);
+	wref__defer_death(&r->work);
 }
 
 static void ref_fire(struct wref__watch *w)

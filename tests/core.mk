@@ -33,3 +33,10 @@ tests_stress_callbacks_LDADD = $(WREF_TEST_LIBS)
 tests_test_exit_SOURCES = tests/test_exit.c
 tests_test_exit_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_test_exit_LDADD = $(WREF_TEST_LIBS)
+
+## issue 16 regressions: calls from an object's own destroy; destroy before
+## the death's callbacks
+CORE_TEST_SUITES += tests/check_death_calls
+tests_check_death_calls_SOURCES = tests/check_death_calls.c tests/core_test.h
+tests_check_death_calls_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_check_death_calls_LDADD = $(WREF_TEST_LIBS)
