@@ -88,9 +88,16 @@ WREF_API void *wref_retain(void *obj);
  * container entries read dead at once, destroy runs exactly once on this
  * thread (cascades are flattened, never deep recursion), and then, once
  * destroy has returned, the death's callbacks and finalizers are queued to
- * the executor: destroy happens-before each of them.  Over-release of a
- * dead object is reported (abort in --enable-debug builds, a one-time
- * warning otherwise).
+ * the executor: destroy happens-before each of them.
+ * Misuse: a release or retain that finds the count dead while the memory
+ * is still there (from the object's own destroy, or before the deferred
+ * free of an object that had weak refs) or finds a count of 0 (not an
+ * object from wref_new) prints a one-time "libwref: misuse:" warning naming
+ * it and changes nothing.  Once a release build has freed the memory
+ * (at death, or a grace period later), any further use is undefined: build
+ * with --enable-debug, which keeps dead objects' memory in a quarantine of
+ * the last 4096 frees and aborts naming the call (wref_release, wref_ref_get,
+ * ...), or use ASan/valgrind.
  */
 WREF_API void wref_release(void *obj);
 

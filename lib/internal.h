@@ -215,7 +215,9 @@ WREF_HIDDEN void wref__obj_free(void *obj);
  * with wref__obj_free (a dying weak ref whose callback is still owed) */
 #define WREF__TYPE_OWN_FREE (1u << 31)
 
-/* Slow path of wref__tryget (zero, dead or saturated). */
+/* Slow path of wref__tryget: @old (the count before the increment) was 0,
+ * dead, or the increment took it into the saturated zone (old >= SAT - 1,
+ * so the warning comes with the increment that saturates). */
 WREF_HIDDEN bool wref__tryget_slow(struct wref__hdr *h, uint64_t old);
 
 /*
@@ -232,7 +234,7 @@ static inline bool wref__tryget_nocheck(struct wref__hdr *h)
 	 * the release/acquire pair on the decrement side */
 	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
 					       memory_order_relaxed);
-	if (wref_unlikely(c - 1 >= WREF_SAT - 1))
+	if (wref_unlikely(c - 1 >= WREF_SAT - 2))
 		return wref__tryget_slow(h, c);
 	return true;
 }
@@ -248,7 +250,7 @@ static inline bool wref__tryget(struct wref__hdr *h)
 	 * through the acquire load of cb->obj; death ordering is carried by
 	 * the release/acquire pair on the decrement side */
 	c = atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
-	if (wref_unlikely(c - 1 >= WREF_SAT - 1))
+	if (wref_unlikely(c - 1 >= WREF_SAT - 2))
 		return wref__tryget_slow(h, c);
 	return true;
 }

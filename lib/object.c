@@ -146,8 +146,13 @@ void *wref_retain(void *obj)
 	/* relaxed: the caller already holds a ref, nothing to order */
 	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
 					       memory_order_relaxed);
-	if (wref_unlikely(c - 1 >= WREF_SAT - 1)) {
-		if (c >= WREF_UNDERFLOW_ZONE || c == 0)
+	/* c is the old count: c >= SAT - 1 means this increment reached the
+	 * saturated zone (warn now, not on the next one) */
+	if (wref_unlikely(c - 1 >= WREF_SAT - 2)) {
+		if (c == 0)
+			misuse(h, "wref_retain of a pointer whose strong count "
+			       "is 0: not an object from wref_new()");
+		else if (c >= WREF_UNDERFLOW_ZONE)
 			misuse(h, "wref_retain of an object with no strong "
 			       "ref (dead or dying)");
 		else
@@ -296,11 +301,62 @@ static bool can_push(struct wref__hdr *h, struct wref__work *held)
 
 /* ---- death --------------------------------------------------------------- */
 
+#ifdef WREF_DEBUG
+/*
+ * --enable-debug: a dead object's memory is kept, magic DEAD, for the next
+ * QUARANTINE frees of any thread before it is really freed, so a release,
+ * retain or use of it soon after its death finds the dead magic and aborts
+ * naming the misuse (a release build frees at once: such a call is then a
+ * use-after-free that only ASan or valgrind can see).  Lock-free: a ring of
+ * slots claimed by fetch_add; what a slot held is freed by its new owner.
+ */
+#define QUARANTINE 4096
+static _Atomic(struct wref__hdr *) quarantine[QUARANTINE];
+static _Atomic size_t q_next;
+
+static void quarantine_drain(void)
+{
+	for (size_t i = 0; i < QUARANTINE; i++) {
+		/* acquire: pairs with the acq_rel exchange that parked it */
+		struct wref__hdr *h = atomic_exchange_explicit(&quarantine[i],
+				NULL, memory_order_acquire);
+		if (h)
+			wref__free(h);
+	}
+}
+
+static void mem_free(struct wref__hdr *h)
+{
+	static atomic_flag hooked = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&hooked))
+		wref__on_shutdown(quarantine_drain);
+	/* relaxed: only spreads the slots; the exchange orders the memory */
+	size_t i = atomic_fetch_add_explicit(&q_next, 1,
+					     memory_order_relaxed) % QUARANTINE;
+	/* acq_rel: our writes to @h (the dead magic) happen-before its free
+	 * by a later owner of the slot, and theirs before ours */
+	struct wref__hdr *old = atomic_exchange_explicit(&quarantine[i], h,
+							 memory_order_acq_rel);
+	if (old)
+		wref__free(old);
+}
+
+__attribute__((destructor)) static void quarantine_at_exit(void)
+{
+	quarantine_drain();
+}
+#else
+static inline void mem_free(struct wref__hdr *h)
+{
+	wref__free(h);
+}
+#endif
+
 static void free_after_gp(struct rcu_head *head)
 {
 	struct wref__cb *cb = caa_container_of(head, struct wref__cb, rcu);
 	wref__rcu_tsan_after_gp(head);
-	wref__free(cb->mem);
+	mem_free(cb->mem);
 	wref__cb_unhold(cb); /* the object's own hold */
 }
 
@@ -315,7 +371,7 @@ void wref__obj_free(void *obj)
 		/* weak readers may still be looking at the header */
 		wref__call_rcu(&cb->rcu, free_after_gp);
 	else
-		wref__free(h);
+		mem_free(h);
 }
 
 static void destroy_and_free(struct wref__hdr *h)
@@ -364,7 +420,14 @@ static void die(struct wref__hdr *h)
 
 static void release_slow(struct wref__hdr *h, uint64_t c)
 {
-	if (c == 0 || c >= WREF_UNDERFLOW_ZONE) {
+	if (c == 0) {
+		/* no live object has a count of 0 (the last release moves
+		 * it from 1 to DEAD) */
+		misuse(h, "wref_release of a pointer whose strong count is 0: "
+		       "not an object from wref_new()");
+		return;
+	}
+	if (c >= WREF_UNDERFLOW_ZONE) {
 		misuse(h, "wref_release of an object with no strong ref "
 		       "(over-release)");
 		return;

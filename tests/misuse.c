@@ -462,6 +462,57 @@ static void c_saturate(void)
 	wref_release(rp);
 }
 
+/* the increment that reaches exactly 2^62 saturates and warns at once
+ * (8a36efc pinned the object there silently; the warning came only with
+ * the next increment) */
+static void c_saturate_exact_retain(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
+	CHILD_ASSERT(wref_retain(o) == o); /* reaches 2^62: pinned */
+	CHILD_ASSERT(wref_strong_count(o) >= WREF_SAT);
+	fflush(stderr);
+	_exit(0); /* no further increment */
+}
+static void c_saturate_exact_upgrade(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
+	CHILD_ASSERT(wref_ref_get(r) == o); /* reaches 2^62: pinned */
+	CHILD_ASSERT(wref_strong_count(o) >= WREF_SAT);
+	fflush(stderr);
+	_exit(0);
+}
+
+START_TEST(saturation_warns_at_once)
+{
+	expect(c_saturate_exact_retain, W_EXIT0,
+	       "saturated; the object is pinned forever", 1, "CHILD_FAIL");
+	expect(c_saturate_exact_upgrade, W_EXIT0,
+	       "saturated; the object is pinned forever", 1, "CHILD_FAIL");
+}
+END_TEST
+
+#ifndef WREF_DEBUG
+/* a count of 0 is no object of ours: named as such, not as over-release
+ * (release builds; debug builds abort on the magic, foreign_pointer) */
+static void c_release_zero(void)
+{
+	static uint64_t buf[16]; /* zeroed: count 0 */
+	wref_release(&buf[8]);
+	wref_retain(&buf[8]);
+}
+
+START_TEST(release_count_zero)
+{
+	expect(c_release_zero, W_EXIT0, "libwref: misuse: wref_release of a "
+	       "pointer whose strong count is 0: not an object from "
+	       "wref_new()", 1, "over-release");
+}
+END_TEST
+#endif
+
 START_TEST(retain_past_saturation)
 {
 	expect(c_saturate, W_EXIT0, "saturated; the object is pinned forever",
@@ -469,6 +520,54 @@ START_TEST(retain_past_saturation)
 	expect(c_saturate, W_EXIT0, "misuse_obj", 1, "libwref: misuse");
 }
 END_TEST
+
+#ifdef WREF_DEBUG
+/* --enable-debug keeps a dead object's memory (magic DEAD) in a quarantine
+ * of the last 4096 frees, so the plain misuses below abort naming the call
+ * with no trick keeping the memory mapped.  (A release build frees at
+ * once; wref.h says these are then undefined.) */
+static void c_plain_double_release(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	wref_release(o);
+	wref_release(o); /* misuse */
+}
+static void c_plain_double_release_ref(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	wref_release(r);
+	wref_release(r); /* misuse */
+}
+static void c_get_released_ref(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	wref_release(r);
+	(void)wref_ref_get(r); /* misuse */
+}
+static void c_plain_double_release_map(void)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	wref_release(m);
+	wref_release(m); /* misuse */
+}
+
+START_TEST(plain_double_release_debug)
+{
+	expect(c_plain_double_release, W_ABORT, "libwref: misuse: "
+	       "wref_release(", 1, NULL);
+	expect(c_plain_double_release, W_ABORT, "object is dead (released "
+	       "too often)", 1, NULL);
+	expect(c_plain_double_release_ref, W_ABORT, "object is dead", 1,
+	       NULL);
+	expect(c_get_released_ref, W_ABORT, "libwref: misuse: wref_ref_get(",
+	       1, NULL);
+	expect(c_plain_double_release_map, W_ABORT, "object is dead", 1,
+	       NULL);
+}
+END_TEST
+#endif
 
 /* ---- NULL and invalid arguments: core ------------------------------------------ */
 
@@ -836,6 +935,13 @@ static Suite *misuse_suite(void)
 	tcase_add_test(tc, shared_ref_counts);
 	tcase_add_test(tc, retain_dead);
 	tcase_add_test(tc, resurrect_in_destroy);
+	tcase_add_test(tc, saturation_warns_at_once);
+#ifdef WREF_DEBUG
+	tcase_add_test(tc, plain_double_release_debug);
+#endif
+#ifndef WREF_DEBUG
+	tcase_add_test(tc, release_count_zero);
+#endif
 #ifdef WREF_DEBUG
 	tcase_add_test(tc, foreign_pointer);
 	tcase_add_test(tc, ref_new_dead);

@@ -9,6 +9,21 @@ check_PROGRAMS += tests/misuse tests/check_alloc_fail
 tests_misuse_SOURCES = tests/misuse.c
 tests_misuse_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_misuse_LDADD = $(WREF_TEST_LIBS)
+
+## the same catalogue against an --enable-debug copy of the library, so
+## the debug build's promises (abort naming the misuse, the quarantine that
+## catches plain double releases) are checked by every make check
+if !WREF_DEBUG
+check_LTLIBRARIES = lib/libwref_debug.la
+lib_libwref_debug_la_SOURCES = $(lib_libwref_core_la_SOURCES)
+lib_libwref_debug_la_CFLAGS = $(lib_libwref_core_la_CFLAGS) -DWREF_DEBUG=1
+lib_libwref_debug_la_LIBADD = $(lib_libwref_core_la_LIBADD)
+TESTS += tests/misuse_debug
+check_PROGRAMS += tests/misuse_debug
+tests_misuse_debug_SOURCES = tests/misuse.c
+tests_misuse_debug_CFLAGS = $(WREF_TEST_CFLAGS) -DWREF_DEBUG=1
+tests_misuse_debug_LDADD = lib/libwref_debug.la $(CHECK_LIBS) -lpthread
+endif
 tests_check_alloc_fail_SOURCES = tests/check_alloc_fail.c
 tests_check_alloc_fail_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_check_alloc_fail_LDADD = $(WREF_TEST_LIBS)
