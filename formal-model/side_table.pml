@@ -1,0 +1,263 @@
+/*
+ * side_table.pml - SPIN model of libwref's side-table core protocol
+ * (docs/core.md): an object's strong count lives inline in its header word
+ * until the first weak reference, which moves it, with one CAS, into a
+ * side table that weak refs keep alive; upgrades are one fetch_add on the
+ * side table's sticky counter and never touch the object's memory, so the
+ * object's memory is freed at death without a grace period.
+ *
+ * Three threads, every interleaving (each atomic { } is one atomic
+ * instruction of the C code; every other statement is one plain load or
+ * store):
+ *   A  holds one strong ref; makes the first weak ref (with a death
+ *      callback: the side table is created and the count migrated), hands
+ *      it to C, then releases its strong ref;
+ *   B  holds one strong ref; retains once more and releases twice, racing
+ *      A's migration (its RMWs may hit the inline word or the side table);
+ *   C  upgrades through the weak ref (twice), uses and releases what it
+ *      got, and releases the weak ref (racing the death: the callback must
+ *      be queued exactly once iff the ref is still held at death).
+ * Safety (assertions, checked in every state that reaches them):
+ *   S1 no upgrade succeeds once the object is dead (sticky death), and no
+ *      upgrade returns an object whose destroy has begun;
+ *   S2 destroy runs exactly once; the object's memory is freed once and
+ *      nobody reads the header word after the free;
+ *   S3 the side table is freed exactly once, after its last hold, and
+ *      never touched after;
+ *   S4 the callback is queued exactly once iff the weak ref was held when
+ *      the object died;
+ *   S5 at the end nothing leaks (object and side table freed).
+ * Broken variants (each must make SPIN report an error; `make
+ * check-model` checks that it does):
+ *   BROKEN_MIGRATE_STORE  publish the side table with a plain store, not a
+ *                         CAS against the inline count it copied (a racing
+ *                         retain or release is lost)
+ *   BROKEN_NOT_STICKY     the last release stores 0, not DEAD, and an
+ *                         upgrade succeeds on any count but 0 (a failed
+ *                         upgrade's increment revives the dead object)
+ *   BROKEN_CB_NOLOCK      the weak ref's release cancels its callback and
+ *                         lets go without the side table's lock (the
+ *                         death's collection of armed callbacks races it)
+ *   BROKEN_ST_NOHOLD      the object's death frees the side table instead
+ *                         of dropping its hold (the weak ref still uses it)
+ */
+
+#define INL(n)   (2 * (n))   /* header word: inline count n */
+#define SIDE     1           /* header word: points at the side table */
+#define DEAD_INL 99          /* header word: died inline */
+#define DEAD     64          /* side table count: [DEAD, ...) is dead */
+
+byte W = INL(2);             /* A and B hold one strong ref each */
+bool obj_freed = false;
+byte destroyed = 0;
+
+bool st_alloc = false;       /* side table allocated */
+bool st_freed = false;
+byte st_strong = 0;          /* sticky counter, valid once st_alloc */
+byte st_holds = 0;           /* object's hold + the weak ref's hold */
+bool st_lock = false;
+bool st_dead = false;        /* under st_lock: watches collected */
+
+bool ref_made = false;       /* A published the weak ref to C */
+bool ref_armed = false;      /* callback armed, under st_lock */
+bool ref_held = false;       /* C has not released the weak ref */
+bool held_at_death = false;  /* ghost: was the ref held at the death */
+byte cb_queued = 0;
+byte done = 0;
+
+#define OBJ_ALIVE()  assert(!obj_freed)
+#define ST_LIVE()    assert(st_alloc && !st_freed)
+
+inline lock()   { atomic { !st_lock -> st_lock = true } }
+inline unlock() { st_lock = false }
+
+inline st_unhold()
+{
+	ST_LIVE();
+	atomic { st_holds--; last = (st_holds == 0) };
+	if
+	:: last -> assert(!st_freed); st_freed = true
+	:: else -> skip
+	fi
+}
+
+/* the thread that made the count dead: collect callbacks, destroy, free */
+inline die_side()
+{
+	ST_LIVE();
+	lock();
+	st_dead = true;
+	held_at_death = ref_held;
+	if
+	:: ref_armed -> ref_armed = false; cb_queued++
+	:: else -> skip
+	fi;
+	unlock();
+	destroyed++;
+	assert(destroyed == 1);
+	assert(!obj_freed);
+	obj_freed = true;        /* at once: no upgrade reads the object */
+#ifdef BROKEN_ST_NOHOLD
+	st_freed = true
+#else
+	st_unhold()
+#endif
+}
+
+inline die_inline()
+{
+	destroyed++;
+	assert(destroyed == 1);
+	assert(!obj_freed);
+	obj_freed = true
+}
+
+/* retain by a strong holder */
+inline retain()
+{
+	do
+	:: OBJ_ALIVE(); w = W;
+	   if
+	   :: w == SIDE ->
+		ST_LIVE();
+		atomic { c = st_strong; st_strong++ };
+		assert(c > 0 && c < DEAD);   /* we hold a ref: alive */
+		break
+	   :: else ->
+		assert(w != DEAD_INL && w > 0);
+		atomic { if :: W == w -> W = w + 2; ok = true
+			    :: else -> ok = false fi };
+		if :: ok -> break :: else -> skip fi
+	   fi
+	od
+}
+
+/* release by a strong holder */
+inline release()
+{
+	do
+	:: OBJ_ALIVE(); w = W;
+	   if
+	   :: w == SIDE ->
+		ST_LIVE();
+		c = st_strong;
+		assert(c > 0 && c < DEAD);
+		if
+		:: c == 1 ->
+#ifdef BROKEN_NOT_STICKY
+			atomic { if :: st_strong == 1 -> st_strong = 0; ok = true
+				    :: else -> ok = false fi };
+#else
+			atomic { if :: st_strong == 1 -> st_strong = DEAD; ok = true
+				    :: else -> ok = false fi };
+#endif
+			if :: ok -> die_side(); break :: else -> skip fi
+		:: else ->
+			atomic { if :: st_strong == c -> st_strong = c - 1; ok = true
+				    :: else -> ok = false fi };
+			if :: ok -> break :: else -> skip fi
+		fi
+	   :: else ->
+		assert(w != DEAD_INL && w > 0);
+		if
+		:: w == INL(1) ->
+			atomic { if :: W == w -> W = DEAD_INL; ok = true
+				    :: else -> ok = false fi };
+			if :: ok -> die_inline(); break :: else -> skip fi
+		:: else ->
+			atomic { if :: W == w -> W = w - 2; ok = true
+				    :: else -> ok = false fi };
+			if :: ok -> break :: else -> skip fi
+		fi
+	   fi
+	od
+}
+
+proctype A()
+{
+	byte w, c, n; bool ok, last;
+	/* first weak ref: allocate and initialise the side table, then
+	 * publish it by a CAS against the inline count it copied */
+	st_holds = 2;            /* the object's hold + the weak ref's */
+	ref_armed = true;
+	ref_held = true;
+	st_alloc = true;         /* not yet reachable by anyone else */
+	do
+	:: OBJ_ALIVE(); w = W;
+	   assert(w != SIDE && w != DEAD_INL);
+	   n = w / 2;
+	   st_strong = n;        /* private until the publication */
+#ifdef BROKEN_MIGRATE_STORE
+	   W = SIDE; break
+#else
+	   atomic { if :: W == w -> W = SIDE; ok = true
+		       :: else -> ok = false fi };
+	   if :: ok -> break :: else -> skip fi
+#endif
+	od;
+	ref_made = true;         /* hand the weak ref to C */
+	release();
+	done++
+}
+
+proctype B()
+{
+	byte w, c; bool ok, last;
+	retain();
+	release();
+	release();
+	done++
+}
+
+proctype C()
+{
+	byte c, w, k; bool ok, last;
+	ref_made;
+	k = 0;
+	do
+	:: k < 2 ->
+		k++;
+		/* upgrade: one fetch_add on memory the weak ref keeps alive */
+		ST_LIVE();
+		atomic { c = st_strong; st_strong++ };
+#ifdef BROKEN_NOT_STICKY
+		if
+		:: c > 0 ->
+#else
+		if
+		:: c > 0 && c < DEAD ->
+#endif
+			/* S1: a live, undestroyed object */
+			assert(destroyed == 0 && !obj_freed);
+			release()
+		:: else -> skip  /* dead: the increment stays in the dead zone */
+		fi
+	:: k < 2 -> break   /* stop upgrading at any point */
+	:: else -> break
+	od;
+	/* release the weak ref: cancel the callback if not yet collected */
+	ST_LIVE();
+#ifdef BROKEN_CB_NOLOCK
+	if :: !st_dead -> ref_armed = false :: else -> skip fi;
+	ref_held = false;
+#else
+	lock();
+	if :: !st_dead -> ref_armed = false :: else -> skip fi;
+	ref_held = false;
+	unlock();
+#endif
+	st_unhold();
+	done++
+}
+
+init
+{
+	atomic { run A(); run B(); run C() };
+	done == 3;
+	/* S2, S5: exactly one death, everything freed */
+	assert(destroyed == 1 && obj_freed);
+	assert(st_freed);
+	/* S4: the callback ran iff the ref was held at death */
+	assert(cb_queued == (held_at_death -> 1 : 0));
+	assert(!ref_armed)
+}
