@@ -1,5 +1,6 @@
 /*
  * internal.h - libwref internals shared by the lib/ sources (never installed).
+ * "rule N" in lib/, include/ and tests/ is rule N of docs/design.md.
  *
  * Layers import only downward: alloc/rcu -> object -> ref -> executor ->
  * table -> containers -> method/finalize/signal.
