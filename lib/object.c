@@ -52,8 +52,8 @@ void wref__check_slow(const void *obj, const char *what)
 
 const wref_type *wref__type(const struct wref__hdr *h)
 {
-	/* relaxed: the type never changes; the block is reached through a
-	 * pointer published by a CAS we are ordered after (we hold a ref) */
+	/* acquire: pairs with the CAS publishing the control block in
+	 * wref__cb_get(), so the block's type field is read initialised */
 	uintptr_t tc = atomic_load_explicit(
 		&((struct wref__hdr *)h)->tc, memory_order_acquire);
 	if (tc & WREF_TC_CB)

@@ -372,8 +372,8 @@ bool wref_ref_alive(const wref_ref *r)
 	/* acquire: as in wref__cb_upgrade() */
 	struct wref__hdr *h = atomic_load_explicit(&r->cb->obj,
 						   memory_order_acquire);
-	/* relaxed: a snapshot; a count of 0 is a release in progress that
-	 * an upgrade may still revive, so only DEAD reads as dead */
+	/* relaxed: a snapshot; the count never passes through 0 (the last
+	 * release moves it from 1 to DEAD), so the dead zone is the test */
 	if (h && atomic_load_explicit(&h->strong, memory_order_relaxed) <
 			 WREF_UNDERFLOW_ZONE)
 		alive = true;
