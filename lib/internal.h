@@ -152,33 +152,46 @@ WREF_HIDDEN void wref__futex_wake(_Atomic uint32_t *addr, int n);
 
 /* ---- object.c --------------------------------------------------------- */
 
-/* Sticky strong counter (Linux rcuref_t / Anderson-Blelloch-Wei).
+/*
+ * Strong counts (docs/core.md).  An object's header word holds its strong
+ * count inline (n << 1, even) until its first weak use; then one CAS
+ * replaces it with the control block's address | WREF_W_CB (odd), and the
+ * count lives in the block's sticky counter from then on (the word never
+ * changes again).  Inline, only strong holders touch the word, so retain
+ * and release are CASes (no increment can slip past the switch); in the
+ * block, upgrades are one fetch_add on memory the weak ref keeps alive, with
+ * no RCU read-side section.
+ *
+ * Sticky counter of a block (Linux rcuref_t / Anderson-Blelloch-Wei):
  * bit 63 DEAD: set by the one CAS that owns destruction; sticky.
- * [2^62, 2^63): saturated zone: the object is pinned forever. */
+ * [2^62, 2^63): saturated zone: the object is pinned forever.
+ * Inline word: [2, WREF_SAT) live (count < 2^61), [WREF_SAT, WREF_DEAD)
+ * saturated, WREF_DEAD dead.
+ */
 #define WREF_DEAD (UINT64_C(1) << 63)
 #define WREF_SAT (UINT64_C(1) << 62)
 #define WREF_SAT_MID (WREF_SAT + (UINT64_C(1) << 61))
 /* counts in [WREF_UNDERFLOW_ZONE, 2^64) are dead: DEAD plus failed
  * upgrades' increments, or a dead count an over-release pushed below DEAD */
 #define WREF_UNDERFLOW_ZONE (WREF_DEAD - (UINT64_C(1) << 40))
+#define WREF_W_CB UINT64_C(1)
+#define WREF_INL(n) ((uint64_t)(n) << 1)
 
 struct wref__cb;
 
 struct wref__hdr {
-	_Atomic uint64_t strong;
-	/* the type pointer, or the control block | WREF_TC_CB once weakly
-	 * referenced, plus WREF_TC_PIN once the library may pin the object
-	 * with wref__tryget (watch owners, shared refs); bits are only ever
-	 * set, and only while a strong ref is held */
+	/* inline count, or the control block | WREF_W_CB (see above) */
+	_Atomic uint64_t word;
+	/* the type pointer, plus WREF_TC_PIN once the library may pin the
+	 * object with wref__tryget (watch owners, shared refs); the bit is
+	 * only ever set, and only while a strong ref is held */
 	_Atomic uintptr_t tc;
 #ifdef WREF_DEBUG
 	uint64_t magic;
 	uint64_t pad; /* keep the payload 16-byte aligned */
 #endif
 };
-#define WREF_TC_CB ((uintptr_t)1)
 #define WREF_TC_PIN ((uintptr_t)2)
-#define WREF_TC_MASK (WREF_TC_CB | WREF_TC_PIN)
 #define WREF_MAGIC UINT64_C(0x7772656661626c65)      /* "wrefable" */
 #define WREF_MAGIC_DEAD UINT64_C(0x646561646465616d) /* "deaddeam" */
 
@@ -199,13 +212,18 @@ WREF_HIDDEN void wref__check_slow(const void *obj, const char *what);
 #define wref__check(obj, what) ((void)(obj), (void)(what))
 #endif
 WREF_HIDDEN const wref_type *wref__type(const struct wref__hdr *h);
-/* control block of @h or NULL; caller holds a strong ref to @h */
+static inline struct wref__cb *wref__word_cb(uint64_t w)
+{
+	return (w & WREF_W_CB) ? (struct wref__cb *)(uintptr_t)(w - WREF_W_CB)
+			       : NULL;
+}
+/* control block of @h or NULL; the caller holds a strong ref to @h, or
+ * @h is dying on this thread, or @h's memory is otherwise kept (RCU) */
 static inline struct wref__cb *wref__cb_peek(struct wref__hdr *h)
 {
 	/* acquire: pairs with the CAS publishing the block in wref__cb_get() */
-	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_acquire);
-	return (tc & WREF_TC_CB) ? (struct wref__cb *)(tc & ~WREF_TC_MASK)
-				 : NULL;
+	return wref__word_cb(atomic_load_explicit(&h->word,
+						  memory_order_acquire));
 }
 /* mark @obj (held strongly by the caller) as pinnable by the library, so
  * its last release always takes the atomic path */
@@ -216,45 +234,43 @@ WREF_HIDDEN void wref__obj_free(void *obj);
  * with wref__obj_free (a dying weak ref whose callback is still owed) */
 #define WREF__TYPE_OWN_FREE (1u << 31)
 
-/* Slow path of wref__tryget: @old (the count before the increment) was 0,
- * dead, or the increment took it into the saturated zone (old >= SAT - 1,
- * so the warning comes with the increment that saturates). */
-WREF_HIDDEN bool wref__tryget_slow(struct wref__hdr *h, uint64_t old);
-
-/*
- * wref__tryget - the upgrade: one fetch_add on the fast path; fails forever
- * once DEAD (the last release moves the count from 1 straight to DEAD, so
- * there is no zero to revive).  @h must be protected from reclamation (RCU
- * read side, or a lock that the object's destroy takes).
- */
-/* the fetch_add alone; wref__tryget() adds the DEAD pre-check */
-static inline bool wref__tryget_nocheck(struct wref__hdr *h)
+/* Slow path of a block's upgrade: @old (the count before the increment)
+ * was 0, dead, or the increment took it into the saturated zone (old >=
+ * SAT - 1, so the warning comes with the increment that saturates).  @h
+ * names the object in the warning. */
+WREF_HIDDEN bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
+				       struct wref__hdr *h);
+/* the upgrade on a block's counter: one fetch_add; fails forever once DEAD
+ * (the last release moves the count from 1 straight to DEAD, so there is
+ * no zero to revive) */
+static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt,
+				    struct wref__hdr *h)
 {
-	/* relaxed: taking a ref needs no ordering; the payload was published
-	 * through the acquire load of cb->obj; death ordering is carried by
-	 * the release/acquire pair on the decrement side */
-	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
-					       memory_order_relaxed);
+	/* relaxed: taking a ref needs no ordering; what the caller reads of
+	 * the object was published by whatever handed it the weak ref or
+	 * entry; death ordering is carried by the release/acq_rel pair on
+	 * the decrement side */
+	uint64_t c = atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
 	if (wref_unlikely(c - 1 >= WREF_SAT - 2))
-		return wref__tryget_slow(h, c);
+		return wref__cnt_tryget_slow(cnt, c, h);
 	return true;
 }
-
-static inline bool wref__tryget(struct wref__hdr *h)
+/* the same with a DEAD pre-check, so a dead count's line is not dirtied */
+static inline bool wref__cnt_tryget_checked(_Atomic uint64_t *cnt,
+					    struct wref__hdr *h)
 {
-	/* relaxed pre-check: a dead object's line is not dirtied; the
-	 * fetch_add below re-checks */
-	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
-	if (wref_unlikely(c >= WREF_UNDERFLOW_ZONE))
+	/* relaxed: the fetch_add re-checks */
+	if (wref_unlikely(atomic_load_explicit(cnt, memory_order_relaxed) >=
+			  WREF_UNDERFLOW_ZONE))
 		return false;
-	/* relaxed: taking a ref needs no ordering; the payload was published
-	 * through the acquire load of cb->obj; death ordering is carried by
-	 * the release/acquire pair on the decrement side */
-	c = atomic_fetch_add_explicit(&h->strong, 1, memory_order_relaxed);
-	if (wref_unlikely(c - 1 >= WREF_SAT - 2))
-		return wref__tryget_slow(h, c);
-	return true;
+	return wref__cnt_tryget(cnt, h);
 }
+/* inline-count part of wref__tryget (a CAS loop; a word that turns out to
+ * be a block is followed there) */
+WREF_HIDDEN bool wref__tryget_word(struct wref__hdr *h, uint64_t w);
+
+/* a snapshot of @h's strong count; 0 once dead */
+WREF_HIDDEN uint64_t wref__count(struct wref__hdr *h);
 
 /* Queue @w (a death's callback or finalizer, from a watch's fire()) to run
  * after the dying object's destroy returned; outside a death, wref__defer. */
@@ -332,8 +348,10 @@ struct wref__watch {
 };
 
 struct wref__cb {
-	/* back pointer, cleared at death: upgraders read it under RCU */
-	_Atomic(struct wref__hdr *) obj;
+	/* the object's strong count from the block's creation on (sticky:
+	 * see "Strong counts" above); upgrades need no RCU section, as the
+	 * weak ref, entry or watch owner that upgrades holds the block */
+	_Atomic uint64_t strong;
 	/* holds: 1 for the object until its memory is freed, 1 per weak ref
 	 * handle, 1 per container entry / watch owner that needs the block */
 	_Atomic uint64_t holds;
@@ -358,21 +376,39 @@ WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
 /* new strong ref to the referent, or NULL; lock-free */
 static inline void *wref__cb_upgrade(struct wref__cb *cb)
 {
-	void *ret = NULL;
-	wref__rcu_lock();
-	/* acquire (what rcu_dereference does, spelt for _Atomic): pairs with
-	 * the release CAS publishing the block, so the header is initialised */
-	struct wref__hdr *h = atomic_load_explicit(&cb->obj,
-						   memory_order_acquire);
-	/* the DEAD pre-check is the NULL test: cb->obj is cleared at death,
-	 * on the block's line, so a dead object's line is not dirtied (only
-	 * an upgrade racing the death itself reaches its count); a second
-	 * load of the count before the fetch_add would cost a coherence
-	 * round trip under contention */
-	if (h && wref__tryget_nocheck(h))
-		ret = wref__payload(h);
-	wref__rcu_unlock();
-	return ret;
+	/* one RMW on memory the caller's hold keeps alive; no pre-check (a
+	 * second access to the line would cost a coherence round trip under
+	 * contention, and a failed upgrade's increment stays dead) */
+	if (wref__cnt_tryget(&cb->strong, cb->mem))
+		return wref__payload(cb->mem);
+	return NULL;
+}
+/* true once the block's object died (a snapshot) */
+static inline bool wref__cb_dead(struct wref__cb *cb)
+{
+	/* relaxed: a snapshot; DEAD is sticky */
+	return atomic_load_explicit(&cb->strong, memory_order_relaxed) >=
+	       WREF_UNDERFLOW_ZONE;
+}
+/*
+ * wref__tryget - a new strong ref to @h unless it is dead.  @h's memory
+ * must be protected from reclamation (RCU read side, or a lock that the
+ * object's destroy takes).
+ */
+static inline bool wref__tryget(struct wref__hdr *h)
+{
+	/* acquire: pairs with the CAS publishing a block (wref__cb_get) */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
+	if (w & WREF_W_CB)
+		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong, h);
+	return wref__tryget_word(h, w);
+}
+/* tests: the sticky counter of @obj's block (created if need be), where
+ * the strong count lives once the object is weakly referenced */
+static inline _Atomic uint64_t *wref__test_cnt(void *obj)
+{
+	struct wref__cb *cb = wref__cb_get(obj);
+	return cb ? &cb->strong : NULL;
 }
 /* link @w on @cb; -ENOENT if the referent is already dead.  The caller
  * holds a strong ref to w->owner (which becomes pinnable). */

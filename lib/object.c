@@ -52,32 +52,79 @@ void wref__check_slow(const void *obj, const char *what)
 
 const wref_type *wref__type(const struct wref__hdr *h)
 {
-	/* acquire: pairs with the CAS publishing the control block in
-	 * wref__cb_get(), so the block's type field is read initialised */
+	/* relaxed: the type is written before the object is handed out and
+	 * never changes (only the PIN bit is ever set) */
 	uintptr_t tc = atomic_load_explicit(
-		&((struct wref__hdr *)h)->tc, memory_order_acquire);
-	if (tc & WREF_TC_CB)
-		return ((struct wref__cb *)(tc & ~WREF_TC_MASK))->type;
-	return (const wref_type *)(tc & ~WREF_TC_MASK);
+		&((struct wref__hdr *)h)->tc, memory_order_relaxed);
+	return (const wref_type *)(tc & ~WREF_TC_PIN);
 }
 
-static void saturate(struct wref__hdr *h)
+static void warn_saturated(struct wref__hdr *h)
 {
-	/* relaxed: the count is pinned; any value in the zone will do */
-	atomic_store_explicit(&h->strong, WREF_SAT_MID, memory_order_relaxed);
 	if (!atomic_flag_test_and_set(&warned_saturation))
 		fprintf(stderr, "libwref: warning: strong count of %p (type "
 			"%s) saturated; the object is pinned forever\n",
 			(void *)(h + 1), type_name(h));
 }
 
-bool wref__tryget_slow(struct wref__hdr *h, uint64_t old)
+/* a block's counter reached the saturated zone: pin it */
+static void saturate_cnt(_Atomic uint64_t *cnt, struct wref__hdr *h)
+{
+	/* relaxed: the count is pinned; any value in the zone will do */
+	atomic_store_explicit(cnt, WREF_SAT_MID, memory_order_relaxed);
+	warn_saturated(h);
+}
+
+bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
+			   struct wref__hdr *h)
 {
 	/* dead, sticky: the stray increment stays inside the dead zone */
 	if (old >= WREF_UNDERFLOW_ZONE || old == 0)
 		return false;
-	saturate(h);
+	saturate_cnt(cnt, h);
 	return true;
+}
+
+/* inline word: one more strong ref unless dead; a word that became a
+ * block is followed there */
+bool wref__tryget_word(struct wref__hdr *h, uint64_t w)
+{
+	for (;;) {
+		if (w & WREF_W_CB)
+			return wref__cnt_tryget_checked(
+				&wref__word_cb(w)->strong, h);
+		if (w < WREF_INL(1) || w >= WREF_UNDERFLOW_ZONE)
+			return false; /* dead (or not an object) */
+		if (w >= WREF_SAT)
+			return true; /* pinned: the count stays */
+		uint64_t n = w + WREF_INL(1) >= WREF_SAT ? WREF_SAT_MID
+							 : w + WREF_INL(1);
+		/* acquire (on failure): the word may have become a block,
+		 * pairs with its publishing CAS; the increment itself needs
+		 * no ordering (as wref__cnt_tryget), but C11 wants the
+		 * success order at least as strong */
+		if (atomic_compare_exchange_weak_explicit(&h->word, &w, n,
+				memory_order_acquire, memory_order_acquire)) {
+			if (n == WREF_SAT_MID)
+				warn_saturated(h);
+			return true;
+		}
+	}
+}
+
+uint64_t wref__count(struct wref__hdr *h)
+{
+	/* acquire: pairs with the CAS publishing a block */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
+	if (w & WREF_W_CB) {
+		/* relaxed: a snapshot */
+		uint64_t c = atomic_load_explicit(&wref__word_cb(w)->strong,
+						  memory_order_relaxed);
+		return c >= WREF_UNDERFLOW_ZONE ? 0 : c;
+	}
+	if (w >= WREF_UNDERFLOW_ZONE)
+		return 0;
+	return w >= WREF_SAT ? w : w >> 1; /* pinned: a huge count */
 }
 
 void wref__pinnable(void *obj)
@@ -128,7 +175,7 @@ void *wref_new(const wref_type *type, size_t size)
 	} else {
 		memset(h + 1, 0, size);
 	}
-	atomic_init(&h->strong, 1);
+	atomic_init(&h->word, WREF_INL(1));
 	atomic_init(&h->tc, (uintptr_t)type);
 #ifdef WREF_DEBUG
 	h->magic = WREF_MAGIC;
@@ -137,28 +184,59 @@ void *wref_new(const wref_type *type, size_t size)
 	return h + 1;
 }
 
+static void retain_misuse(struct wref__hdr *h, uint64_t c)
+{
+	if (c == 0)
+		misuse(h, "wref_retain of a pointer whose strong count is 0: "
+		       "not an object from wref_new()");
+	else
+		misuse(h, "wref_retain of an object with no strong ref (dead "
+		       "or dying)");
+}
+
 void *wref_retain(void *obj)
 {
 	if (!obj)
 		return NULL;
 	wref__check(obj, "wref_retain");
 	struct wref__hdr *h = wref__hdr(obj);
-	/* relaxed: the caller already holds a ref, nothing to order */
-	uint64_t c = atomic_fetch_add_explicit(&h->strong, 1,
-					       memory_order_relaxed);
-	/* c is the old count: c >= SAT - 1 means this increment reached the
-	 * saturated zone (warn now, not on the next one) */
-	if (wref_unlikely(c - 1 >= WREF_SAT - 2)) {
-		if (c == 0)
-			misuse(h, "wref_retain of a pointer whose strong count "
-			       "is 0: not an object from wref_new()");
-		else if (c >= WREF_UNDERFLOW_ZONE)
-			misuse(h, "wref_retain of an object with no strong "
-			       "ref (dead or dying)");
-		else
-			saturate(h);
+	/* acquire: pairs with the CAS publishing a block (wref__cb_get) */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
+	for (;;) {
+		if (w & WREF_W_CB) {
+			_Atomic uint64_t *cnt = &wref__word_cb(w)->strong;
+			/* relaxed: the caller already holds a ref */
+			uint64_t c = atomic_fetch_add_explicit(cnt, 1,
+						memory_order_relaxed);
+			/* c is the old count: c >= SAT - 1 means this
+			 * increment reached the saturated zone (warn now) */
+			if (wref_unlikely(c - 1 >= WREF_SAT - 2)) {
+				if (c == 0 || c >= WREF_UNDERFLOW_ZONE)
+					retain_misuse(h, c);
+				else
+					saturate_cnt(cnt, h);
+			}
+			return obj;
+		}
+		if (wref_unlikely(w < WREF_INL(1) || w >= WREF_SAT)) {
+			if (w < WREF_INL(1) || w >= WREF_UNDERFLOW_ZONE)
+				retain_misuse(h, w);
+			return obj; /* pinned: the count stays */
+		}
+		uint64_t n = w + WREF_INL(1);
+		if (wref_unlikely(n >= WREF_SAT))
+			n = WREF_SAT_MID;
+		/* acquire on failure: the word may have become a block
+		 * (pairs with its publishing CAS); the increment itself needs
+		 * no ordering, but C11 wants the success order at least as
+		 * strong as the failure order */
+		if (atomic_compare_exchange_weak_explicit(&h->word, &w, n,
+				memory_order_acquire, memory_order_acquire)) {
+			if (wref_unlikely(n == WREF_SAT_MID))
+				warn_saturated(h);
+			return obj;
+		}
 	}
-	return obj;
 }
 
 const wref_type *wref_type_of(const void *obj)
@@ -173,12 +251,7 @@ size_t wref_strong_count(const void *obj)
 {
 	if (!obj)
 		return 0;
-	/* relaxed: a snapshot */
-	uint64_t c = atomic_load_explicit(&wref__hdr(obj)->strong,
-					  memory_order_relaxed);
-	if (c >= WREF_UNDERFLOW_ZONE)
-		return 0;
-	return (size_t)c;
+	return (size_t)wref__count(wref__hdr(obj));
 }
 
 /* ---- the trashcan ------------------------------------------------------ */
@@ -396,13 +469,16 @@ static void die(struct wref__hdr *h)
 	 * The callbacks and finalizers the death fires are held until the
 	 * destroy has returned (destroy happens-before them, wref.h). */
 	struct wref__work *held = NULL;
-	if (tc & WREF_TC_MASK) {
+	/* relaxed: we set DEAD; a block was published to us by that CAS */
+	struct wref__cb *cb = wref__word_cb(atomic_load_explicit(&h->word,
+						memory_order_relaxed));
+	if (cb || (tc & WREF_TC_PIN)) {
 		if (wref__type(h) == &wref__ref_type)
 			wref__ref_unpublish(wref__payload(h));
-		if (tc & WREF_TC_CB) {
+		if (cb) {
 			struct wref__work **outer = t->hold_tail;
 			t->hold_tail = &held;
-			wref__cb_kill((struct wref__cb *)(tc & ~WREF_TC_MASK));
+			wref__cb_kill(cb);
 			t->hold_tail = outer;
 		}
 	}
@@ -435,12 +511,46 @@ static void release_slow(struct wref__hdr *h, uint64_t c)
 	/* c >= WREF_SAT: saturated, pinned forever; leave the count alone */
 }
 
+/* release on a block's counter (the object was weakly referenced) */
+static void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
+{
+	/* relaxed: the CAS below carries the ordering */
+	uint64_t c = atomic_load_explicit(cnt, memory_order_relaxed);
+	for (;;) {
+		if (wref_likely(c - 2 < WREF_SAT - 2)) {
+			/* release: pairs with the acq_rel of the CAS that
+			 * sets DEAD */
+			if (atomic_compare_exchange_weak_explicit(cnt, &c,
+					c - 1, memory_order_release,
+					memory_order_relaxed))
+				return;
+			continue;
+		}
+		if (c == 1) {
+			/* acq_rel: every other holder's release happens-before
+			 * destroy; exactly one thread ever sets DEAD */
+			if (atomic_compare_exchange_weak_explicit(cnt, &c,
+					WREF_DEAD, memory_order_acq_rel,
+					memory_order_relaxed)) {
+				die(h);
+				return;
+			}
+			continue;
+		}
+		release_slow(h, c);
+		return;
+	}
+}
+
 /*
  * The count never passes through 0: the last release moves it from 1
  * straight to DEAD with one CAS (decrements are CASes, so two releasers
  * can never both see themselves last, and an upgrade's fetch_add never
  * finds a 0 it could revive).  A releaser touches the header only while
- * its own ref still counts, so the memory cannot be freed under it.
+ * its own ref still counts, so the memory cannot be freed under it.  An
+ * inline count is changed only by CASes (retain included), so the CAS that
+ * moves it into a block (wref__cb_get) cannot lose a concurrent change: a
+ * releaser whose CAS fails on a word that became a block follows it there.
  */
 void wref_release(void *obj)
 {
@@ -449,42 +559,49 @@ void wref_release(void *obj)
 	wref__check(obj, "wref_release");
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the release CAS of earlier holders, so their
-	 * writes happen-before destroy on the sole-owner path */
-	uint64_t c = atomic_load_explicit(&h->strong, memory_order_acquire);
-	/* relaxed: the tag bits are set only while a strong ref is held, and
+	 * writes happen-before destroy on the sole-owner path; and with the
+	 * CAS publishing a block */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
+	/* relaxed: the PIN bit is set only while a strong ref is held, and
 	 * we are ordered after every other holder's release by the load */
-	if (c == 1 && !(atomic_load_explicit(&h->tc, memory_order_relaxed) &
-			WREF_TC_MASK)) {
+	if (w == WREF_INL(1) &&
+	    !(atomic_load_explicit(&h->tc, memory_order_relaxed) &
+	      WREF_TC_PIN)) {
 		/* sole owner of an object never weakly referenced nor pinnable
 		 * by the library: nobody can upgrade or retain concurrently,
 		 * so no RMW is needed */
-		atomic_store_explicit(&h->strong, WREF_DEAD,
+		atomic_store_explicit(&h->word, WREF_DEAD,
 				      memory_order_relaxed);
 		die(h);
 		return;
 	}
 	for (;;) {
-		if (wref_likely(c - 2 < WREF_SAT - 2)) {
-			/* release: pairs with the acquire of the CAS that
-			 * sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(&h->strong,
-					&c, c - 1, memory_order_release,
-					memory_order_relaxed))
+		if (w & WREF_W_CB) {
+			release_cnt(h, &wref__word_cb(w)->strong);
+			return;
+		}
+		if (wref_likely(w - WREF_INL(2) < WREF_SAT - WREF_INL(2))) {
+			/* release: pairs with the acq_rel of the CAS that
+			 * sets DEAD; acquire on failure: the word may have
+			 * become a block (pairs with its publishing CAS) */
+			if (atomic_compare_exchange_weak_explicit(&h->word, &w,
+					w - WREF_INL(1), memory_order_release,
+					memory_order_acquire))
 				return;
 			continue;
 		}
-		if (c == 1) {
+		if (w == WREF_INL(1)) {
 			/* acq_rel: every other holder's release happens-before
 			 * destroy; exactly one thread ever sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(&h->strong,
-					&c, WREF_DEAD, memory_order_acq_rel,
-					memory_order_relaxed)) {
+			if (atomic_compare_exchange_weak_explicit(&h->word, &w,
+					WREF_DEAD, memory_order_acq_rel,
+					memory_order_acquire)) {
 				die(h);
 				return;
 			}
 			continue;
 		}
-		release_slow(h, c);
+		release_slow(h, w); /* 0, dead, or saturated (pinned) */
 		return;
 	}
 }

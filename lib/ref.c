@@ -39,28 +39,40 @@ uint64_t wref__hash_ptr(const void *p)
 	return x;
 }
 
-struct wref__cb *wref__cb_get(void *obj)
+/* the block @cb of a dying or dead object reads dead: ENOENT */
+static struct wref__cb *live_block(struct wref__cb *cb)
 {
-	struct wref__hdr *h = wref__hdr(obj);
-	/* relaxed: only the calling thread's own death can have set DEAD
-	 * while it holds what the contract asks (a strong ref, or the object
-	 * in its destroy); a dead object must neither grow a block its
-	 * running death would never clear nor get a new watch or ref on the
-	 * block it has (its watches were collected: nothing would fire) */
-	uint64_t c = atomic_load_explicit(&h->strong, memory_order_relaxed);
-	if (wref_unlikely(c >= WREF_UNDERFLOW_ZONE)) {
+	if (wref_unlikely(wref__cb_dead(cb))) {
 		errno = ENOENT;
 		return NULL;
 	}
-	struct wref__cb *cb = wref__cb_peek(h);
-	if (wref_likely(cb != NULL))
-		return cb;
-	/* acquire: a block published since the check above must be read
-	 * initialised (pairs with the CAS below in the winning thread) */
-	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_acquire);
-	if (tc & WREF_TC_CB)
-		return (struct wref__cb *)(tc & ~WREF_TC_MASK);
-	const wref_type *t = (const wref_type *)(tc & ~WREF_TC_MASK);
+	return cb;
+}
+
+/*
+ * The first weak use moves the strong count out of the header word into a
+ * new block: the block's counter is set to the inline count n, then one CAS
+ * replaces INL(n) by the block's address.  Inline counts change only by
+ * CAS, so a racing retain or release makes ours fail and we copy the new
+ * count (docs/core.md; formal-model/side_table.pml checks it).
+ *
+ * A dead object (e.g. called from its own destroy) gets ENOENT: it must
+ * neither grow a block its running death would never clear nor get a new
+ * watch or ref on the block it has (its watches were collected).
+ */
+struct wref__cb *wref__cb_get(void *obj)
+{
+	struct wref__hdr *h = wref__hdr(obj);
+	/* acquire: pairs with the CAS publishing the block (below, in the
+	 * winning thread), so a block is read initialised */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
+	if (wref_likely(w & WREF_W_CB))
+		return live_block(wref__word_cb(w));
+	if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
+		errno = ENOENT;
+		return NULL;
+	}
+	const wref_type *t = wref__type(h);
 	if (t->flags & WREF_TYPE_NO_WEAK) {
 		errno = EINVAL;
 		return NULL;
@@ -68,26 +80,36 @@ struct wref__cb *wref__cb_get(void *obj)
 	struct wref__cb *n = wref__zalloc(sizeof *n);
 	if (!n)
 		return NULL;
-	atomic_init(&n->obj, h);
 	atomic_init(&n->holds, 1); /* the object's hold */
 	n->mem = h;
 	n->type = t;
 	n->hash = t->hash ? t->hash(obj) : wref__hash_ptr(obj);
-	/* release: publishes the initialised block (pairs with the acquire
-	 * in wref__cb_peek()); acquire on failure to read the winner's */
 	for (;;) {
-		if (atomic_compare_exchange_strong_explicit(&h->tc, &tc,
-				(uintptr_t)n | WREF_TC_CB | (tc & WREF_TC_PIN),
+		/* relaxed: the block is private until the CAS publishes it */
+		atomic_store_explicit(&n->strong,
+			w >= WREF_SAT ? WREF_SAT_MID : w >> 1,
+			memory_order_relaxed);
+		/* release: publishes the initialised block, its counter
+		 * included (pairs with the acquire loads of the word); acquire
+		 * on failure, to read a winner's block */
+		if (atomic_compare_exchange_strong_explicit(&h->word, &w,
+				(uint64_t)(uintptr_t)n | WREF_W_CB,
 				memory_order_acq_rel, memory_order_acquire)) {
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
 			return n;
 		}
-		if (tc & WREF_TC_CB)
-			break;
-		/* only the PIN bit changed under us: retry */
+		if (w & WREF_W_CB)
+			break; /* another thread's block won */
+		if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
+			/* cannot happen while the caller holds its ref */
+			wref__free(n);
+			errno = ENOENT;
+			return NULL;
+		}
+		/* a racing retain or release: copy the new count */
 	}
 	wref__free(n);
-	return (struct wref__cb *)(tc & ~WREF_TC_MASK);
+	return live_block(wref__word_cb(w));
 }
 
 void wref__cb_hold(struct wref__cb *cb)
@@ -164,10 +186,6 @@ void wref__cb_kill(struct wref__cb *cb)
 	void *pinned[KILL_BATCH];
 	size_t n, i;
 
-	/* release: pairs with the acquire loads in wref__cb_upgrade() and
-	 * wref_ref_alive(): who reads NULL also sees DEAD (the DEAD bit is
-	 * what makes upgrades fail; NULL spares them the header) */
-	atomic_store_explicit(&cb->obj, NULL, memory_order_release);
 	do {
 		n = 0;
 		wref__rcu_lock();
@@ -256,11 +274,9 @@ static void ref_fire(struct wref__watch *w)
  * Under cb->lock with cb->dead false, so its memory is still there. */
 static bool referent_dying(struct wref__cb *cb)
 {
-	/* relaxed: under cb->lock; the dying thread takes the lock after
-	 * setting DEAD, so a count seen as live is ordered before it */
-	uint64_t c = atomic_load_explicit(&cb->mem->strong,
-					  memory_order_relaxed);
-	return c >= WREF_UNDERFLOW_ZONE;
+	/* under cb->lock; the dying thread takes the lock after setting
+	 * DEAD, so a count seen as live is ordered before it */
+	return wref__cb_dead(cb);
 }
 
 /*
@@ -367,18 +383,8 @@ bool wref_ref_alive(const wref_ref *r)
 	if (!r)
 		return false;
 	wref__check(r, "wref_ref_alive");
-	bool alive = false;
-	wref__rcu_lock();
-	/* acquire: as in wref__cb_upgrade() */
-	struct wref__hdr *h = atomic_load_explicit(&r->cb->obj,
-						   memory_order_acquire);
-	/* relaxed: a snapshot; the count never passes through 0 (the last
-	 * release moves it from 1 to DEAD), so the dead zone is the test */
-	if (h && atomic_load_explicit(&h->strong, memory_order_relaxed) <
-			 WREF_UNDERFLOW_ZONE)
-		alive = true;
-	wref__rcu_unlock();
-	return alive;
+	/* the ref's hold keeps its block; no read-side section needed */
+	return !wref__cb_dead(r->cb);
 }
 
 int wref_ref_call(wref_ref *r, int (*fn)(void *obj, void *arg), void *arg)
@@ -429,9 +435,7 @@ static void collect(struct wref_ref *r, wref_ref **out, size_t cap,
 			out[(*total)++] = r;
 		return;
 	}
-	/* relaxed: a snapshot for the count */
-	if (atomic_load_explicit(&h->strong, memory_order_relaxed) <
-	    WREF_UNDERFLOW_ZONE)
+	if (wref__count(h) != 0) /* a snapshot for the count */
 		(*total)++;
 }
 

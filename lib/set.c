@@ -102,8 +102,7 @@ bool wref_set_contains(wref_set *s, const void *obj)
 	if (e) {
 		/* relaxed: a snapshot, nothing is read through it; the
 		 * header is valid while we can see the entry */
-		found = !(atomic_load_explicit(&e->mem->strong,
-					memory_order_relaxed) & WREF_DEAD);
+		found = !wref__cb_dead(e->cb);
 	}
 	wref__rcu_unlock();
 	return found;

@@ -366,12 +366,11 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
 	if (e->cb->type->equal != kt->equal)
 		return 0;
-	struct wref__hdr *h = e->mem;
-	/* relaxed: a dead entry never matches; the header is valid for the
+	/* a dead entry never matches; the header is valid for the
 	 * read-side section (see struct wref__entry) */
-	if (atomic_load_explicit(&h->strong, memory_order_relaxed) & WREF_DEAD)
+	if (wref__cb_dead(e->cb))
 		return 0;
-	return kt->equal(wref__payload(h), k->obj);
+	return kt->equal(wref__payload(e->mem), k->obj);
 }
 
 /* ---- clock ----------------------------------------------------------------- */

@@ -242,10 +242,8 @@ static inline struct wref__entry *wref__table_lookup(struct wref__table *t,
  * load). */
 static inline void *wref__entry_upgrade(struct wref__entry *e)
 {
-	struct wref__hdr *h = e->mem;
-	if (h && wref__tryget(h))
-		return wref__payload(h);
-	return NULL;
+	struct wref__cb *cb = e->cb;
+	return cb ? wref__cb_upgrade(cb) : NULL;
 }
 
 /* ---- helpers ---------------------------------------------------------- */

@@ -288,17 +288,17 @@ START_TEST(test_saturation_retain)
 	wref_ref *r = wref_ref_new(o, NULL, NULL);
 	ck_assert_ptr_nonnull(r);
 	/* put the count just below the saturation zone */
-	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 2);
+	atomic_store(wref__test_cnt(o), WREF_SAT - 2);
 	for (int i = 0; i < 5; i++)
 		wref_retain(o);
-	uint64_t c = atomic_load(&wref__hdr(o)->strong);
+	uint64_t c = atomic_load(wref__test_cnt(o));
 	ck_assert_uint_ge(c, WREF_SAT);
 	ck_assert_uint_lt(c, WREF_DEAD);
 	ck_assert_uint_ge(wref_strong_count(o), WREF_SAT);
 	/* releases never bring it back: pinned forever */
 	for (int i = 0; i < 100; i++)
 		wref_release(o);
-	c = atomic_load(&wref__hdr(o)->strong);
+	c = atomic_load(wref__test_cnt(o));
 	ck_assert_uint_ge(c, WREF_SAT);
 	ck_assert_uint_lt(c, WREF_DEAD);
 	ck_assert_int_eq(destroyed, 0);
@@ -318,15 +318,15 @@ START_TEST(test_saturation_upgrade)
 	struct obj *o = wref_new(&obj_type, sizeof *o);
 	keep_pinned(o);
 	wref_ref *r = wref_ref_new(o, NULL, NULL);
-	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 3);
+	atomic_store(wref__test_cnt(o), WREF_SAT - 3);
 	for (int i = 0; i < 10; i++)
 		ck_assert_ptr_eq(wref_ref_get(r), o); /* never released */
-	uint64_t c = atomic_load(&wref__hdr(o)->strong);
+	uint64_t c = atomic_load(wref__test_cnt(o));
 	ck_assert_uint_ge(c, WREF_SAT);
 	ck_assert_uint_lt(c, WREF_DEAD);
 	for (int i = 0; i < 1000; i++)
 		wref_release(o);
-	c = atomic_load(&wref__hdr(o)->strong);
+	c = atomic_load(wref__test_cnt(o));
 	ck_assert_uint_ge(c, WREF_SAT);
 	ck_assert_uint_lt(c, WREF_DEAD);
 	ck_assert_int_eq(destroyed, 0);
@@ -352,13 +352,14 @@ START_TEST(test_saturation_concurrent)
 {
 	struct obj *o = wref_new(&obj_type, sizeof *o);
 	keep_pinned(o);
-	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1000);
+	/* inline count 2^61 - 1000 */
+	atomic_store(&wref__hdr(o)->word, WREF_SAT - WREF_INL(1000));
 	pthread_t t[3];
 	for (int i = 0; i < 3; i++)
 		pthread_create(&t[i], NULL, sat_thread, o);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
-	uint64_t c = atomic_load(&wref__hdr(o)->strong);
+	uint64_t c = atomic_load(&wref__hdr(o)->word);
 	ck_assert_uint_ge(c, WREF_SAT);
 	ck_assert_uint_lt(c, WREF_DEAD);
 	ck_assert_int_eq(destroyed, 0);
@@ -376,7 +377,7 @@ START_TEST(test_saturation_warns_once)
 	for (int i = 0; i < 3; i++) {
 		void *o = wref_new(&obj_type, 8);
 		keep_pinned(o);
-		atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
+		atomic_store(&wref__hdr(o)->word, WREF_SAT - WREF_INL(1));
 		wref_retain(o);
 		wref_retain(o);
 		wref_release(o);

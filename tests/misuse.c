@@ -430,10 +430,10 @@ static void c_saturate(void)
 	struct obj *o = wref_new(&obj_type, sizeof *o);
 	wref_ref *r = wref_ref_new(o, NULL, NULL);
 	struct wref__hdr *h = wref__hdr(o);
-	atomic_store(&h->strong, WREF_SAT - 1);
+	atomic_store(wref__test_cnt(o), WREF_SAT - 1);
 	CHILD_ASSERT(wref_retain(o) == o); /* reaches 2^62 */
 	CHILD_ASSERT(wref_retain(o) == o); /* saturates: pinned + warning */
-	uint64_t c = atomic_load(&h->strong);
+	uint64_t c = atomic_load(wref__test_cnt(o));
 	CHILD_ASSERT(c >= WREF_SAT && c < WREF_DEAD);
 	for (int i = 0; i < 1000; i++)
 		wref_release(o);
@@ -443,18 +443,18 @@ static void c_saturate(void)
 	wref_release(g);
 	/* a second object saturating is not reported again */
 	struct obj *p = wref_new(&obj_type, sizeof *p);
-	atomic_store(&wref__hdr(p)->strong, WREF_SAT);
+	atomic_store(&wref__hdr(p)->word, WREF_SAT); /* inline, pinned */
 	wref_retain(p);
 	CHILD_ASSERT(wref_strong_count(p) >= WREF_SAT);
 	/* saturation through upgrades (wref__tryget_slow) */
 	wref_ref *rp = wref_ref_new(p, NULL, NULL);
-	atomic_store(&wref__hdr(p)->strong, WREF_SAT - 1);
+	atomic_store(wref__test_cnt(p), WREF_SAT - 1);
 	for (int i = 0; i < 3; i++)
 		CHILD_ASSERT(wref_ref_get(rp) == p);
 	CHILD_ASSERT(wref_strong_count(p) >= WREF_SAT);
 	/* clean up by hand so leak checkers stay quiet: test-only */
-	atomic_store(&h->strong, 1);
-	atomic_store(&wref__hdr(p)->strong, 1);
+	atomic_store(wref__test_cnt(o), 1);
+	atomic_store(wref__test_cnt(p), 1);
 	wref_release(o);
 	wref_release(p);
 	CHILD_ASSERT(destroyed == 2);
@@ -468,8 +468,9 @@ static void c_saturate(void)
 static void c_saturate_exact_retain(void)
 {
 	struct obj *o = wref_new(&obj_type, sizeof *o);
-	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
-	CHILD_ASSERT(wref_retain(o) == o); /* reaches 2^62: pinned */
+	/* inline count 2^61 - 1: the next retain reaches the inline zone */
+	atomic_store(&wref__hdr(o)->word, WREF_SAT - WREF_INL(1));
+	CHILD_ASSERT(wref_retain(o) == o); /* reaches the zone: pinned */
 	CHILD_ASSERT(wref_strong_count(o) >= WREF_SAT);
 	fflush(stderr);
 	_exit(0); /* no further increment */
@@ -478,8 +479,20 @@ static void c_saturate_exact_upgrade(void)
 {
 	struct obj *o = wref_new(&obj_type, sizeof *o);
 	wref_ref *r = wref_ref_new(o, NULL, NULL);
-	atomic_store(&wref__hdr(o)->strong, WREF_SAT - 1);
+	atomic_store(wref__test_cnt(o), WREF_SAT - 1);
 	CHILD_ASSERT(wref_ref_get(r) == o); /* reaches 2^62: pinned */
+	CHILD_ASSERT(wref_strong_count(o) >= WREF_SAT);
+	fflush(stderr);
+	_exit(0);
+}
+
+static void c_saturate_exact_retain_block(void)
+{
+	struct obj *o = wref_new(&obj_type, sizeof *o);
+	wref_ref *r = wref_ref_new(o, NULL, NULL); /* the count moves out */
+	CHILD_ASSERT(r);
+	atomic_store(wref__test_cnt(o), WREF_SAT - 1);
+	CHILD_ASSERT(wref_retain(o) == o); /* reaches 2^62: pinned */
 	CHILD_ASSERT(wref_strong_count(o) >= WREF_SAT);
 	fflush(stderr);
 	_exit(0);
@@ -487,6 +500,8 @@ static void c_saturate_exact_upgrade(void)
 
 START_TEST(saturation_warns_at_once)
 {
+	expect(c_saturate_exact_retain_block, W_EXIT0,
+	       "saturated; the object is pinned forever", 1, "CHILD_FAIL");
 	expect(c_saturate_exact_retain, W_EXIT0,
 	       "saturated; the object is pinned forever", 1, "CHILD_FAIL");
 	expect(c_saturate_exact_upgrade, W_EXIT0,
