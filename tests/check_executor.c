@@ -641,6 +641,72 @@ START_TEST(test_flush_races_shutdown)
 }
 END_TEST
 
+/*
+ * Issue 16 item 3: fork() against a death callback queued while the
+ * executor thread is not running.  The dying thread queues the callback
+ * from inside cb_kill's RCU read-side section; starting the executor there
+ * took ex_mutex, which fork_prepare holds while urcu_bp_call_rcu_before_fork
+ * waits for the call_rcu thread, itself in synchronize_rcu() waiting for
+ * that read-side section.  Made deterministic here: the dying thread holds
+ * a read lock of its own around the release, with call_rcu work pending,
+ * and releases only once the fork has begun (wref__forking()).  Before the
+ * fix it hung every run (3 of 3) and failed by the case's timeout; the
+ * loop in the issue (shutdown, deaths, fork) hung within 10-20 s.
+ */
+static _Atomic int dl_may_fork;
+static struct rcu_head dl_head;
+static void dl_noop(struct rcu_head *h)
+{
+	(void)h;
+}
+
+static void *dl_forker(void *p)
+{
+	int *fds = p;
+	while (!atomic_load(&dl_may_fork))
+		usleep(200);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the parked callback belongs to the child too; it runs on
+		 * the child's executor, started lazily by the flush */
+		int bad = wref_flush() != 0 || atomic_load(&cb_runs[1]) != 1;
+		child_exit(fds, bad ? 30 : 0);
+	}
+	return (void *)(intptr_t)pid;
+}
+
+START_TEST(test_fork_vs_death_executor_stopped)
+{
+	int fds[2];
+	pthread_t t;
+	atomic_store(&dl_may_fork, 0);
+	void *o = wref_new(&obj_type, 8);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	ck_assert_ptr_nonnull(r);
+	wref_shutdown(); /* the executor is not running */
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, dl_forker, fds), 0);
+	wref__rcu_lock();
+	/* work for the call_rcu thread: it enters synchronize_rcu() and
+	 * waits for this read-side section */
+	urcu_bp_call_rcu(&dl_head, dl_noop);
+	usleep(20000);
+	atomic_store(&dl_may_fork, 1);
+	while (!wref__forking()) /* fork_prepare holds ex_mutex now */
+		usleep(200);
+	wref_release(o); /* queues cb 1 from inside the read-side section */
+	wref__rcu_unlock();
+	void *ret;
+	pthread_join(t, &ret);
+	pid_t pid = (pid_t)(intptr_t)ret;
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	wait_child(pid, fds);
+	wref_release(r);
+}
+END_TEST
+
 START_TEST(test_fork_fresh)
 {
 	/* fork before the library started anything */
@@ -690,6 +756,13 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, test_fork_in_callback_during_stop);
 	}
 	tcase_add_test(tc, test_fork_fresh);
+	suite_add_tcase(s, tc);
+	/* deadlocks: a short timeout, so that a hang fails quickly */
+	tc = tcase_create("deadlock");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	if (!ct_tsan())
+		tcase_add_test(tc, test_fork_vs_death_executor_stopped);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }
