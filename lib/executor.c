@@ -131,12 +131,44 @@ static bool start_locked(void)
 	return ok;
 }
 
+/*
+ * Start the executor unless it runs, without ever blocking on ex_mutex:
+ * the caller may be a dying thread inside cb_kill's RCU read-side section,
+ * and fork_prepare holds ex_mutex while it waits for a grace period, which
+ * waits for that section (issue 16 item 3).  If the mutex is taken, the
+ * request is left in ex_start_wanted and its holder starts the executor
+ * when it unlocks (ex_unlock).  False only if this call failed to create
+ * the thread.
+ */
+static _Atomic bool ex_start_wanted;
+
 static bool start_executor(void)
 {
-	pthread_mutex_lock(&ex_mutex);
-	bool ok = start_locked();
-	pthread_mutex_unlock(&ex_mutex);
+	bool ok = true;
+	/* seq_cst: Dekker with ex_unlock() (request stored, then the trylock,
+	 * against the unlock, then the request read): either the trylock
+	 * succeeds or the holder sees the request */
+	atomic_store(&ex_start_wanted, true);
+	while (atomic_load(&ex_start_wanted)) {
+		if (pthread_mutex_trylock(&ex_mutex) != 0)
+			break; /* its holder starts it on unlock */
+		atomic_store(&ex_start_wanted, false);
+		ok = start_locked();
+		pthread_mutex_unlock(&ex_mutex);
+		/* seq_cst: the unlock, then the request read (see above) */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	return ok;
+}
+
+/* unlock ex_mutex and serve a start requested meanwhile */
+static void ex_unlock(void)
+{
+	pthread_mutex_unlock(&ex_mutex);
+	/* seq_cst: Dekker with start_executor() (see there) */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&ex_start_wanted))
+		start_executor();
 }
 
 static void wake_executor(void)
@@ -334,7 +366,7 @@ void wref__executor_stop(void)
 		if (!cds_wfcq_empty(&q_head, &q_tail))
 			start_locked();
 	}
-	pthread_mutex_unlock(&ex_mutex);
+	ex_unlock();
 }
 
 int wref__exec_set_mode(int mode)
@@ -366,7 +398,9 @@ void wref__executor_atfork_prepare(void)
 
 void wref__executor_atfork_parent(void)
 {
-	pthread_mutex_unlock(&ex_mutex); /* first: unpark may start it */
+	/* first: unpark may start it; a start requested during the fork
+	 * (a dying thread found ex_mutex taken) is served here */
+	ex_unlock();
 	unpark();
 }
 
