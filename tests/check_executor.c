@@ -224,6 +224,84 @@ START_TEST(test_init_busy)
 }
 END_TEST
 
+/*
+ * Issue 16 item 11: callbacks the executor has already taken off the
+ * shared queue (its current batch) are pending too.  gate0 holds the
+ * executor while gate1 and cb 2 queue behind it; opening gate0 lets the
+ * executor take both in one batch and block in gate1, with cb 2 still in
+ * its batch and the shared queue empty.  Before the fix wref_init(INLINE)
+ * returned 0 here (every run), and the next wref_flush() returned before
+ * either callback ran.
+ */
+static _Atomic int gate1, gate1_started;
+static void cb_gate1(wref_ref *r, void *arg)
+{
+	atomic_store(&gate1_started, 1);
+	while (!atomic_load(&gate1))
+		usleep(200);
+	cb_count(r, arg);
+}
+
+START_TEST(test_init_busy_batch)
+{
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	atomic_store(&gate1, 0);
+	atomic_store(&gate1_started, 0);
+	wref_ref *g0 = kill_with(cb_gate, 0);
+	wait_started();
+	wref_ref *g1 = kill_with(cb_gate1, 1);
+	wref_ref *r = kill_with(cb_count, 2);
+	atomic_store(&gate, 1);
+	while (!atomic_load(&gate1_started))
+		usleep(200);
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), -EBUSY);
+	atomic_store(&gate1, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	ck_assert_int_eq(atomic_load(&cb_runs[2]), 1);
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(NULL), 0);
+	wref_release(g0);
+	wref_release(g1);
+	wref_release(r);
+}
+END_TEST
+
+/* INLINE -> THREAD: another thread's inline callback, running, is pending
+ * too; before the fix only the calling thread's inline queue was looked at
+ * (returned 0 every run) */
+static void *inl_other(void *p)
+{
+	(void)p;
+	wref_ref *r0 = kill_with(cb_gate, 0); /* runs cb 0 here, gated */
+	wref_ref *r1 = kill_with(cb_count, 1);
+	wref_release(r0);
+	wref_release(r1);
+	return NULL;
+}
+
+START_TEST(test_init_busy_other_thread_inline)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	wref_config thr = { .exec_mode = WREF_EXEC_THREAD };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, inl_other, NULL), 0);
+	wait_started();
+	ck_assert_int_eq(wref_init(&thr), -EBUSY);
+	atomic_store(&gate, 1);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(atomic_load(&cb_runs[0]), 1);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	ck_assert(pthread_equal(cb_thread[0], t));
+	ck_assert_int_eq(wref_init(&thr), 0);
+}
+END_TEST
+
 START_TEST(test_shutdown_restart)
 {
 	struct wref_stats st0 = ct_stats();
@@ -738,6 +816,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_init_modes);
 	tcase_add_test(tc, test_inline_cascade);
 	tcase_add_test(tc, test_init_busy);
+	tcase_add_test(tc, test_init_busy_batch);
+	tcase_add_test(tc, test_init_busy_other_thread_inline);
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
