@@ -467,7 +467,9 @@ typedef struct wref_config {
 /*
  * wref_init - optional configuration, before any other call (or after
  * wref_shutdown).  @cfg NULL = defaults.  -EINVAL for an unknown mode,
- * -EBUSY if callbacks are already pending under another mode.
+ * -EBUSY if callbacks are already pending under another mode: queued or
+ * running, on the executor or inline on any thread (so also when called
+ * from a callback).
  */
 WREF_API int wref_init(const wref_config *cfg);
 

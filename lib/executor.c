@@ -28,7 +28,13 @@ static _Atomic uint32_t ex_seq;      /* futex word: bumped on wake-ups */
 static _Atomic uint32_t ex_sleeping; /* the executor is (about to be) asleep */
 static _Atomic int exec_mode = WREF_EXEC_THREAD;
 
+/* callbacks and deferred work queued and not yet run (flush barriers are
+ * not counted), in either mode and on any thread: wref_init's -EBUSY */
+static _Atomic unsigned long ex_pending;
+
 static __thread bool tls_in_cb __attribute__((tls_model("initial-exec")));
+/* counted items this thread is running (nested inline runs); fork child */
+static __thread unsigned tls_running __attribute__((tls_model("initial-exec")));
 /* inline mode: this thread's queued items, FIFO */
 __thread struct wref__work *wref__tls_inl_head
 	__attribute__((tls_model("initial-exec")));
@@ -61,10 +67,14 @@ static void run_item(struct wref__work *w)
 	bool was = tls_in_cb;
 	bool counted = w->run != barrier_run; /* flush barriers are not work */
 	tls_in_cb = true;
+	tls_running += counted;
 	w->run(w);
+	tls_running -= counted;
 	tls_in_cb = was;
-	if (counted)
+	if (counted) {
 		wref__stat_add(WREF_ST_RUN, 1);
+		atomic_fetch_sub(&ex_pending, 1);
+	}
 }
 
 /* the next item of the current batch, or NULL when it is used up */
@@ -268,8 +278,10 @@ static void unpark(void)
 
 void wref__defer(struct wref__work *w)
 {
-	if (w->run != barrier_run)
+	if (w->run != barrier_run) {
 		wref__stat_add(WREF_ST_QUEUED, 1);
+		atomic_fetch_add(&ex_pending, 1);
+	}
 	/* acquire: pairs with the release in start_executor() */
 	if (wref__exec_inline() ||
 	    (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
@@ -376,7 +388,9 @@ int wref__exec_set_mode(int mode)
 	/* relaxed: configuration, before use */
 	if (atomic_load_explicit(&exec_mode, memory_order_relaxed) == mode)
 		return 0;
-	if (!cds_wfcq_empty(&q_head, &q_tail) || tls_inl_head)
+	/* what the executor took into its batch or runs, and other threads'
+	 * inline items, count too (issue 16 item 11) */
+	if (atomic_load(&ex_pending) != 0)
 		return -EBUSY;
 	atomic_store_explicit(&exec_mode, mode, memory_order_relaxed);
 	return 0;
@@ -427,6 +441,12 @@ void wref__executor_atfork_child(void)
 	__cds_wfcq_init(&batch_head, &batch_tail);
 	/* what other threads parked during the fork came after the queue */
 	struct wref__work *w, *fifo = take_parked();
+	/* what is pending here: the requeued items, and this thread's own
+	 * inline items and the ones it is running (the other threads' and
+	 * the item the parent's executor was running are gone) */
+	unsigned long pending = tls_running;
+	for (w = tls_inl_head; w; w = (struct wref__work *)w->node.next)
+		pending++;
 	/* requeue, dropping flush barriers: their waiters were other threads,
 	 * which do not exist here */
 	for (bool torn = false;;) {
@@ -453,7 +473,9 @@ void wref__executor_atfork_child(void)
 		}
 		cds_wfcq_node_init(&w->node); /* next names its old successor */
 		cds_wfcq_enqueue(&q_head, &q_tail, &w->node);
+		pending++;
 	}
+	atomic_store(&ex_pending, pending);
 	if (lost)
 		fprintf(stderr, "libwref: warning: fork() interrupted a queue "
 			"operation; some parent callbacks are lost in the "
