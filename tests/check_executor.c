@@ -188,6 +188,63 @@ START_TEST(test_inline_cascade)
 }
 END_TEST
 
+/*
+ * Issue 16 item 12: inline mode, wref_flush and wref_shutdown from a
+ * destroy.  The dying object's own callback is queued before its destroy
+ * and runs only once the destroy returned (at the outermost return from
+ * the library): flush cannot wait for it, so it says so with -EDEADLK
+ * (as from a callback), and wref_shutdown does nothing (as from a
+ * callback: it could neither drain nor stop).  Before the fix flush
+ * returned 0 with the callback still pending, and shutdown ran the at-exit
+ * finalizers and returned with it pending (every run).
+ */
+static _Atomic int d_flush_ret, d_cb_ran_at_flush, d_fin_ran;
+static wref_finalizer *d_fin;
+static void d_fin_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&d_fin_ran, 1);
+}
+static void flushing_destroy(void *p)
+{
+	(void)p;
+	atomic_store(&d_flush_ret, wref_flush());
+	atomic_store(&d_cb_ran_at_flush, atomic_load(&cb_runs[1]));
+	wref_shutdown();
+}
+static const wref_type flushing_type = { .name = "flushing",
+					 .destroy = flushing_destroy };
+
+START_TEST(test_inline_flush_from_destroy)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	atomic_store(&d_fin_ran, 0);
+	void *keep = wref_new(&obj_type, 8);
+	d_fin = wref_finalize(keep, d_fin_fn, NULL, WREF_FIN_ATEXIT);
+	ck_assert_ptr_nonnull(d_fin);
+	void *o = wref_new(&flushing_type, 8);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	ck_assert_ptr_nonnull(r);
+	wref_release(o); /* destroy flushes, then shuts down */
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	ck_assert_msg(atomic_load(&d_flush_ret) == -EDEADLK ||
+		      atomic_load(&d_cb_ran_at_flush) == 1,
+		      "wref_flush from a destroy returned %d with the death "
+		      "callback still pending", atomic_load(&d_flush_ret));
+	ck_assert_int_eq(atomic_load(&d_flush_ret), -EDEADLK);
+	/* shutdown from there did nothing: the at-exit finalizer is armed */
+	ck_assert_int_eq(atomic_load(&d_fin_ran), 0);
+	ck_assert(wref_finalizer_alive(d_fin));
+	ck_assert_int_eq(wref_flush(), 0); /* outside: fine */
+	wref_shutdown();
+	ck_assert_int_eq(atomic_load(&d_fin_ran), 1);
+	wref_release(d_fin);
+	wref_release(keep);
+	wref_release(r);
+}
+END_TEST
+
 /* a callback that blocks the executor until released */
 static _Atomic int gate, gate_started;
 static void cb_gate(wref_ref *r, void *arg)
@@ -815,6 +872,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_flush_in_callback);
 	tcase_add_test(tc, test_init_modes);
 	tcase_add_test(tc, test_inline_cascade);
+	tcase_add_test(tc, test_inline_flush_from_destroy);
 	tcase_add_test(tc, test_init_busy);
 	tcase_add_test(tc, test_init_busy_batch);
 	tcase_add_test(tc, test_init_busy_other_thread_inline);
