@@ -477,7 +477,9 @@ WREF_API int wref_init(const wref_config *cfg);
  * wref_flush - waits until every callback queued before the call has run,
  * and the library's own deferred work queued before it (values released
  * when weak keys die, retention-tier evictions, releases of objects that a
- * released container held).  -EDEADLK when called from a callback.
+ * released container held).  -EDEADLK when called from a callback, and
+ * in inline mode when callbacks queued on this thread can run only after
+ * the caller returns (from a destroy: the dying object's own callbacks).
  */
 WREF_API int wref_flush(void);
 
@@ -485,7 +487,8 @@ WREF_API int wref_flush(void);
  * wref_shutdown - drains the executor, runs armed WREF_FIN_ATEXIT
  * finalizers, stops the executor thread and waits for deferred frees.
  * Also runs automatically at exit.  The library restarts lazily after it.
- * Nothing runs twice.
+ * Nothing runs twice.  Does nothing where wref_flush() returns -EDEADLK
+ * (from a callback, or an inline destroy with callbacks queued).
  */
 WREF_API void wref_shutdown(void);
 

@@ -320,14 +320,22 @@ static void barrier_run(struct wref__work *w)
 	wref__futex_wake(&b->done, 1);
 }
 
+bool wref__exec_cannot_wait(void)
+{
+	return tls_in_cb || tls_inl_head;
+}
+
 int wref_flush(void)
 {
-	if (tls_in_cb)
+	/* in a callback, or with inline items queued on this thread, which
+	 * run only once the caller returned to the outermost library call
+	 * (a destroy's own death callbacks, issue 16 item 12) */
+	if (wref__exec_cannot_wait())
 		return -EDEADLK;
 	wref__rcu_flush_local();
 	if (wref__exec_inline())
 		return 0; /* inline items ran before the call that queued them
-			     returned */
+			     returned (none is queued on this thread) */
 	/* acquire: pairs with the release in start_executor() */
 	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
 	    cds_wfcq_empty(&q_head, &q_tail))

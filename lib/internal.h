@@ -385,6 +385,9 @@ struct wref__work {
 /* queue @w to run on the executor (or inline mode); never under a lock */
 WREF_HIDDEN void wref__defer(struct wref__work *w);
 WREF_HIDDEN bool wref__in_callback(void);
+/* a callback runs on this thread, or inline items wait on it for the
+ * caller to return: wref_flush cannot wait (-EDEADLK) */
+WREF_HIDDEN bool wref__exec_cannot_wait(void);
 WREF_HIDDEN bool wref__exec_inline(void);
 /* inline mode: run what this thread queued (called by wref__leave) */
 WREF_HIDDEN void wref__inline_drain(void);

@@ -138,8 +138,10 @@ int wref_init(const wref_config *cfg)
 
 void wref_shutdown(void)
 {
-	if (wref__in_callback())
-		return; /* cannot stop the executor from inside it */
+	/* cannot stop the executor from inside it, nor drain work that runs
+	 * only once the caller returned (an inline destroy's callbacks) */
+	if (wref__exec_cannot_wait())
+		return;
 	wref_flush();
 	for (int i = 0; i < MAX_HOOKS; i++) {
 		void (*fn)(void) = atomic_load(&hooks[i]);
