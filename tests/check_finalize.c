@@ -358,6 +358,55 @@ START_TEST(test_shutdown_runs_once)
 }
 END_TEST
 
+/*
+ * Issue 16 item 6: an at-exit finalizer created while the at-exit
+ * finalizers run (by one of them) runs too, next (CPython's test_atexit).
+ * Before the fix the hook took the registry once: "second" never ran, at
+ * exit nor on an explicit wref_shutdown() (every run).
+ */
+struct obj *late_obj[3]; /* globals: reachable for LeakSanitizer */
+static void arm_late(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	static const char *const names[] = { "first", "second", "third" };
+	dprintf(report_fd, "%s\n", names[i]);
+	if (i + 1 < 3)
+		wref_release(wref_finalize(late_obj[i + 1], arm_late,
+					   (void *)(intptr_t)(i + 1),
+					   WREF_FIN_ATEXIT));
+}
+
+static void late_child(void)
+{
+	for (int i = 0; i < 3; i++)
+		late_obj[i] = wref_new(&obj_type, sizeof(struct obj));
+	wref_release(wref_finalize(late_obj[0], arm_late, (void *)0,
+				   WREF_FIN_ATEXIT));
+}
+
+START_TEST(test_atexit_created_at_exit)
+{
+	char buf[256];
+	run_child(late_child, buf, sizeof buf);
+	ck_assert_str_eq(buf, "first\nsecond\nthird\n");
+}
+END_TEST
+
+static void late_shutdown_child(void)
+{
+	late_child();
+	wref_shutdown();
+	dprintf(report_fd, "shutdown returned\n");
+}
+
+START_TEST(test_atexit_created_at_shutdown)
+{
+	char buf[256];
+	run_child(late_shutdown_child, buf, sizeof buf);
+	ck_assert_str_eq(buf, "first\nsecond\nthird\nshutdown returned\n");
+}
+END_TEST
+
 static Suite *finalize_suite(void)
 {
 	Suite *s = suite_create("finalize");
@@ -377,6 +426,8 @@ static Suite *finalize_suite(void)
 	tcase_set_timeout(tc, CT_TIMEOUT);
 	tcase_add_test(tc, test_atexit);
 	tcase_add_test(tc, test_shutdown_runs_once);
+	tcase_add_test(tc, test_atexit_created_at_exit);
+	tcase_add_test(tc, test_atexit_created_at_shutdown);
 	suite_add_tcase(s, tc);
 	return s;
 }
