@@ -229,7 +229,8 @@ WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
 /* wref_finalizer_set_atexit - turn the at-exit run on or off (a no-op once
  * the finalizer ran or was detached, and for NULL).  At-exit finalizers
  * run on the thread calling wref_shutdown (exit's thread at exit), after
- * the executor drained, each at most once and in no particular order. */
+ * the executor drained, each at most once and in no particular order,
+ * until none is left: one armed while they run (by one of them) runs too. */
 WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 
 /* ------------------------------------------------------------------ */
