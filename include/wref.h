@@ -229,7 +229,8 @@ WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
 /* wref_finalizer_set_atexit - turn the at-exit run on or off (a no-op once
  * the finalizer ran or was detached, and for NULL).  At-exit finalizers
  * run on the thread calling wref_shutdown (exit's thread at exit), after
- * the executor drained, each at most once and in no particular order,
+ * the executor drained (at once if exit() is called from a callback or a
+ * destroy the library runs), each at most once and in no particular order,
  * until none is left: one armed while they run (by one of them) runs too. */
 WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 
@@ -489,7 +490,9 @@ WREF_API int wref_flush(void);
  * finalizers, stops the executor thread and waits for deferred frees.
  * Also runs automatically at exit.  The library restarts lazily after it.
  * Nothing runs twice.  Does nothing where wref_flush() returns -EDEADLK
- * (from a callback, or an inline destroy with callbacks queued).
+ * (from a callback, or an inline destroy with callbacks queued); at exit
+ * from there (exit() in a callback or a destroy the library runs), only
+ * the armed WREF_FIN_ATEXIT finalizers run, on the exiting thread.
  */
 WREF_API void wref_shutdown(void);
 

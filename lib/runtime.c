@@ -136,6 +136,15 @@ int wref_init(const wref_config *cfg)
 	return wref__exec_set_mode(cfg ? cfg->exec_mode : WREF_EXEC_THREAD);
 }
 
+static void run_hooks(void)
+{
+	for (int i = 0; i < MAX_HOOKS; i++) {
+		void (*fn)(void) = atomic_load(&hooks[i]);
+		if (fn)
+			fn();
+	}
+}
+
 void wref_shutdown(void)
 {
 	/* cannot stop the executor from inside it, nor drain work that runs
@@ -143,11 +152,7 @@ void wref_shutdown(void)
 	if (wref__exec_cannot_wait())
 		return;
 	wref_flush();
-	for (int i = 0; i < MAX_HOOKS; i++) {
-		void (*fn)(void) = atomic_load(&hooks[i]);
-		if (fn)
-			fn();
-	}
+	run_hooks();
 	wref_flush();
 	wref__executor_stop();
 	/* deferred frees of dead objects' memory, retired by any thread, and
@@ -156,6 +161,18 @@ void wref_shutdown(void)
 		retire_all();
 		urcu_bp_barrier();
 	}
+}
+
+/* The automatic shutdown at exit.  exit() called from a callback or a
+ * destroy that the library runs (on the executor, or inline) cannot drain
+ * nor stop the executor (it may be the executor), but the armed at-exit
+ * finalizers still run, on this thread (issue 16 item 14). */
+static void exit_shutdown(void)
+{
+	if (wref__exec_cannot_wait())
+		run_hooks();
+	else
+		wref_shutdown();
 }
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -216,5 +233,5 @@ __attribute__((constructor)) static void runtime_init(void)
 {
 	pthread_key_create(&st_key, stats_thread_exit);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	atexit(wref_shutdown);
+	atexit(exit_shutdown);
 }
