@@ -431,6 +431,52 @@ START_TEST(test_shutdown_frees_other_threads)
 }
 END_TEST
 
+/*
+ * Issue 16, suspected: wref_shutdown concurrent with a fork.  A fork in
+ * progress (the fork flag set by fork_prepare, simulated here so that the
+ * window stays open) made shutdown's hand-over of every thread's retired
+ * memory park it back on its own list; urcu_bp_barrier() then waited for
+ * nothing, and shutdown returned with the dead objects' memory and their
+ * control blocks unreclaimed (3 blocks left, every run).  The flag is
+ * cleared once shutdown returned (old code) or after a while (new code,
+ * which waits for the fork to end).
+ */
+static _Atomic int sdf_done;
+static void *fork_ender(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 500 && !atomic_load(&sdf_done); i++)
+		usleep(1000);
+	wref__rcu_fork_block(false); /* the fork ends */
+	return NULL;
+}
+
+START_TEST(test_shutdown_during_fork)
+{
+	wref_shutdown(); /* the executor is stopped: nothing is queued */
+	struct wref_stats st0 = ct_stats();
+	for (int i = 0; i < 3; i++) {
+		void *o = wref_new(&obj_type, 4096);
+		wref_ref *r = wref_ref_new(o, NULL, NULL);
+		wref_release(o); /* dead: memory freed after a grace period */
+		wref_release(r);
+	}
+	atomic_store(&sdf_done, 0);
+	wref__rcu_fork_block(true); /* a fork is in progress */
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fork_ender, NULL), 0);
+	wref_shutdown();
+	struct wref_stats st1 = ct_stats();
+	atomic_store(&sdf_done, 1);
+	pthread_join(t, NULL);
+	ck_assert_msg(st1.blocks_live == st0.blocks_live, "wref_shutdown "
+		      "during a fork returned with %llu control blocks still "
+		      "waiting for reclamation",
+		      (unsigned long long)(st1.blocks_live - st0.blocks_live));
+	wref_shutdown();
+}
+END_TEST
+
 START_TEST(test_stats_threads)
 {
 	/* counters of exited threads are kept */
@@ -879,6 +925,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
+	tcase_add_test(tc, test_shutdown_during_fork);
 	tcase_add_test(tc, test_flush_races_shutdown);
 	tcase_add_test(tc, test_exit_return);
 	tcase_add_test(tc, test_exit_shutdown);
