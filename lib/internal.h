@@ -94,8 +94,12 @@ static inline void wref__rcu_unlock(void)
  * (batched per thread: see rcu.c). */
 WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 				void (*fn)(struct rcu_head *));
-/* hand this thread's partial batch of retired memory to call_rcu */
+/* hand this thread's partial batch of retired memory to call_rcu (left
+ * for later while a fork is in progress) */
 WREF_HIDDEN void wref__rcu_flush_local(void);
+/* the same, waiting for a fork in progress: only for a thread holding no
+ * read lock and no library lock (wref_shutdown) */
+WREF_HIDDEN void wref__rcu_flush_wait(void);
 struct wref__tstats;
 /* fork: stop new hand-overs to call_rcu and queue operations (then wait
  * for in_submit == 0 on every thread), and let them go again */

@@ -102,17 +102,28 @@ struct rcu_head *wref__stats_atfork_child(void)
 	return orphans;
 }
 
-/* every thread's retired memory, handed to call_rcu by this thread */
+/* every thread's retired memory, handed to call_rcu by this thread, or
+ * by its owner if that one is handing it over right now */
 static void retire_all(void)
 {
 	struct rcu_head *all = NULL;
+	struct wref__tstats *self = &wref__tls_stats;
 	pthread_mutex_lock(&st_lock);
 	for (struct wref__tstats *s = st_list; s; s = s->next)
 		all = wref__rcu_chain(wref__rcu_steal(s), all);
+	/* an owner that took its list before us takes it inside its fork
+	 * guard: once in_submit reads 0, that list is in call_rcu's queue
+	 * (seq_cst load; its in_submit store happens-before it through the
+	 * acq_rel exchanges on its list in wref__rcu_steal) */
+	for (struct wref__tstats *s = st_list; s; s = s->next)
+		while (s != self && atomic_load(&s->in_submit))
+			sched_yield();
 	pthread_mutex_unlock(&st_lock);
 	/* outside st_lock: handing over may register this thread */
 	wref__rcu_adopt(all);
-	wref__rcu_flush_local();
+	/* waiting for a fork in progress: its handlers would leave the list
+	 * here, after the barrier that should wait for it (issue 16) */
+	wref__rcu_flush_wait();
 }
 
 /* ---- shutdown hooks ------------------------------------------------------------ */
