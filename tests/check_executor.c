@@ -477,6 +477,61 @@ START_TEST(test_shutdown_during_fork)
 }
 END_TEST
 
+/*
+ * Issue 16, suspected: a thread's statistics block dangling after it
+ * exited.  The library's key destructor unlinks the block; a later key
+ * destructor of the same thread that calls the library registered it
+ * again, and after the last destructor round it stayed on the registry
+ * while the thread's TLS went back to glibc.  The next thread, given the
+ * same stack, re-initialised it (next = NULL: the rest of the registry
+ * lost) and registered it again (next = itself): wref_stats() then looped
+ * forever (hung every run; fails by the case's timeout), and counts were
+ * lost.  Here user_key's destructor calls the library in every round.
+ */
+static pthread_key_t user_key;
+static _Atomic int user_dtor_rounds;
+static void user_dtor(void *v)
+{
+	(void)v;
+	atomic_fetch_add(&user_dtor_rounds, 1);
+	wref_release(wref_new(&obj_type, 8)); /* counted by this thread */
+	pthread_setspecific(user_key, (void *)1); /* call me again */
+}
+
+static void *late_user(void *p)
+{
+	(void)p;
+	wref_release(wref_new(&obj_type, 8));
+	pthread_setspecific(user_key, (void *)1);
+	return NULL;
+}
+
+START_TEST(test_stats_key_destructor_after_exit)
+{
+	struct wref_stats st0 = ct_stats();
+	ck_assert_int_eq(pthread_key_create(&user_key, user_dtor), 0);
+	atomic_store(&user_dtor_rounds, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, late_user, NULL), 0);
+	pthread_join(t, NULL);
+	int rounds = atomic_load(&user_dtor_rounds);
+	ck_assert_int_ge(rounds, 1);
+	/* a second thread, likely on the first one's cached stack */
+	ck_assert_int_eq(pthread_create(&t, NULL, late_user, NULL), 0);
+	pthread_join(t, NULL);
+	rounds = atomic_load(&user_dtor_rounds);
+	struct wref_stats st1 = ct_stats(); /* hung here before the fix */
+	/* each thread: one object in its body, one per destructor round */
+	ck_assert_uint_eq(st1.objects_created,
+			  st0.objects_created + 2 + (uint64_t)rounds);
+	ck_assert_uint_eq(st1.objects_live, st0.objects_live);
+	wref_release(wref_new(&obj_type, 8)); /* this thread still counts */
+	struct wref_stats st2 = ct_stats();
+	ck_assert_uint_eq(st2.objects_created, st1.objects_created + 1);
+	pthread_key_delete(user_key);
+}
+END_TEST
+
 START_TEST(test_stats_threads)
 {
 	/* counters of exited threads are kept */
@@ -948,6 +1003,7 @@ int main(int argc, char **argv)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	if (!ct_tsan())
 		tcase_add_test(tc, test_fork_vs_death_executor_stopped);
+	tcase_add_test(tc, test_stats_key_destructor_after_exit);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }
