@@ -285,15 +285,25 @@ struct wref__tstats {
 	_Atomic int in_submit;
 	struct wref__tstats *next;
 	bool registered;
+	bool exited; /* its key destructor ran: later calls use wref__late */
 };
 WREF_HIDDEN extern __thread struct wref__tstats wref__tls_stats
 	__attribute__((tls_model("initial-exec")));
-WREF_HIDDEN void wref__stats_register(void);
+/* The block of threads whose statistics destructor already ran (a later
+ * pthread-key destructor calls the library): never a thread's TLS, always
+ * registered; counters by atomic RMW, in_submit a count of threads. */
+WREF_HIDDEN extern struct wref__tstats wref__late;
+/* register this thread's block; false (nothing done) if the thread is
+ * exiting and must use wref__late */
+WREF_HIDDEN bool wref__stats_register(void);
+WREF_HIDDEN void wref__stat_add_late(int i, uint64_t n);
 static inline void wref__stat_add(int i, uint64_t n)
 {
 	struct wref__tstats *s = &wref__tls_stats;
-	if (wref_unlikely(!s->registered))
-		wref__stats_register();
+	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+		wref__stat_add_late(i, n);
+		return;
+	}
 	/* relaxed load+store, not an RMW: only this thread writes its slot;
 	 * wref_stats() reads it with relaxed loads (a snapshot) */
 	atomic_store_explicit(&s->v[i],

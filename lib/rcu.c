@@ -55,11 +55,26 @@ bool wref__forking(void)
 	return atomic_load(&forking);
 }
 
+/* an exiting thread past its statistics destructor shares wref__late, whose
+ * in_submit counts such threads (issue 16) */
+static struct wref__tstats *late_guard_try(void)
+{
+	struct wref__tstats *me = &wref__late;
+	/* seq_cst: as in wref__fork_guard_try */
+	atomic_fetch_add(&me->in_submit, 1);
+	if (!atomic_load(&forking))
+		return me;
+	/* release: pairs with fork_prepare's load */
+	atomic_fetch_sub_explicit(&me->in_submit, 1, memory_order_release);
+	return NULL;
+}
+
 struct wref__tstats *wref__fork_guard_try(void)
 {
 	struct wref__tstats *me = &wref__tls_stats;
-	if (wref_unlikely(!me->registered))
-		wref__stats_register(); /* fork_prepare must see our flag */
+	/* fork_prepare must see our flag: on the registry */
+	if (wref_unlikely(!me->registered) && !wref__stats_register())
+		return late_guard_try();
 	/* seq_cst, Dekker with fork_prepare: either it sees in_submit set
 	 * and waits for us, or we see forking and stay out */
 	atomic_store(&me->in_submit, 1);
@@ -80,12 +95,19 @@ struct wref__tstats *wref__fork_guard_enter(void)
 
 void wref__fork_guard_leave(struct wref__tstats *me)
 {
-	/* release: pairs with fork_prepare's load */
-	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+	if (wref_unlikely(me == &wref__late))
+		/* release: pairs with fork_prepare's load */
+		atomic_fetch_sub_explicit(&me->in_submit, 1,
+					  memory_order_release);
+	else
+		/* release: pairs with fork_prepare's load */
+		atomic_store_explicit(&me->in_submit, 0,
+				      memory_order_release);
 }
 
-/* push the chain @first..@last onto @s's retired list (only its owner
- * pushes; wref_shutdown and fork may take the whole list meanwhile) */
+/* push the chain @first..@last onto @s's retired list (its owner pushes,
+ * or any exiting thread onto wref__late: a CAS push, safe for several;
+ * others only ever take the whole list) */
 static void push_retired(struct wref__tstats *s, struct rcu_head *first,
 			 struct rcu_head *last)
 {
@@ -190,8 +212,15 @@ void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 	 * the callback (paired with wref__rcu_tsan_after_gp()) */
 	wref__tsan_release(head);
 	head->func = fn;
-	if (wref_unlikely(!s->registered))
-		wref__stats_register(); /* so wref_shutdown() can find it */
+	/* registered, so wref_shutdown() can find it */
+	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+		/* an exiting thread past its statistics destructor: no later
+		 * hand-over of its own, so now (or by the next one, or by
+		 * wref_shutdown, if a fork is in progress) */
+		push_retired(&wref__late, head, head);
+		submit(&wref__late, false);
+		return;
+	}
 	push_retired(s, head, head);
 	if (++s->nretired >= RETIRE_BATCH)
 		wref__rcu_flush_local();

@@ -11,8 +11,10 @@
 
 __thread struct wref__tstats wref__tls_stats
 	__attribute__((tls_model("initial-exec")));
+struct wref__tstats wref__late;
 static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wref__tstats *st_list;    /* under st_lock */
+/* under st_lock; wref__late is always on it, last */
+static struct wref__tstats *st_list = &wref__late;
 static uint64_t st_gone[WREF_ST_N];     /* exited threads, under st_lock */
 static pthread_key_t st_key;
 
@@ -43,18 +45,32 @@ static void stats_thread_exit(void *p)
 	unlink_stats(s);
 	fold(s);
 	pthread_mutex_unlock(&st_lock);
+	/* a later key destructor of this thread may call the library: it
+	 * must not link this block again, which would stay on the registry
+	 * after the thread is gone (issue 16); it counts in wref__late */
+	s->exited = true;
 	s->registered = false;
 }
 
-void wref__stats_register(void)
+void wref__stat_add_late(int i, uint64_t n)
+{
+	/* relaxed: a counter read as a snapshot (wref_stats); several
+	 * exiting threads may add at once, hence the RMW */
+	atomic_fetch_add_explicit(&wref__late.v[i], n, memory_order_relaxed);
+}
+
+bool wref__stats_register(void)
 {
 	struct wref__tstats *s = &wref__tls_stats;
+	if (s->exited)
+		return false;
 	pthread_mutex_lock(&st_lock);
 	s->next = st_list;
 	st_list = s;
 	pthread_mutex_unlock(&st_lock);
 	s->registered = true;
 	pthread_setspecific(st_key, s);
+	return true;
 }
 
 void wref_stats(struct wref_stats *out)
@@ -95,9 +111,14 @@ struct rcu_head *wref__stats_atfork_child(void)
 			orphans = wref__rcu_chain(wref__rcu_steal(s), orphans);
 		}
 	}
-	st_list = self->registered ? self : NULL;
-	if (st_list)
-		self->next = NULL;
+	/* no thread is inside a guard here: the forking thread is not */
+	atomic_store_explicit(&wref__late.in_submit, 0, memory_order_relaxed);
+	wref__late.next = NULL;
+	st_list = &wref__late;
+	if (self->registered) {
+		self->next = st_list;
+		st_list = self;
+	}
 	pthread_mutex_unlock(&st_lock);
 	return orphans;
 }

@@ -494,7 +494,11 @@ static void user_dtor(void *v)
 {
 	(void)v;
 	atomic_fetch_add(&user_dtor_rounds, 1);
-	wref_release(wref_new(&obj_type, 8)); /* counted by this thread */
+	/* counted by this thread; its memory and block retired by it */
+	void *o = wref_new(&obj_type, 8);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	wref_release(o);
+	wref_release(r);
 	pthread_setspecific(user_key, (void *)1); /* call me again */
 }
 
@@ -521,14 +525,18 @@ START_TEST(test_stats_key_destructor_after_exit)
 	pthread_join(t, NULL);
 	rounds = atomic_load(&user_dtor_rounds);
 	struct wref_stats st1 = ct_stats(); /* hung here before the fix */
-	/* each thread: one object in its body, one per destructor round */
+	/* each thread: one object in its body, two (an object and its
+	 * weak ref) per destructor round */
 	ck_assert_uint_eq(st1.objects_created,
-			  st0.objects_created + 2 + (uint64_t)rounds);
+			  st0.objects_created + 2 + 2 * (uint64_t)rounds);
 	ck_assert_uint_eq(st1.objects_live, st0.objects_live);
 	wref_release(wref_new(&obj_type, 8)); /* this thread still counts */
 	struct wref_stats st2 = ct_stats();
 	ck_assert_uint_eq(st2.objects_created, st1.objects_created + 1);
 	pthread_key_delete(user_key);
+	wref_shutdown(); /* frees what the destructors retired */
+	struct wref_stats st3 = ct_stats();
+	ck_assert_uint_eq(st3.blocks_live, st0.blocks_live);
 }
 END_TEST
 
