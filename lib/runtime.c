@@ -111,7 +111,8 @@ struct rcu_head *wref__stats_atfork_child(void)
 			orphans = wref__rcu_chain(wref__rcu_steal(s), orphans);
 		}
 	}
-	/* no thread is inside a guard here: the forking thread is not */
+	/* relaxed: the child has one thread, not inside a guard (the others'
+	 * counts in wref__late are gone with them) */
 	atomic_store_explicit(&wref__late.in_submit, 0, memory_order_relaxed);
 	wref__late.next = NULL;
 	st_list = &wref__late;
