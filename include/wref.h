@@ -239,7 +239,9 @@ WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
 /* wref_finalizer_set_atexit - turn the at-exit run on or off (a no-op once
  * the finalizer ran or was detached, and for NULL).  At-exit finalizers
  * run on the thread calling wref_shutdown (exit's thread at exit), after
- * the executor drained, each at most once and in no particular order. */
+ * the executor drained (at once if exit() is called from a callback or a
+ * destroy the library runs), each at most once and in no particular order,
+ * until none is left: one armed while they run (by one of them) runs too. */
 WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 
 /* ------------------------------------------------------------------ */
@@ -477,7 +479,9 @@ typedef struct wref_config {
 /*
  * wref_init - optional configuration, before any other call (or after
  * wref_shutdown).  @cfg NULL = defaults.  -EINVAL for an unknown mode,
- * -EBUSY if callbacks are already pending under another mode.
+ * -EBUSY if callbacks are already pending under another mode: queued or
+ * running, on the executor or inline on any thread (so also when called
+ * from a callback).
  */
 WREF_API int wref_init(const wref_config *cfg);
 
@@ -485,7 +489,9 @@ WREF_API int wref_init(const wref_config *cfg);
  * wref_flush - waits until every callback queued before the call has run,
  * and the library's own deferred work queued before it (values released
  * when weak keys die, retention-tier evictions, releases of objects that a
- * released container held).  -EDEADLK when called from a callback.
+ * released container held).  -EDEADLK when called from a callback, and
+ * in inline mode when callbacks queued on this thread can run only after
+ * the caller returns (from a destroy: the dying object's own callbacks).
  */
 WREF_API int wref_flush(void);
 
@@ -493,7 +499,10 @@ WREF_API int wref_flush(void);
  * wref_shutdown - drains the executor, runs armed WREF_FIN_ATEXIT
  * finalizers, stops the executor thread and waits for deferred frees.
  * Also runs automatically at exit.  The library restarts lazily after it.
- * Nothing runs twice.
+ * Nothing runs twice.  Does nothing where wref_flush() returns -EDEADLK
+ * (from a callback, or an inline destroy with callbacks queued); at exit
+ * from there (exit() in a callback or a destroy the library runs), only
+ * the armed WREF_FIN_ATEXIT finalizers run, on the exiting thread.
  */
 WREF_API void wref_shutdown(void);
 
