@@ -961,9 +961,8 @@ struct vm_walk {
 static int vm_visit(const struct wref__pin *p, void *ctx)
 {
 	struct vm_walk *w = ctx;
-	/* no hold: a retiring entry, which may be freed already */
-	return p->e ? w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg)
-		    : 0;
+	/* the walk holds the entry: its key stays valid */
+	return w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg);
 }
 
 int wref_valmap_foreach(wref_valmap *m,
