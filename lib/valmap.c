@@ -43,6 +43,15 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
+/* Retention state of an entry.  The tier's hold (a strong ref to the
+ * object, an entry count, one in tier->n) is taken by tier_touch BEFORE
+ * it moves the state 0 -> HELD; whoever then moves it off HELD owns the
+ * strong ref and the n count: evict (HELD -> 0, CAS) or vm_forget
+ * (-> REMOVED, exchange).  REMOVED is sticky: a removed entry is never
+ * retained again.  The entry count goes with the list node (dropped by
+ * whoever takes the node out of the inbox/list). */
+enum { TS_IDLE = 0, TS_HELD = 1, TS_REMOVED = 2 };
+
 /* The key follows the table entry's hot fields (mem, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
  * after the key, 8-byte aligned, and exists only when needed. */
@@ -55,7 +64,7 @@ struct vm_entry {
 union vm_part {
 	struct vm_ret { /* a real entry of a tier map */
 		_Atomic uint64_t stamp;         /* last access, ms */
-		_Atomic uint32_t tstate;        /* 1: held by the tier */
+		_Atomic uint32_t tstate;        /* TS_* (see tier_touch) */
 		bool inlist;                    /* under tier->lock */
 		uint64_t rstamp;                /* recorded stamp, lock */
 		struct vm_entry *tnext, *tprev; /* LRU, under lock */
@@ -152,6 +161,8 @@ struct tier {
 	struct wref__work work;
 	_Atomic uint32_t refs;     /* map, queued work, registry scan */
 	_Atomic uint32_t queued;   /* work is on the executor */
+	_Atomic uint32_t due;      /* inline mode: the timer found work due;
+				      the map's next call runs it */
 	_Atomic size_t n;          /* retained (inbox + list) */
 	_Atomic(struct vm_entry *) inbox;
 	uint64_t retain_ms;
@@ -241,7 +252,17 @@ static void drain_inbox(struct tier *tr)
 		rev = v;
 		v = next;
 	}
-	for (v = rev; v; v = R(v)->inext) {
+	for (v = rev; v; v = rev) {
+		rev = R(v)->inext;
+		/* acquire: pairs with the exchange in vm_forget() */
+		if (atomic_load_explicit(&R(v)->tstate, memory_order_acquire) ==
+		    TS_REMOVED) {
+			/* forgotten before its push landed: forget took the
+			 * strong ref and the n count; the node's count is
+			 * ours (not the last: retire is a call_rcu anyway) */
+			wref__entry_put(&v->e);
+			continue;
+		}
 		/* relaxed: the stamp is a hint for ordering */
 		R(v)->rstamp = atomic_load_explicit(&R(v)->stamp,
 						   memory_order_relaxed);
@@ -251,16 +272,23 @@ static void drain_inbox(struct tier *tr)
 }
 
 /* take @v out of the tier; under tr->lock.  Returns the object whose
- * strong ref the caller must release (outside the lock).  The entry's
- * tier count is dropped here (its retire only queues a call_rcu). */
+ * strong ref the caller must release (outside the lock), or NULL if a
+ * removal's forget owns it.  The entry's tier count is dropped here (its
+ * retire only queues a call_rcu). */
 static void *evict(struct tier *tr, struct vm_entry *v)
 {
 	list_unlink(tr, v);
 	R(v)->inlist = false;
-	void *obj = wref__payload(v->e.cb->mem);
-	atomic_fetch_sub(&tr->n, 1);
-	/* release: a later touch re-retains with a fresh CAS */
-	atomic_store_explicit(&R(v)->tstate, 0, memory_order_release);
+	void *obj = NULL;
+	uint32_t held = TS_HELD;
+	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
+	 * before); release pairs with a later touch's CAS from 0 (it sees
+	 * the node out of the list) */
+	if (atomic_compare_exchange_strong_explicit(&R(v)->tstate, &held,
+			TS_IDLE, memory_order_acq_rel, memory_order_relaxed)) {
+		obj = wref__payload(v->e.cb->mem);
+		atomic_fetch_sub(&tr->n, 1);
+	}
 	wref__entry_put(&v->e);
 	return obj;
 }
@@ -326,23 +354,31 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	 * when it changed, so hot entries keep their line clean */
 	if (atomic_load_explicit(&R(v)->stamp, memory_order_relaxed) != now)
 		atomic_store_explicit(&R(v)->stamp, now, memory_order_relaxed);
-	/* relaxed pre-check: the common case is already retained */
+	/* relaxed pre-check: the common case is already retained (or
+	 * removed: TS_REMOVED refuses every touch) */
 	if (atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
 		return false;
-	uint32_t z = 0;
-	/* acquire: pairs with the release store in evict() */
-	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z, 1,
-			memory_order_acquire, memory_order_relaxed))
-		return false;
-	if (!wref__entry_tryhold(&v->e)) {
-		/* relaxed: undoes our own CAS; nothing was published */
-		atomic_store_explicit(&R(v)->tstate, 0, memory_order_relaxed);
+	/* the hold first, then the claim (see TS_*): a forget or evict that
+	 * moves the state off HELD always finds the hold taken */
+	if (!wref__entry_tryhold(&v->e))
 		return false; /* being retired: not worth retaining */
-	}
-	wref_retain(wref__payload(v->e.cb->mem));
-	/* counted before it is pushed, so that evictions never see the
-	 * count below what the list holds */
+	void *obj = wref_retain(wref__payload(v->e.cb->mem));
+	/* counted before the claim, so that whoever drops it never takes
+	 * the count below what the list holds */
 	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
+	uint32_t z = TS_IDLE;
+	/* acq_rel: release publishes our hold to the evict/forget that
+	 * moves the state off HELD; acquire pairs with evict's CAS to 0 */
+	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z,
+			TS_HELD, memory_order_acq_rel, memory_order_relaxed)) {
+		/* retained meanwhile, or removed: undo.  Neither put nor
+		 * release is the last (the caller pins obj; a valmap retire
+		 * only queues a call_rcu, fine inside a read-side section) */
+		atomic_fetch_sub(&tr->n, 1);
+		wref_release(obj);
+		wref__entry_put(&v->e);
+		return false;
+	}
 	/* relaxed: the push's release CAS publishes the entry */
 	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
 						  memory_order_relaxed);
@@ -358,23 +394,39 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	return tr->retain_max && n > tr->retain_max;
 }
 
-/* a user-side removal: drop the tier's hold now (rule 17) */
+/* a user-side removal: drop the tier's hold now (rule 17).  The exchange
+ * to TS_REMOVED both refuses later touches and decides who owns a hold:
+ * the old code read the state, then evicted, so a touch between the two
+ * (or whose push landed after the drain) kept the removed entry retained
+ * for up to retain_ms (issue 16 item 4). */
 static void vm_forget(struct wref__entry *e)
 {
 	struct wref_valmap *m = e->watch.owner;
 	struct tier *tr = m->tier;
 	struct vm_entry *v = vm(e);
-	/* relaxed: a pre-check; the decision is made under the lock */
-	if (!tr || !e->cb ||
-	    !atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
+	if (!tr || !e->cb)
 		return;
-	void *obj = NULL;
+	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
+	 * before); release pairs with the acquire load in drain_inbox() */
+	if (atomic_exchange_explicit(&R(v)->tstate, TS_REMOVED,
+				     memory_order_acq_rel) != TS_HELD)
+		return;
+	/* the tier's strong ref and its n count are ours */
+	atomic_fetch_sub(&tr->n, 1);
 	pthread_mutex_lock(&tr->lock);
-	drain_inbox(tr);
-	if (R(v)->inlist)
-		obj = evict(tr, v);
+	drain_inbox(tr); /* drops v's node count if its push landed */
+	bool inlist = R(v)->inlist;
+	if (inlist) {
+		list_unlink(tr, v);
+		R(v)->inlist = false;
+	}
 	pthread_mutex_unlock(&tr->lock);
-	wref_release(obj);
+	/* neither is the last: the caller holds the table count, and the
+	 * object is held by us (a push still in flight is reaped by the next
+	 * drain, which sees TS_REMOVED) */
+	if (inlist)
+		wref__entry_put(e);
+	wref_release(wref__payload(e->cb->mem));
 }
 
 #define SCAN_BATCH 32
