@@ -601,7 +601,27 @@ static struct tier *tier_new(struct wref_valmap *m,
 	return tr;
 }
 
-/* the map is being destroyed: release everything the tier holds */
+/* the objects a dead map's tier held, released on the executor */
+struct tier_gone {
+	struct wref__work work;
+	size_t n;
+	void *objs[];
+};
+
+static void tier_gone_run(struct wref__work *w)
+{
+	struct tier_gone *g = caa_container_of(w, struct tier_gone, work);
+	for (size_t i = 0; i < g->n; i++)
+		wref_release(g->objs[i]);
+	wref__free(g);
+}
+
+/* The map is being destroyed (before its table is torn down, so that the
+ * teardown's forget finds nothing held): take everything the tier holds.
+ * The entries' puts happen here, while the table exists; the objects are
+ * released on the executor (the header's promise: not inside the
+ * caller's wref_release, which may hold a lock their destroy takes; the
+ * old code released them right here, issue 16 item 7). */
 static void tier_kill(struct tier *tr)
 {
 	pthread_mutex_lock(&reg_lock);
@@ -611,12 +631,32 @@ static void tier_kill(struct tier *tr)
 	pthread_mutex_unlock(&reg_lock);
 	pthread_mutex_lock(&tr->lock);
 	tr->dead = true;
+	drain_inbox(tr);
+	size_t cap = 0;
+	for (struct vm_entry *v = tr->head; v; v = R(v)->tnext)
+		cap++;
+	/* no touch can come any more (the map has no user left), so the
+	 * list is all there is */
+	struct tier_gone *g = cap ? wref__alloc(sizeof *g +
+						cap * sizeof(void *)) : NULL;
+	if (g) {
+		g->n = 0;
+		while (tr->head) {
+			void *obj = evict(tr, tr->head);
+			if (obj)
+				g->objs[g->n++] = obj;
+		}
+	}
 	pthread_mutex_unlock(&tr->lock);
-	/* in the map's destroy: the entries' puts must happen while the
-	 * table exists, so run the passes here; the object releases are
-	 * cascades of this death (flattened by the trashcan) */
-	while (tier_pass(tr))
-		;
+	if (g) {
+		g->work.run = tier_gone_run;
+		wref__defer(&g->work);
+	} else {
+		/* empty, or out of memory: release here (cascades of this
+		 * death, flattened by the trashcan) */
+		while (tier_pass(tr))
+			;
+	}
 	tier_unref(tr);
 }
 
@@ -642,9 +682,9 @@ void wref__retain_sync(void)
 static void valmap_destroy(void *p)
 {
 	struct wref_valmap *m = p;
-	wref__table_fini(&m->t);
 	if (m->tier)
 		tier_kill(m->tier);
+	wref__table_fini(&m->t);
 }
 
 static const wref_type valmap_type = {
