@@ -464,14 +464,33 @@ static size_t due_tiers(struct tier **out, uint64_t now, uint64_t *next)
 	return n;
 }
 
-/* queue the work of the tiers collected by due_tiers, outside reg_lock
- * (inline mode runs it here) */
-static void run_due(struct tier **v, size_t n)
+/* queue the work of the tiers collected by due_tiers, outside reg_lock.
+ * Inline mode runs queued work on the queuing thread: the timer thread
+ * must not (user destroys would run there, issue 16 item 13), so it only
+ * marks the tier due and the map's next call runs the work (tier_poll). */
+static void run_due(struct tier **v, size_t n, bool from_timer)
 {
 	for (size_t i = 0; i < n; i++) {
-		tier_schedule(v[i]);
+		if (from_timer && wref__exec_inline())
+			atomic_store(&v[i]->due, 1);
+		else
+			tier_schedule(v[i]);
 		tier_unref(v[i]);
 	}
+}
+
+/* inline mode: run the expiry the timer found due, on this (program)
+ * thread; at the start of every map call, outside locks and read-side
+ * sections */
+static inline void tier_poll(struct wref_valmap *m)
+{
+	struct tier *tr = m->tier;
+	/* relaxed pre-check: the flag only asks for a pass, which takes the
+	 * tier lock; the exchange below claims it */
+	if (tr && wref_unlikely(atomic_load_explicit(&tr->due,
+						     memory_order_relaxed)) &&
+	    atomic_exchange(&tr->due, 0))
+		tier_schedule(tr);
 }
 
 static void *timer_main(void *gen)
@@ -490,7 +509,7 @@ static void *timer_main(void *gen)
 		}
 		size_t n = due_tiers(due, now, &next);
 		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n);
+		run_due(due, n, true);
 		if (next <= now)
 			continue;
 		struct timespec to, *tp = NULL;
@@ -672,7 +691,7 @@ void wref__retain_sync(void)
 		pthread_mutex_lock(&reg_lock);
 		n = due_tiers(due, UINT64_MAX, &next);
 		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n);
+		run_due(due, n, false);
 	} while (next == 0);
 	wref_flush();
 }
@@ -722,6 +741,7 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_get");
 	if (bad_args(m, key, len))
 		return NULL;
+	tier_poll(m);
 	struct vkey k = { key, len };
 	uint64_t h = wref__hash_bytes(key, len);
 	bool kick = false;
@@ -744,6 +764,7 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 		wref__check(m, "wref_valmap_set");
 	if (!m || (!key && len) || !obj)
 		return -EINVAL;
+	tier_poll(m);
 	struct wref__cb *cb = wref__key_cb(obj, false);
 	if (!cb)
 		return -errno;
@@ -804,6 +825,7 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 		errno = EINVAL;
 		return NULL;
 	}
+	tier_poll(m);
 	struct vkey k = { key, len };
 	uint64_t h = wref__hash_bytes(key, len);
 	bool once = m->flags & WREF_MAP_CREATE_ONCE;
@@ -936,6 +958,11 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 								h, &k)) {
 					gone = other;
 					linked = true;
+				} else if (ret && m->tier) {
+					/* we return other's object: that is
+					 * an access too (the old code skipped
+					 * it, issue 16 suspect) */
+					kick = tier_touch(m->tier, vm(other));
 				}
 			}
 		}
@@ -1008,6 +1035,7 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_pop");
 	if (bad_args(m, key, len))
 		return NULL;
+	tier_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (obj)
@@ -1021,6 +1049,7 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_del");
 	if (bad_args(m, key, len))
 		return -EINVAL;
+	tier_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (!obj)
@@ -1032,17 +1061,21 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 
 size_t wref_valmap_len(wref_valmap *m)
 {
-	if (m)
-		wref__check(m, "wref_valmap_len");
-	return m ? wref__table_len(&m->t) : 0;
+	if (!m)
+		return 0;
+	wref__check(m, "wref_valmap_len");
+	tier_poll(m);
+	return wref__table_len(&m->t);
 }
 
 void wref_valmap_clear(wref_valmap *m)
 {
 	if (m)
 		wref__check(m, "wref_valmap_clear");
-	if (m)
+	if (m) {
+		tier_poll(m);
 		wref__table_clear(&m->t);
+	}
 }
 
 struct vm_walk {
@@ -1065,6 +1098,7 @@ int wref_valmap_foreach(wref_valmap *m,
 		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
+	tier_poll(m);
 	/* fn runs outside any read-side section: it may modify the map or
 	 * release anything */
 	struct vm_walk w = { fn, arg };
