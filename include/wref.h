@@ -251,8 +251,9 @@ WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
  *  - foreach is weakly consistent: it visits the entries live when it
  *    starts and not removed meanwhile (inserts made during the walk may or
  *    may not be seen), never a dead object; each object is pinned by a
- *    strong ref while fn runs; fn runs with no library lock held and may
- *    modify the container or release anything, including the container.
+ *    strong ref while fn runs on it, and only then (a walk keeps no other
+ *    member alive); fn runs with no library lock held and may modify the
+ *    container or release anything, including the container.
  *    A non-zero return of fn stops the walk and is returned; -EINVAL for
  *    NULL arguments, -ENOMEM if the snapshot could not be allocated.
  *  - Releasing a container while other containers and weak refs still
