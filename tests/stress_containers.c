@@ -542,16 +542,20 @@ START_TEST(test_retention_removal_race)
 }
 END_TEST
 
-/* suspected item (issue 16): clear must end while inserts continue.  THREADS
- * threads keep replacing entries under 4096 keys until clear returned or
- * they did CLEAR_CAP sets each; reaching the cap means clear kept looping.
- * The old clear restarted its pass until one unlinked nothing, so it ran
- * as long as the inserts did when they outpaced it (THREADS inserters). */
+/* suspected item (issue 16): clear must end while inserts continue.
+ * CLEAR_THREADS threads keep setting entries under 4096 keys (one object
+ * per key) until clear returned or they did CLEAR_CAP sets each; reaching
+ * the cap means clear kept looping.  The old clear restarted its pass until
+ * one unlinked nothing, so it would run as long as inserts outpaced it; in
+ * practice it did not fail here: with 2, 4 or 16 inserters on 2 shared
+ * cores the old clear returned after 2k-8k concurrent sets (clear's
+ * unlinks are much cheaper than sets).  The new clear is one walk. */
 #define CLEAR_CAP 300000L
+#define CLEAR_THREADS 4
 static _Atomic int clear_done;
 static _Atomic long clear_sets;
 static _Atomic int clear_capped;
-static struct item *clear_obj;
+static struct item *clear_obj[4096]; /* one per key: no shared block lock */
 
 static void *clear_inserter(void *p)
 {
@@ -559,7 +563,7 @@ static void *clear_inserter(void *p)
 	long n = 0;
 	for (; n < CLEAR_CAP * ct_scale() && !atomic_load(&clear_done); n++) {
 		uint32_t k = (uint32_t)(n % 4096);
-		ck_assert_int_eq(wref_valmap_set(m, &k, sizeof k, clear_obj),
+		ck_assert_int_eq(wref_valmap_set(m, &k, sizeof k, clear_obj[k]),
 				 0);
 		atomic_fetch_add(&clear_sets, 1);
 	}
@@ -572,24 +576,26 @@ START_TEST(test_clear_vs_inserts)
 {
 	struct wref_stats s0 = ct_stats();
 	wref_valmap *m = wref_valmap_new(NULL);
-	clear_obj = item_new(&item_type, 1, NULL);
+	for (int i = 0; i < 4096; i++)
+		clear_obj[i] = item_new(&item_type, (uint64_t)i, NULL);
 	atomic_store(&clear_done, 0);
 	atomic_store(&clear_capped, 0);
 	atomic_store(&clear_sets, 0);
-	pthread_t th[THREADS];
-	for (int i = 0; i < THREADS; i++)
+	pthread_t th[CLEAR_THREADS];
+	for (int i = 0; i < CLEAR_THREADS; i++)
 		pthread_create(&th[i], NULL, clear_inserter, m);
 	while (atomic_load(&clear_sets) < 2000 && !atomic_load(&clear_capped))
 		sched_yield();
 	wref_valmap_clear(m);
 	atomic_store(&clear_done, 1);
-	for (int i = 0; i < THREADS; i++)
+	for (int i = 0; i < CLEAR_THREADS; i++)
 		pthread_join(th[i], NULL);
 	ck_assert_msg(!atomic_load(&clear_capped),
 		      "clear ran until the inserters gave up (%ld sets)",
 		      atomic_load(&clear_sets));
 	wref_release(m);
-	wref_release(clear_obj);
+	for (int i = 0; i < 4096; i++)
+		wref_release(clear_obj[i]);
 	ct_assert_no_leak(s0);
 }
 END_TEST
