@@ -21,7 +21,10 @@
  * recently used.  Expiry and LRU trimming run as executor work ("tier
  * work", so wref_flush waits for the releases, rule 14), queued by a
  * global timer thread while a tier holds anything, and by the access path
- * when a tier exceeds retain_max.
+ * when a tier exceeds retain_max.  In inline mode the timer only marks the
+ * tier due and the map's next call runs the work (no user code on the
+ * timer thread).  Removal and retention agree through the entry's tstate
+ * (TS_*): see tier_touch and vm_forget.
  */
 #include "table.h"
 
