@@ -263,8 +263,9 @@ WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
  *  - foreach is weakly consistent: it visits the entries live when it
  *    starts and not removed meanwhile (inserts made during the walk may or
  *    may not be seen), never a dead object; each object is pinned by a
- *    strong ref while fn runs; fn runs with no library lock held and may
- *    modify the container or release anything, including the container.
+ *    strong ref while fn runs on it, and only then (a walk keeps no other
+ *    member alive); fn runs with no library lock held and may modify the
+ *    container or release anything, including the container.
  *    A non-zero return of fn stops the walk and is returned; -EINVAL for
  *    NULL arguments, -ENOMEM if the snapshot could not be allocated.
  *  - Releasing a container while other containers and weak refs still
@@ -310,7 +311,10 @@ typedef struct wref_map_options {
  * thread queues it on the executor); at most retain_max objects are held
  * (the trim runs on the executor right after the access that exceeded it,
  * so wref_flush() returns with the limit met).  del, pop, clear and a
- * replacing set drop the tier's hold at once.
+ * replacing set drop the tier's hold at once.  In WREF_EXEC_INLINE mode
+ * the timer thread runs no user code: expiry found due is performed by the
+ * map's next wref_valmap_* call, on the calling thread (and wref_flush()
+ * does not run it).
  *
  *	static void *open_conn(const void *key, size_t len, void *arg)
  *	{ return conn_connect(key, len); }   // a new strong ref, or NULL
@@ -361,7 +365,8 @@ WREF_API size_t wref_valmap_len(wref_valmap *m);
 WREF_API int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg);
-/* wref_valmap_clear - removes every entry (NULL is a no-op). */
+/* wref_valmap_clear - removes every entry present when it starts (entries
+ * inserted concurrently may stay; NULL is a no-op). */
 WREF_API void wref_valmap_clear(wref_valmap *m);
 
 /*
