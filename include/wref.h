@@ -495,8 +495,11 @@ WREF_API int wref_init(const wref_config *cfg);
  * and the library's own deferred work queued before it (values released
  * when weak keys die, retention-tier evictions, releases of objects that a
  * released container held).  -EDEADLK when called from a callback, and
- * in inline mode when callbacks queued on this thread can run only after
- * the caller returns (from a destroy: the dying object's own callbacks).
+ * in inline mode when work queued on this thread can run only after the
+ * caller returns (from a destroy, e.g. the value release of a weak key
+ * that died inside it).  A dying object's own callbacks are queued only
+ * after its destroy returned, so a flush inside that destroy does not
+ * wait for them.
  */
 WREF_API int wref_flush(void);
 

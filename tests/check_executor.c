@@ -190,13 +190,18 @@ END_TEST
 
 /*
  * Issue 16 item 12: inline mode, wref_flush and wref_shutdown from a
- * destroy.  The dying object's own callback is queued before its destroy
- * and runs only once the destroy returned (at the outermost return from
- * the library): flush cannot wait for it, so it says so with -EDEADLK
- * (as from a callback), and wref_shutdown does nothing (as from a
- * callback: it could neither drain nor stop).  Before the fix flush
- * returned 0 with the callback still pending, and shutdown ran the at-exit
- * finalizers and returned with it pending (every run).
+ * destroy.  On 8a36efc the dying object's own callback was queued before
+ * its destroy and ran only once the destroy returned, so a flush there
+ * returned 0 with it pending.  Now (item 10) a death's callbacks are queued
+ * after its destroy returned, so inside the destroy they are not queued
+ * yet: flush returns 0 having waited for what was queued before it, and
+ * the callback runs after the destroy (test_inline_flush_from_destroy).
+ * Work that IS queued and pending on this thread when a destroy calls
+ * flush (here: a weak key that died inside the destroy queues its value's
+ * release) cannot run before the destroy returns: flush says so with
+ * -EDEADLK and wref_shutdown does nothing, as from a callback
+ * (test_inline_flush_pending_from_destroy; before the fix flush returned 0
+ * with that work pending).
  */
 static _Atomic int d_flush_ret, d_cb_ran_at_flush, d_fin_ran;
 static wref_finalizer *d_fin;
@@ -210,7 +215,6 @@ static void flushing_destroy(void *p)
 	(void)p;
 	atomic_store(&d_flush_ret, wref_flush());
 	atomic_store(&d_cb_ran_at_flush, atomic_load(&cb_runs[1]));
-	wref_shutdown();
 }
 static const wref_type flushing_type = { .name = "flushing",
 					 .destroy = flushing_destroy };
@@ -219,19 +223,61 @@ START_TEST(test_inline_flush_from_destroy)
 {
 	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
 	ck_assert_int_eq(wref_init(&inl), 0);
-	atomic_store(&d_fin_ran, 0);
-	void *keep = wref_new(&obj_type, 8);
-	d_fin = wref_finalize(keep, d_fin_fn, NULL, WREF_FIN_ATEXIT);
-	ck_assert_ptr_nonnull(d_fin);
 	void *o = wref_new(&flushing_type, 8);
 	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
 	ck_assert_ptr_nonnull(r);
-	wref_release(o); /* destroy flushes, then shuts down */
+	wref_release(o); /* destroy flushes */
+	ck_assert_int_eq(atomic_load(&d_flush_ret), 0);
+	/* the death's callback is queued after its destroy returned */
+	ck_assert_int_eq(atomic_load(&d_cb_ran_at_flush), 0);
 	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	wref_release(r);
+}
+END_TEST
+
+static _Atomic int v_released;
+static void v_destroy(void *p)
+{
+	(void)p;
+	atomic_fetch_add(&v_released, 1);
+}
+static const wref_type v_type = { .name = "value", .destroy = v_destroy };
+struct holder {
+	void *key; /* the holder's only ref to a weak key of a keymap */
+};
+static void holder_destroy(void *p)
+{
+	struct holder *h = p;
+	wref_release(h->key); /* the key dies: its value's release queued */
+	atomic_store(&d_flush_ret, wref_flush());
+	atomic_store(&d_cb_ran_at_flush, atomic_load(&v_released));
+	wref_shutdown();
+}
+static const wref_type holder_type = { .name = "holder",
+				       .destroy = holder_destroy };
+
+START_TEST(test_inline_flush_pending_from_destroy)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	atomic_store(&d_fin_ran, 0);
+	atomic_store(&v_released, 0);
+	void *keep = wref_new(&obj_type, 8);
+	d_fin = wref_finalize(keep, d_fin_fn, NULL, WREF_FIN_ATEXIT);
+	ck_assert_ptr_nonnull(d_fin);
+	wref_keymap *km = wref_keymap_new(NULL);
+	struct holder *h = wref_new(&holder_type, sizeof *h);
+	h->key = wref_new(&obj_type, 8);
+	void *v = wref_new(&v_type, 8);
+	ck_assert(km && h && h->key && v);
+	ck_assert_int_eq(wref_keymap_set(km, h->key, v), 0);
+	wref_release(v); /* the map holds it */
+	wref_release(h); /* destroy: kills the key, flushes, shuts down */
+	ck_assert_int_eq(atomic_load(&v_released), 1);
 	ck_assert_msg(atomic_load(&d_flush_ret) == -EDEADLK ||
 		      atomic_load(&d_cb_ran_at_flush) == 1,
-		      "wref_flush from a destroy returned %d with the death "
-		      "callback still pending", atomic_load(&d_flush_ret));
+		      "wref_flush from a destroy returned %d with the value's "
+		      "release still pending", atomic_load(&d_flush_ret));
 	ck_assert_int_eq(atomic_load(&d_flush_ret), -EDEADLK);
 	/* shutdown from there did nothing: the at-exit finalizer is armed */
 	ck_assert_int_eq(atomic_load(&d_fin_ran), 0);
@@ -241,7 +287,7 @@ START_TEST(test_inline_flush_from_destroy)
 	ck_assert_int_eq(atomic_load(&d_fin_ran), 1);
 	wref_release(d_fin);
 	wref_release(keep);
-	wref_release(r);
+	wref_release(km);
 }
 END_TEST
 
@@ -982,6 +1028,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_init_modes);
 	tcase_add_test(tc, test_inline_cascade);
 	tcase_add_test(tc, test_inline_flush_from_destroy);
+	tcase_add_test(tc, test_inline_flush_pending_from_destroy);
 	tcase_add_test(tc, test_init_busy);
 	tcase_add_test(tc, test_init_busy_batch);
 	tcase_add_test(tc, test_init_busy_other_thread_inline);
