@@ -574,9 +574,11 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
                            capture_output=True, text=True)
     if probe.returncode != 0 or probe.stderr.strip():
         term = "png size 1900,1250"
-    title = ("libwref vs peers, %s, %d CPUs, %d rounds: point = median "
+    title = ("libwref vs peers, %s, %d CPUs, %d rounds%s: point = median "
              "over the rounds, bar = range (min to max)" % (
-                 now.strftime("%Y-%m-%d"), threads[-1], rounds))
+                 now.strftime("%Y-%m-%d"), threads[-1], rounds,
+                 " (make bench-quick: short and noisy)" if stem == "quick"
+                 else ""))
     sc = ["set terminal %s" % term,
           "set output '%s'" % os.path.join(out, stem + ".png"),
           "set multiplot title \"%s\"" % title,
