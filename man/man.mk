@@ -63,7 +63,7 @@ MAN_LINK_PAGES = \
 	man/wref_flush.3 \
 	man/wref_shutdown.3 \
 	man/wref_stats.3
-MAN_SOURCES = \
+MAN_IN_FILES = \
 	man/wref.3.in \
 	man/wref_object.3.in \
 	man/wref_ref.3.in \
@@ -79,11 +79,11 @@ MAN_SOURCES = \
 ## man/AREA.3.in (python3), shipped in the tarball (no python3 needed to
 ## install from it) and installed by make install
 dist_man3_MANS = $(MAN_AREA_PAGES) $(MAN_LINK_PAGES)
-EXTRA_DIST += man/mkman.py man/man.stamp $(MAN_SOURCES) tests/man_check.sh
+EXTRA_DIST += man/mkman.py man/man.stamp $(MAN_IN_FILES) tests/man_check.sh
 MAINTAINERCLEANFILES = $(dist_man3_MANS) man/man.stamp
 $(dist_man3_MANS): man/man.stamp
 man/man.stamp: $(srcdir)/man/mkman.py $(srcdir)/include/wref.h \
-		$(addprefix $(srcdir)/,$(MAN_SOURCES))
+		$(addprefix $(srcdir)/,$(MAN_IN_FILES))
 	@$(MKDIR_P) man
 	$(AM_V_GEN)python3 $(srcdir)/man/mkman.py \
 	  --header $(srcdir)/include/wref.h --in $(srcdir)/man --out man \

@@ -227,7 +227,7 @@ def main():
         print(" \\\n".join("\tman/%s.3" % x[0] for x in AREAS))
         print("MAN_LINK_PAGES = \\")
         print(" \\\n".join("\tman/%s.3" % n for n, _ in lk))
-        print("MAN_SOURCES = \\")
+        print("MAN_IN_FILES = \\")
         print(" \\\n".join("\tman/%s.3.in" % x[0] for x in AREAS))
         return
     os.makedirs(a.out, exist_ok=True)
