@@ -9,8 +9,10 @@ round so that every peer sees the same machine conditions, and writes
                             each peer; libwref/limit and the speed-up of
                             libwref over the best peer, both computed per
                             round (side by side) and then summarised
-  bench/results/latest.png  thread scaling of map get + the per-workload
-                            ratios (gnuplot)
+  bench/results/latest.png  one quantity per panel (gnuplot): throughput
+                            vs threads, bytes per item, cost relative to
+                            the limit, speed-up over the best peer; each a
+                            median with its range over the rounds
   bench/results/latest.tsv  every raw figure (peer, key, round, value)
 
   --quick       5 short rounds (under a minute on 2 cores)
@@ -26,6 +28,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,13 +69,22 @@ ROWS = [
     ("mem_ref", "6. bytes per weak ref (handle + heap)", "B", None),
     ("mem_entry", "6. bytes per map entry", "B", None),
 ]
-SHORT = {
-    "up_1t": "up 1t", "up_2t_own": "up 2t own", "up_2t_shared": "up 2t shr",
-    "new_rel": "new", "new_rel_weak": "new+weak", "get_hit_1t": "hit 1t",
-    "get_hit_2t": "hit 2t", "get_miss_1t": "miss 1t", "get_miss_2t": "miss 2t",
-    "goc_churn_2t": "goc churn", "cb_tput": "callback", "mem_obj": "B/obj",
-    "mem_ref": "B/ref", "mem_entry": "B/entry",
+# plot labels (the cost and speed-up panels): what each workload is
+PLOT_LABEL = {
+    "up_1t": "upgrade + release, 1 thread",
+    "up_2t_own": "upgrade + release, 2 threads, own objects",
+    "up_2t_shared": "upgrade + release, 2 threads, one object",
+    "new_rel": "create + release",
+    "new_rel_weak": "create + release, with one weak ref",
+    "get_hit_1t": "map get, key present, 1 thread",
+    "get_hit_2t": "map get, key present, 2 threads",
+    "get_miss_1t": "map get, key absent, 1 thread",
+    "get_miss_2t": "map get, key absent, 2 threads",
+    "goc_churn_2t": "get-or-create, keys dying (Zipf), 2 threads",
+    "cb_tput": "death callback, time per callback",
 }
+MEM_ROWS = [("mem_obj", "per object"), ("mem_ref", "per weak ref"),
+            ("mem_entry", "per map entry")]
 
 
 def thread_counts():
@@ -296,6 +308,7 @@ def main():
     lines.append("|" + "|".join(["---"] * len(hdr)) + "|")
 
     misses = []
+    below_floor = False
     rows = list(ROWS)
     for t in threads:
         rows.append(("scale_get_%d" % t, "7. map get hit, %d thread%s: Mops/s"
@@ -345,6 +358,13 @@ def main():
         else:
             ratio_s = fmt_ratio(ratio)
             speed_s = fmt_ratio(speed)
+        if a.quick and unit == "µs":
+            # a few hundred samples: tail percentiles and the maximum are
+            # not measured, and neither is their ratio
+            ratio_s = "not measured in a quick run ³"
+        elif unit != "B" and ratio and med(ratio) < 0.95:
+            ratio_s += " ⁴"
+            below_floor = True
         tgt = ""
         best = best_ratio(lw, li)
         best_s = " (best-of-rounds %.2f×)" % best if best else ""
@@ -383,6 +403,18 @@ def main():
                  "only libwref and the limit (a wfcqueue hand-off to a "
                  "futex-sleeping consumer) have a latency.  "
                  "² CPython: one thread (the GIL serialises a second).")
+    if a.quick:
+        lines.append("")
+        lines.append("³ A quick run takes %d latency samples: too few for "
+                     "p99 and the maximum (a handful of samples each), so "
+                     "libwref/limit is not given for the latency rows; "
+                     "`make bench` takes 10000." % lat)
+    if below_floor:
+        lines.append("")
+        lines.append("⁴ Below the limit, which is a floor for the same "
+                     "work: the machine disturbed this measurement (load "
+                     "average %.2f at start); the figure is noise, not a "
+                     "result." % load0)
     lines.append("")
     lines.append("Peers: **limit** = raw `fetch_add`/`fetch_sub` (upgrade), "
                  "jemalloc `malloc`/`free` (create; ×2 with a weak ref), "
@@ -411,7 +443,8 @@ def main():
         lines.append("")
         lines.append("Errors: " + "; ".join(errors))
     lines.append("")
-    lines.append("![scaling and ratios](%s.png)" % stem)
+    lines.append("![throughput, memory, cost vs the limit, speed-up "
+                 "vs the best peer](%s.png)" % stem)
     md = "\n".join(lines) + "\n"
     with open(os.path.join(out, stem + ".md"), "w") as f:
         f.write(md)
@@ -435,10 +468,20 @@ STYLE = {  # one look per peer in every panel
 }
 
 
+def spread(xs):
+    """(median, min, max) of the figures that exist, or None"""
+    xs = [x for x in xs if x is not None]
+    return (med(xs), min(xs), max(xs)) if xs else None
+
+
+COLOR = {c: re.search(r"#[0-9a-f]{6}|black", st).group(0).replace("black", "#000000") for c, st in STYLE.items()}
+
+
 def ratio_rows(data, rounds):
-    """(short label, median libwref/limit, median speed-up) per workload"""
+    """(label, libwref/limit spread, speed-up spread) per workload, each
+    ratio computed within a round (side by side)"""
     rows = []
-    for key, short in SHORT.items():
+    for key, label in PLOT_LABEL.items():
         lw = per_round(data, "libwref", key, rounds)
         li = per_round(data, "limit", key, rounds)
         ratio = [w / l for w, l in zip(lw, li) if w and l]
@@ -448,8 +491,7 @@ def ratio_rows(data, rounds):
             best = [b for b in best if b]
             if lw[r] and best:
                 speed.append(min(best) / lw[r])
-        rows.append((short, med(ratio) if ratio else None,
-                     med(speed) if speed else None))
+        rows.append((label, spread(ratio), spread(speed)))
     return rows
 
 
@@ -472,6 +514,10 @@ def replot(out, stem):
 
 
 def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
+    """five panels, one quantity each: throughput vs threads (map get;
+    upgrade of one shared object), bytes per object / weak ref / entry,
+    cost relative to the limit, speed-up over the best peer.  Points are
+    medians over the rounds, bars the range (min-max) over the rounds."""
     gp = shutil.which("gnuplot")
     if not gp:
         print("suite: gnuplot not found (apt-get install gnuplot-nox): no "
@@ -479,74 +525,134 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now):
         return
     tmp = os.path.join(out, ".plot")
     os.makedirs(tmp, exist_ok=True)
+
     def scaling(prefix):
         series = []
         for c in cols:
             pts = []
             for t in threads:
-                xs = [v for v in per_round(data, c, "%s_%d" % (prefix, t),
-                                           rounds) if v]
+                xs = [t * 1e3 / v for v in per_round(
+                    data, c, "%s_%d" % (prefix, t), rounds) if v]
                 if xs:
-                    pts.append((t, t * 1e3 / med(xs)))
+                    pts.append((t, med(xs), min(xs), max(xs)))
             if pts:
                 fn = os.path.join(tmp, "%s_%d.dat" % (prefix, len(series)))
                 with open(fn, "w") as f:
-                    for t, v in pts:
-                        f.write("%d %g\n" % (t, v))
+                    for t, m, lo, hi in pts:
+                        f.write("%d %g %g %g\n" % (t, m, lo, hi))
                 series.append((c, fn))
         return series
     get_series = scaling("scale_get")
     up_series = scaling("scale_up")
-    bars = os.path.join(tmp, "bars.dat")
-    with open(bars, "w") as f:
-        for lab, ra, sp in plot_rows:
-            f.write('"%s" %s %s\n' % (lab, "%g" % ra if ra else "NaN",
-                                      "%g" % sp if sp else "NaN"))
-    term = "pngcairo size 1900,640 font ',10'"
+
+    # memory: one row per quantity, one column per peer (bytes)
+    mem = os.path.join(tmp, "mem.dat")
+    mem_cols = [c for c in cols if any(
+        data.get((c, k, r)) is not None for k, _ in MEM_ROWS
+        for r in range(rounds))]
+    with open(mem, "w") as f:
+        f.write('"" %s\n' % " ".join('"%s"' % c for c in mem_cols))
+        for k, label in MEM_ROWS:
+            vals = []
+            for c in mem_cols:
+                xs = [v for v in per_round(data, c, k, rounds)
+                      if v is not None]
+                vals.append("%g" % med(xs) if xs else "NaN")
+            f.write('"%s" %s\n' % (label, " ".join(vals)))
+
+    # ratios: one line per workload, y = position (top to bottom)
+    rat = os.path.join(tmp, "ratios.dat")
+    n = len(plot_rows)
+    with open(rat, "w") as f:
+        for i, (label, ra, sp) in enumerate(plot_rows):
+            y = n - i
+            cell = lambda t: "%g %g %g" % t if t else "NaN NaN NaN"
+            f.write('%d "%s" %s %s\n' % (y, label, cell(ra), cell(sp)))
+
+    term = "pngcairo size 1900,1250 font ',11'"
     probe = subprocess.run([gp, "-e", "set terminal pngcairo"],
                            capture_output=True, text=True)
     if probe.returncode != 0 or probe.stderr.strip():
-        term = "png size 1900,640"
-    script = ["set terminal %s" % term,
-              "set output '%s'" % os.path.join(out, stem + ".png"),
-              "set multiplot layout 1,3 title 'libwref vs peers, %s, %d CPUs"
-              " (medians of the rounds)'" % (now.strftime("%Y-%m-%d"),
-                                            threads[-1]),
-              "set xlabel 'threads'", "set ylabel 'Mops/s (total)'",
-              "set key top left", "set grid",
-              "set offsets 0, 0, graph 0.35, 0",  # headroom for the key
-              "set xtics (%s)" % ", ".join(str(t) for t in threads),
-              "set xrange [0.8:%g]" % (threads[-1] + 0.2),
-              "set yrange [0:*]"]
-    for title, series in (("map get hit: throughput vs threads", get_series),
-                          ("upgrade+release of one shared object",
-                           up_series)):
-        script.append("set title '%s'" % title)
-        if series:
-            script.append("plot " + ", ".join(
-                "'%s' using 1:2 with linespoints %s title '%s'" % (
-                    fn, STYLE.get(c, "lw 2"), c)
-                for c, fn in series))
+        term = "png size 1900,1250"
+    title = ("libwref vs peers, %s, %d CPUs, %d rounds%s: point = median "
+             "over the rounds, bar = range (min to max)" % (
+                 now.strftime("%Y-%m-%d"), threads[-1], rounds,
+                 " (make bench-quick: short and noisy)" if stem == "quick"
+                 else ""))
+    sc = ["set terminal %s" % term,
+          "set output '%s'" % os.path.join(out, stem + ".png"),
+          "set multiplot title \"%s\"" % title,
+          "set grid", "set key top left box opaque",
+          "set bars small"]
+    # top row: two scaling panels and memory, each a third of the width
+    for k, (ptitle, series) in enumerate((
+            ("map get, key present: throughput vs threads", get_series),
+            ("upgrade + release of one shared object: throughput vs "
+             "threads", up_series))):
+        sc += ["set size 0.33,0.47", "set origin %g,0.5" % (k * 0.33),
+               "set title '%s'" % ptitle,
+               "set xlabel 'threads'",
+               "set ylabel 'million operations per second, all threads "
+               "(higher is better)'",
+               "set xtics (%s)" % ", ".join(str(t) for t in threads),
+               "set xrange [0.7:%g]" % (threads[-1] + 0.3),
+               "set yrange [0:*]", "set offsets 0, 0, graph 0.3, 0"]
+        if series:  # series side by side around each thread count
+            sc.append("plot " + ", ".join(
+                "'%s' using ($1%+.3f):2:3:4 with yerrorlines %s title '%s'" % (
+                    fn, 0.03 * (i - (len(series) - 1) / 2),
+                    STYLE.get(c, "lw 2"), c)
+                for i, (c, fn) in enumerate(series)))
         else:
-            script.append("plot NaN notitle")
-    script += ["set title 'per workload'",
-               "set xlabel ''", "set ylabel 'ratio (log scale)'",
-               "set logscale y", "set yrange [*:*]", "unset xrange",
-               "set offsets 0, 0, 0, 0",
-               "set style data histograms",
-               "set style histogram clustered gap 1",
-               "set style fill solid 0.8 border -1", "set boxwidth 0.9",
-               "set xtics auto", "set xtics rotate by -45 scale 0",
-               "set key top right",
-               "plot '%s' using 2:xtic(1) title 'libwref / limit (cost, 1 = "
-               "at the limit)', '' using 3 title 'speed-up vs best peer "
-               "(> 1: libwref faster)', 1 with lines dt 2 lc rgb 'black' "
-               "notitle" % bars,
-               "unset multiplot"]
-    r = subprocess.run([gp], input="\n".join(script) + "\n",
+            sc.append("plot NaN notitle")
+    sc += ["set size 0.34,0.47", "set origin 0.66,0.5",
+           "set title 'memory (jemalloc stats.allocated per item; "
+           "CPython: tracemalloc)'",
+           "set xlabel \"object: 16-byte payload + header;  weak ref: "
+           "handle + heap;\\nmap entry: on an object that already has a "
+           "weak ref\"",
+           "set ylabel 'bytes (lower is better)'",
+           "unset xrange", "set yrange [0:*]", "set offsets 0, 0, 0, 0",
+           "set style data histograms",
+           "set style histogram clustered gap 1",
+           "set style fill solid 0.85 border -1", "set boxwidth 0.9",
+           "set xtics scale 0", "set key top left",
+           "plot " + ", ".join(
+               "'%s' using %d:xtic(1) title columnheader(%d) lc rgb '%s'" % (
+                   mem, i + 2, i + 2, COLOR.get(c, "gray"))
+               for i, c in enumerate(mem_cols)),
+           "set style data points", "unset style histogram"]
+    # bottom row: cost vs the limit, speed-up vs the best peer
+    common = ["set ytics (%s)" % ", ".join(
+                  '"%s" %d' % (lab, n - i)
+                  for i, (lab, _, _) in enumerate(plot_rows)),
+              "set yrange [0.4:%g]" % (n + 0.6), "set ylabel ''",
+              "set logscale x", "set xtics auto", "unset key",
+              "set grid xtics noytics"]
+    sc += ["set size 0.5,0.48", "set origin 0.0,0.0",
+           "set lmargin 40"] + common + [
+           "set title 'cost of libwref relative to the limit (the "
+           "hardware floor for the same work)'",
+           "set xlabel 'libwref time / limit time, log scale (lower is "
+           "better; 1 = at the limit)'",
+           "set xrange [*:*]",
+           "set arrow 1 from 1, graph 0 to 1, graph 1 nohead dt 2 lw 2 "
+           "lc rgb 'black'",
+           "plot '%s' using 3:1:4:5 with xerrorbars pt 7 ps 1.5 lw 2 "
+           "lc rgb '%s' notitle" % (rat, COLOR["libwref"]),
+           "set origin 0.5,0.0",
+           "set title 'speed-up of libwref over the fastest peer in each "
+           "round'",
+           "set xlabel 'fastest peer time / libwref time, log scale "
+           "(higher is better; > 1 = libwref faster)'",
+           "set xrange [*:*]",
+           "plot '%s' using 6:1:7:8 with xerrorbars pt 7 ps 1.5 lw 2 "
+           "lc rgb '#1f77b4' notitle" % rat,
+           "unset multiplot"]
+    r = subprocess.run([gp], input="\n".join(sc) + "\n",
                        capture_output=True, text=True)
-    if r.returncode != 0:
-        print("suite: gnuplot failed: %s" % r.stderr, file=sys.stderr)
+    if r.returncode != 0 or r.stderr.strip():
+        print("suite: gnuplot: %s" % r.stderr, file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

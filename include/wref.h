@@ -239,7 +239,9 @@ WREF_API bool wref_finalizer_peek(wref_finalizer *f, void **arg);
 /* wref_finalizer_set_atexit - turn the at-exit run on or off (a no-op once
  * the finalizer ran or was detached, and for NULL).  At-exit finalizers
  * run on the thread calling wref_shutdown (exit's thread at exit), after
- * the executor drained, each at most once and in no particular order. */
+ * the executor drained (at once if exit() is called from a callback or a
+ * destroy the library runs), each at most once and in no particular order,
+ * until none is left: one armed while they run (by one of them) runs too. */
 WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
 
 /* ------------------------------------------------------------------ */
@@ -261,8 +263,9 @@ WREF_API void wref_finalizer_set_atexit(wref_finalizer *f, bool on);
  *  - foreach is weakly consistent: it visits the entries live when it
  *    starts and not removed meanwhile (inserts made during the walk may or
  *    may not be seen), never a dead object; each object is pinned by a
- *    strong ref while fn runs; fn runs with no library lock held and may
- *    modify the container or release anything, including the container.
+ *    strong ref while fn runs on it, and only then (a walk keeps no other
+ *    member alive); fn runs with no library lock held and may modify the
+ *    container or release anything, including the container.
  *    A non-zero return of fn stops the walk and is returned; -EINVAL for
  *    NULL arguments, -ENOMEM if the snapshot could not be allocated.
  *  - Releasing a container while other containers and weak refs still
@@ -308,7 +311,10 @@ typedef struct wref_map_options {
  * thread queues it on the executor); at most retain_max objects are held
  * (the trim runs on the executor right after the access that exceeded it,
  * so wref_flush() returns with the limit met).  del, pop, clear and a
- * replacing set drop the tier's hold at once.
+ * replacing set drop the tier's hold at once.  In WREF_EXEC_INLINE mode
+ * the timer thread runs no user code: expiry found due is performed by the
+ * map's next wref_valmap_* call, on the calling thread (and wref_flush()
+ * does not run it).
  *
  *	static void *open_conn(const void *key, size_t len, void *arg)
  *	{ return conn_connect(key, len); }   // a new strong ref, or NULL
@@ -359,7 +365,8 @@ WREF_API size_t wref_valmap_len(wref_valmap *m);
 WREF_API int wref_valmap_foreach(wref_valmap *m,
 		int (*fn)(const void *key, size_t len, void *obj, void *arg),
 		void *arg);
-/* wref_valmap_clear - removes every entry (NULL is a no-op). */
+/* wref_valmap_clear - removes every entry present when it starts (entries
+ * inserted concurrently may stay; NULL is a no-op). */
 WREF_API void wref_valmap_clear(wref_valmap *m);
 
 /*
@@ -477,7 +484,9 @@ typedef struct wref_config {
 /*
  * wref_init - optional configuration, before any other call (or after
  * wref_shutdown).  @cfg NULL = defaults.  -EINVAL for an unknown mode,
- * -EBUSY if callbacks are already pending under another mode.
+ * -EBUSY if callbacks are already pending under another mode: queued or
+ * running, on the executor or inline on any thread (so also when called
+ * from a callback).
  */
 WREF_API int wref_init(const wref_config *cfg);
 
@@ -485,7 +494,12 @@ WREF_API int wref_init(const wref_config *cfg);
  * wref_flush - waits until every callback queued before the call has run,
  * and the library's own deferred work queued before it (values released
  * when weak keys die, retention-tier evictions, releases of objects that a
- * released container held).  -EDEADLK when called from a callback.
+ * released container held).  -EDEADLK when called from a callback, and
+ * in inline mode when work queued on this thread can run only after the
+ * caller returns (from a destroy, e.g. the value release of a weak key
+ * that died inside it).  A dying object's own callbacks are queued only
+ * after its destroy returned, so a flush inside that destroy does not
+ * wait for them.
  */
 WREF_API int wref_flush(void);
 
@@ -493,7 +507,10 @@ WREF_API int wref_flush(void);
  * wref_shutdown - drains the executor, runs armed WREF_FIN_ATEXIT
  * finalizers, stops the executor thread and waits for deferred frees.
  * Also runs automatically at exit.  The library restarts lazily after it.
- * Nothing runs twice.
+ * Nothing runs twice.  Does nothing where wref_flush() returns -EDEADLK
+ * (from a callback, or an inline destroy with callbacks queued); at exit
+ * from there (exit() in a callback or a destroy the library runs), only
+ * the armed WREF_FIN_ATEXIT finalizers run, on the exiting thread.
  */
 WREF_API void wref_shutdown(void);
 

@@ -28,7 +28,13 @@ static _Atomic uint32_t ex_seq;      /* futex word: bumped on wake-ups */
 static _Atomic uint32_t ex_sleeping; /* the executor is (about to be) asleep */
 static _Atomic int exec_mode = WREF_EXEC_THREAD;
 
+/* callbacks and deferred work queued and not yet run (flush barriers are
+ * not counted), in either mode and on any thread: wref_init's -EBUSY */
+static _Atomic unsigned long ex_pending;
+
 static __thread bool tls_in_cb __attribute__((tls_model("initial-exec")));
+/* counted items this thread is running (nested inline runs); fork child */
+static __thread unsigned tls_running __attribute__((tls_model("initial-exec")));
 /* inline mode: this thread's queued items, FIFO */
 __thread struct wref__work *wref__tls_inl_head
 	__attribute__((tls_model("initial-exec")));
@@ -61,10 +67,14 @@ static void run_item(struct wref__work *w)
 	bool was = tls_in_cb;
 	bool counted = w->run != barrier_run; /* flush barriers are not work */
 	tls_in_cb = true;
+	tls_running += counted;
 	w->run(w);
+	tls_running -= counted;
 	tls_in_cb = was;
-	if (counted)
+	if (counted) {
 		wref__stat_add(WREF_ST_RUN, 1);
+		atomic_fetch_sub(&ex_pending, 1);
+	}
 }
 
 /* the next item of the current batch, or NULL when it is used up */
@@ -131,12 +141,44 @@ static bool start_locked(void)
 	return ok;
 }
 
+/*
+ * Start the executor unless it runs, without ever blocking on ex_mutex:
+ * the caller may be a dying thread inside cb_kill's RCU read-side section,
+ * and fork_prepare holds ex_mutex while it waits for a grace period, which
+ * waits for that section (issue 16 item 3).  If the mutex is taken, the
+ * request is left in ex_start_wanted and its holder starts the executor
+ * when it unlocks (ex_unlock).  False only if this call failed to create
+ * the thread.
+ */
+static _Atomic bool ex_start_wanted;
+
 static bool start_executor(void)
 {
-	pthread_mutex_lock(&ex_mutex);
-	bool ok = start_locked();
-	pthread_mutex_unlock(&ex_mutex);
+	bool ok = true;
+	/* seq_cst: Dekker with ex_unlock() (request stored, then the trylock,
+	 * against the unlock, then the request read): either the trylock
+	 * succeeds or the holder sees the request */
+	atomic_store(&ex_start_wanted, true);
+	while (atomic_load(&ex_start_wanted)) {
+		if (pthread_mutex_trylock(&ex_mutex) != 0)
+			break; /* its holder starts it on unlock */
+		atomic_store(&ex_start_wanted, false);
+		ok = start_locked();
+		pthread_mutex_unlock(&ex_mutex);
+		/* seq_cst: the unlock, then the request read (see above) */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	return ok;
+}
+
+/* unlock ex_mutex and serve a start requested meanwhile */
+static void ex_unlock(void)
+{
+	pthread_mutex_unlock(&ex_mutex);
+	/* seq_cst: Dekker with start_executor() (see there) */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&ex_start_wanted))
+		start_executor();
 }
 
 static void wake_executor(void)
@@ -236,8 +278,10 @@ static void unpark(void)
 
 void wref__defer(struct wref__work *w)
 {
-	if (w->run != barrier_run)
+	if (w->run != barrier_run) {
 		wref__stat_add(WREF_ST_QUEUED, 1);
+		atomic_fetch_add(&ex_pending, 1);
+	}
 	/* acquire: pairs with the release in start_executor() */
 	if (wref__exec_inline() ||
 	    (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
@@ -276,14 +320,22 @@ static void barrier_run(struct wref__work *w)
 	wref__futex_wake(&b->done, 1);
 }
 
+bool wref__exec_cannot_wait(void)
+{
+	return tls_in_cb || tls_inl_head;
+}
+
 int wref_flush(void)
 {
-	if (tls_in_cb)
+	/* in a callback, or with inline items queued on this thread, which
+	 * run only once the caller returned to the outermost library call
+	 * (a destroy's own death callbacks, issue 16 item 12) */
+	if (wref__exec_cannot_wait())
 		return -EDEADLK;
 	wref__rcu_flush_local();
 	if (wref__exec_inline())
 		return 0; /* inline items ran before the call that queued them
-			     returned */
+			     returned (none is queued on this thread) */
 	/* acquire: pairs with the release in start_executor() */
 	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
 	    cds_wfcq_empty(&q_head, &q_tail))
@@ -334,7 +386,7 @@ void wref__executor_stop(void)
 		if (!cds_wfcq_empty(&q_head, &q_tail))
 			start_locked();
 	}
-	pthread_mutex_unlock(&ex_mutex);
+	ex_unlock();
 }
 
 int wref__exec_set_mode(int mode)
@@ -344,7 +396,9 @@ int wref__exec_set_mode(int mode)
 	/* relaxed: configuration, before use */
 	if (atomic_load_explicit(&exec_mode, memory_order_relaxed) == mode)
 		return 0;
-	if (!cds_wfcq_empty(&q_head, &q_tail) || tls_inl_head)
+	/* what the executor took into its batch or runs, and other threads'
+	 * inline items, count too (issue 16 item 11) */
+	if (atomic_load(&ex_pending) != 0)
 		return -EBUSY;
 	atomic_store_explicit(&exec_mode, mode, memory_order_relaxed);
 	return 0;
@@ -366,7 +420,9 @@ void wref__executor_atfork_prepare(void)
 
 void wref__executor_atfork_parent(void)
 {
-	pthread_mutex_unlock(&ex_mutex); /* first: unpark may start it */
+	/* first: unpark may start it; a start requested during the fork
+	 * (a dying thread found ex_mutex taken) is served here */
+	ex_unlock();
 	unpark();
 }
 
@@ -393,6 +449,12 @@ void wref__executor_atfork_child(void)
 	__cds_wfcq_init(&batch_head, &batch_tail);
 	/* what other threads parked during the fork came after the queue */
 	struct wref__work *w, *fifo = take_parked();
+	/* what is pending here: the requeued items, and this thread's own
+	 * inline items and the ones it is running (the other threads' and
+	 * the item the parent's executor was running are gone) */
+	unsigned long pending = tls_running;
+	for (w = tls_inl_head; w; w = (struct wref__work *)w->node.next)
+		pending++;
 	/* requeue, dropping flush barriers: their waiters were other threads,
 	 * which do not exist here */
 	for (bool torn = false;;) {
@@ -419,7 +481,9 @@ void wref__executor_atfork_child(void)
 		}
 		cds_wfcq_node_init(&w->node); /* next names its old successor */
 		cds_wfcq_enqueue(&q_head, &q_tail, &w->node);
+		pending++;
 	}
+	atomic_store(&ex_pending, pending);
 	if (lost)
 		fprintf(stderr, "libwref: warning: fork() interrupted a queue "
 			"operation; some parent callbacks are lost in the "

@@ -132,27 +132,33 @@ static void fin_fire(struct wref__watch *w)
 	wref__defer_death(&f->work);
 }
 
-/* shutdown hook: run every armed at-exit finalizer once, outside the lock */
+/* shutdown hook: run every armed at-exit finalizer once, outside the lock,
+ * until the registry is empty: those the finalizers arm run too (CPython's
+ * atexit semantics; issue 16 item 6).  Each runs at most once (claim). */
 static void fin_atexit_hook(void)
 {
-	struct wref_finalizer *run = NULL, *f, *next;
+	for (;;) {
+		struct wref_finalizer *run = NULL, *f, *next;
 
-	pthread_mutex_lock(&reg_lock);
-	for (f = reg_head; f; f = next) {
-		next = f->rnext;
-		if (!claim(f, FIN_CLAIMED))
-			continue; /* its winner unlinks it */
-		reg_unlink(f);
-		f->rnext = run; /* reuse the link: @f is ours now */
-		run = f;
-	}
-	pthread_mutex_unlock(&reg_lock);
-	for (f = run; f; f = next) {
-		next = f->rnext;
-		f->rnext = NULL;
-		wref__watch_del(f->cb, &f->watch);
-		f->fn(f->arg);
-		wref_release(f); /* the library's ref */
+		pthread_mutex_lock(&reg_lock);
+		for (f = reg_head; f; f = next) {
+			next = f->rnext;
+			if (!claim(f, FIN_CLAIMED))
+				continue; /* its winner unlinks it */
+			reg_unlink(f);
+			f->rnext = run; /* reuse the link: @f is ours now */
+			run = f;
+		}
+		pthread_mutex_unlock(&reg_lock);
+		if (!run)
+			return;
+		for (f = run; f; f = next) {
+			next = f->rnext;
+			f->rnext = NULL;
+			wref__watch_del(f->cb, &f->watch);
+			f->fn(f->arg);
+			wref_release(f); /* the library's ref */
+		}
 	}
 }
 

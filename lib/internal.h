@@ -95,8 +95,12 @@ static inline void wref__rcu_unlock(void)
  * (batched per thread: see rcu.c). */
 WREF_HIDDEN void wref__call_rcu(struct rcu_head *head,
 				void (*fn)(struct rcu_head *));
-/* hand this thread's partial batch of retired memory to call_rcu */
+/* hand this thread's partial batch of retired memory to call_rcu (left
+ * for later while a fork is in progress) */
 WREF_HIDDEN void wref__rcu_flush_local(void);
+/* the same, waiting for a fork in progress: only for a thread holding no
+ * read lock and no library lock (wref_shutdown) */
+WREF_HIDDEN void wref__rcu_flush_wait(void);
 struct wref__tstats;
 /* fork: stop new hand-overs to call_rcu and queue operations (then wait
  * for in_submit == 0 on every thread), and let them go again */
@@ -305,15 +309,25 @@ struct wref__tstats {
 	_Atomic int in_submit;
 	struct wref__tstats *next;
 	bool registered;
+	bool exited; /* its key destructor ran: later calls use wref__late */
 };
 WREF_HIDDEN extern __thread struct wref__tstats wref__tls_stats
 	__attribute__((tls_model("initial-exec")));
-WREF_HIDDEN void wref__stats_register(void);
+/* The block of threads whose statistics destructor already ran (a later
+ * pthread-key destructor calls the library): never a thread's TLS, always
+ * registered; counters by atomic RMW, in_submit a count of threads. */
+WREF_HIDDEN extern struct wref__tstats wref__late;
+/* register this thread's block; false (nothing done) if the thread is
+ * exiting and must use wref__late */
+WREF_HIDDEN bool wref__stats_register(void);
+WREF_HIDDEN void wref__stat_add_late(int i, uint64_t n);
 static inline void wref__stat_add(int i, uint64_t n)
 {
 	struct wref__tstats *s = &wref__tls_stats;
-	if (wref_unlikely(!s->registered))
-		wref__stats_register();
+	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+		wref__stat_add_late(i, n);
+		return;
+	}
 	/* relaxed load+store, not an RMW: only this thread writes its slot;
 	 * wref_stats() reads it with relaxed loads (a snapshot) */
 	atomic_store_explicit(&s->v[i],
@@ -429,6 +443,9 @@ struct wref__work {
 /* queue @w to run on the executor (or inline mode); never under a lock */
 WREF_HIDDEN void wref__defer(struct wref__work *w);
 WREF_HIDDEN bool wref__in_callback(void);
+/* a callback runs on this thread, or inline items wait on it for the
+ * caller to return: wref_flush cannot wait (-EDEADLK) */
+WREF_HIDDEN bool wref__exec_cannot_wait(void);
 WREF_HIDDEN bool wref__exec_inline(void);
 /* inline mode: run what this thread queued (called by wref__leave) */
 WREF_HIDDEN void wref__inline_drain(void);

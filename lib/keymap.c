@@ -178,8 +178,8 @@ struct km_walk {
 static int km_visit(const struct wref__pin *p, void *ctx)
 {
 	struct km_walk *w = ctx;
-	/* no hold: a retiring entry, which may be freed already */
-	return p->e ? w->fn(p->obj, km(p->e)->value, w->arg) : 0;
+	/* the walk holds the entry, which holds the value until it retires */
+	return w->fn(p->obj, km(p->e)->value, w->arg);
 }
 
 int wref_keymap_foreach(wref_keymap *m,

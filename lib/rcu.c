@@ -55,11 +55,26 @@ bool wref__forking(void)
 	return atomic_load(&forking);
 }
 
+/* an exiting thread past its statistics destructor shares wref__late, whose
+ * in_submit counts such threads (issue 16) */
+static struct wref__tstats *late_guard_try(void)
+{
+	struct wref__tstats *me = &wref__late;
+	/* seq_cst: as in wref__fork_guard_try */
+	atomic_fetch_add(&me->in_submit, 1);
+	if (!atomic_load(&forking))
+		return me;
+	/* release: pairs with fork_prepare's load */
+	atomic_fetch_sub_explicit(&me->in_submit, 1, memory_order_release);
+	return NULL;
+}
+
 struct wref__tstats *wref__fork_guard_try(void)
 {
 	struct wref__tstats *me = &wref__tls_stats;
-	if (wref_unlikely(!me->registered))
-		wref__stats_register(); /* fork_prepare must see our flag */
+	/* fork_prepare must see our flag: on the registry */
+	if (wref_unlikely(!me->registered) && !wref__stats_register())
+		return late_guard_try();
 	/* seq_cst, Dekker with fork_prepare: either it sees in_submit set
 	 * and waits for us, or we see forking and stay out */
 	atomic_store(&me->in_submit, 1);
@@ -80,12 +95,19 @@ struct wref__tstats *wref__fork_guard_enter(void)
 
 void wref__fork_guard_leave(struct wref__tstats *me)
 {
-	/* release: pairs with fork_prepare's load */
-	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
+	if (wref_unlikely(me == &wref__late))
+		/* release: pairs with fork_prepare's load */
+		atomic_fetch_sub_explicit(&me->in_submit, 1,
+					  memory_order_release);
+	else
+		/* release: pairs with fork_prepare's load */
+		atomic_store_explicit(&me->in_submit, 0,
+				      memory_order_release);
 }
 
-/* push the chain @first..@last onto @s's retired list (only its owner
- * pushes; wref_shutdown and fork may take the whole list meanwhile) */
+/* push the chain @first..@last onto @s's retired list (its owner pushes,
+ * or any exiting thread onto wref__late: a CAS push, safe for several;
+ * others only ever take the whole list) */
 static void push_retired(struct wref__tstats *s, struct rcu_head *first,
 			 struct rcu_head *last)
 {
@@ -99,31 +121,10 @@ static void push_retired(struct wref__tstats *s, struct rcu_head *first,
 			memory_order_release, memory_order_relaxed));
 }
 
-/* put @list back on this thread's retired list (a fork is in progress) */
-static void park(struct wref__tstats *me, struct rcu_head *list)
-{
-	struct rcu_head *t = list;
-	while (head_next(t))
-		t = head_next(t);
-	push_retired(me, list, t);
-}
-
-/* Hand @list to call_rcu.  While a fork is in progress the caller may be
- * inside a read-side section, or be liburcu's call_rcu thread, either of
- * which fork_prepare waits for: then @list goes back on this thread's
- * retired list for its next hand-over, unless @wait (a caller that holds
- * no read lock and is not a liburcu thread: an exiting thread). */
-static void submit(struct rcu_head *list, bool wait)
+/* Hand @list (taken inside the caller's fork guard) to call_rcu. */
+static void hand_over(struct rcu_head *list)
 {
 	struct rcu_head *h, *next;
-	if (!list)
-		return;
-	struct wref__tstats *me = wait ? wref__fork_guard_enter()
-				       : wref__fork_guard_try();
-	if (!me) {
-		park(&wref__tls_stats, list);
-		return;
-	}
 	struct retire_batch *b = malloc(sizeof *b);
 	if (b) {
 		b->list = list;
@@ -135,19 +136,46 @@ static void submit(struct rcu_head *list, bool wait)
 			urcu_bp_call_rcu(h, h->func);
 		}
 	}
+}
+
+/* Hand @s's retired list to call_rcu.  While a fork is in progress the
+ * caller may be inside a read-side section, or be liburcu's call_rcu
+ * thread, either of which fork_prepare waits for: then the list stays
+ * where it is for the next hand-over (taking it and pushing it back
+ * walked it, once per batch: quadratic while the fork lasted), unless
+ * @wait (a caller that holds no read lock and is not a liburcu thread: an
+ * exiting thread, wref_shutdown).  The list is taken inside the fork
+ * guard, so wref_shutdown can wait for a hand-over in progress. */
+static void submit(struct wref__tstats *s, bool wait)
+{
+	struct wref__tstats *me = wait ? wref__fork_guard_enter()
+				       : wref__fork_guard_try();
+	if (!me)
+		return;
+	struct rcu_head *list = wref__rcu_steal(s);
+	if (list)
+		hand_over(list);
 	wref__fork_guard_leave(me);
 }
 
 struct rcu_head *wref__rcu_steal(struct wref__tstats *s)
 {
-	/* acquire: pairs with the release CAS that pushed each head */
+	/* acq_rel: the acquire pairs with the release CAS that pushed each
+	 * head; the release with a later stealer's exchange (retire_all),
+	 * so it sees the in_submit we stored before taking the list */
 	return atomic_exchange_explicit(&s->retired, NULL,
-					memory_order_acquire);
+					memory_order_acq_rel);
 }
 
 void wref__rcu_flush_exiting(struct wref__tstats *s)
 {
-	submit(wref__rcu_steal(s), true);
+	submit(s, true);
+}
+
+void wref__rcu_flush_wait(void)
+{
+	wref__tls_stats.nretired = 0;
+	submit(&wref__tls_stats, true);
 }
 
 struct rcu_head *wref__rcu_chain(struct rcu_head *list, struct rcu_head *more)
@@ -174,7 +202,7 @@ void wref__rcu_flush_local(void)
 {
 	struct wref__tstats *s = &wref__tls_stats;
 	s->nretired = 0;
-	submit(wref__rcu_steal(s), false);
+	submit(s, false);
 }
 
 void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
@@ -184,8 +212,15 @@ void wref__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 	 * the callback (paired with wref__rcu_tsan_after_gp()) */
 	wref__tsan_release(head);
 	head->func = fn;
-	if (wref_unlikely(!s->registered))
-		wref__stats_register(); /* so wref_shutdown() can find it */
+	/* registered, so wref_shutdown() can find it */
+	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+		/* an exiting thread past its statistics destructor: no later
+		 * hand-over of its own, so now (or by the next one, or by
+		 * wref_shutdown, if a fork is in progress) */
+		push_retired(&wref__late, head, head);
+		submit(&wref__late, false);
+		return;
+	}
 	push_retired(s, head, head);
 	if (++s->nretired >= RETIRE_BATCH)
 		wref__rcu_flush_local();

@@ -11,8 +11,10 @@
 
 __thread struct wref__tstats wref__tls_stats
 	__attribute__((tls_model("initial-exec")));
+struct wref__tstats wref__late;
 static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wref__tstats *st_list;    /* under st_lock */
+/* under st_lock; wref__late is always on it, last */
+static struct wref__tstats *st_list = &wref__late;
 static uint64_t st_gone[WREF_ST_N];     /* exited threads, under st_lock */
 static pthread_key_t st_key;
 
@@ -43,18 +45,32 @@ static void stats_thread_exit(void *p)
 	unlink_stats(s);
 	fold(s);
 	pthread_mutex_unlock(&st_lock);
+	/* a later key destructor of this thread may call the library: it
+	 * must not link this block again, which would stay on the registry
+	 * after the thread is gone (issue 16); it counts in wref__late */
+	s->exited = true;
 	s->registered = false;
 }
 
-void wref__stats_register(void)
+void wref__stat_add_late(int i, uint64_t n)
+{
+	/* relaxed: a counter read as a snapshot (wref_stats); several
+	 * exiting threads may add at once, hence the RMW */
+	atomic_fetch_add_explicit(&wref__late.v[i], n, memory_order_relaxed);
+}
+
+bool wref__stats_register(void)
 {
 	struct wref__tstats *s = &wref__tls_stats;
+	if (s->exited)
+		return false;
 	pthread_mutex_lock(&st_lock);
 	s->next = st_list;
 	st_list = s;
 	pthread_mutex_unlock(&st_lock);
 	s->registered = true;
 	pthread_setspecific(st_key, s);
+	return true;
 }
 
 void wref_stats(struct wref_stats *out)
@@ -95,24 +111,41 @@ struct rcu_head *wref__stats_atfork_child(void)
 			orphans = wref__rcu_chain(wref__rcu_steal(s), orphans);
 		}
 	}
-	st_list = self->registered ? self : NULL;
-	if (st_list)
-		self->next = NULL;
+	/* relaxed: the child has one thread, not inside a guard (the others'
+	 * counts in wref__late are gone with them) */
+	atomic_store_explicit(&wref__late.in_submit, 0, memory_order_relaxed);
+	wref__late.next = NULL;
+	st_list = &wref__late;
+	if (self->registered) {
+		self->next = st_list;
+		st_list = self;
+	}
 	pthread_mutex_unlock(&st_lock);
 	return orphans;
 }
 
-/* every thread's retired memory, handed to call_rcu by this thread */
+/* every thread's retired memory, handed to call_rcu by this thread, or
+ * by its owner if that one is handing it over right now */
 static void retire_all(void)
 {
 	struct rcu_head *all = NULL;
+	struct wref__tstats *self = &wref__tls_stats;
 	pthread_mutex_lock(&st_lock);
 	for (struct wref__tstats *s = st_list; s; s = s->next)
 		all = wref__rcu_chain(wref__rcu_steal(s), all);
+	/* an owner that took its list before us takes it inside its fork
+	 * guard: once in_submit reads 0, that list is in call_rcu's queue
+	 * (seq_cst load; its in_submit store happens-before it through the
+	 * acq_rel exchanges on its list in wref__rcu_steal) */
+	for (struct wref__tstats *s = st_list; s; s = s->next)
+		while (s != self && atomic_load(&s->in_submit))
+			sched_yield();
 	pthread_mutex_unlock(&st_lock);
 	/* outside st_lock: handing over may register this thread */
 	wref__rcu_adopt(all);
-	wref__rcu_flush_local();
+	/* waiting for a fork in progress: its handlers would leave the list
+	 * here, after the barrier that should wait for it (issue 16) */
+	wref__rcu_flush_wait();
 }
 
 /* ---- shutdown hooks ------------------------------------------------------------ */
@@ -136,16 +169,23 @@ int wref_init(const wref_config *cfg)
 	return wref__exec_set_mode(cfg ? cfg->exec_mode : WREF_EXEC_THREAD);
 }
 
-void wref_shutdown(void)
+static void run_hooks(void)
 {
-	if (wref__in_callback())
-		return; /* cannot stop the executor from inside it */
-	wref_flush();
 	for (int i = 0; i < MAX_HOOKS; i++) {
 		void (*fn)(void) = atomic_load(&hooks[i]);
 		if (fn)
 			fn();
 	}
+}
+
+void wref_shutdown(void)
+{
+	/* cannot stop the executor from inside it, nor drain work that runs
+	 * only once the caller returned (an inline destroy's callbacks) */
+	if (wref__exec_cannot_wait())
+		return;
+	wref_flush();
+	run_hooks();
 	wref_flush();
 	wref__executor_stop();
 	/* deferred frees of dead objects' memory, retired by any thread, and
@@ -154,6 +194,18 @@ void wref_shutdown(void)
 		retire_all();
 		urcu_bp_barrier();
 	}
+}
+
+/* The automatic shutdown at exit.  exit() called from a callback or a
+ * destroy that the library runs (on the executor, or inline) cannot drain
+ * nor stop the executor (it may be the executor), but the armed at-exit
+ * finalizers still run, on this thread (issue 16 item 14). */
+static void exit_shutdown(void)
+{
+	if (wref__exec_cannot_wait())
+		run_hooks();
+	else
+		wref_shutdown();
 }
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -214,5 +266,5 @@ __attribute__((constructor)) static void runtime_init(void)
 {
 	pthread_key_create(&st_key, stats_thread_exit);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	atexit(wref_shutdown);
+	atexit(exit_shutdown);
 }

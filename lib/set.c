@@ -123,7 +123,7 @@ struct set_walk {
 static int set_visit(const struct wref__pin *p, void *ctx)
 {
 	struct set_walk *w = ctx;
-	return w->fn(p->obj, w->arg); /* retiring entries too: obj is live */
+	return w->fn(p->obj, w->arg);
 }
 
 int wref_set_foreach(wref_set *s, int (*fn)(void *obj, void *arg), void *arg)

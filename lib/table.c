@@ -216,24 +216,42 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	return 0;
 }
 
-/* Remove every entry.  Batches are unlinked inside a read-side section
- * and finished outside it (retirement may queue executor work). */
+/* One walk of the table: unlink every entry it meets inside one read-side
+ * section, chaining them through their work link (free: we own each one's
+ * table count, so none can retire and use it), then finish them outside
+ * it (retirement may queue executor work).  A single walk ends even while
+ * inserts continue; it meets every entry present during the whole walk.
+ * Returns how many entries it unlinked. */
+static size_t clear_walk(struct wref__table *t)
+{
+	struct wref__entry *list = NULL;
+	size_t n = 0;
+	struct cds_lfht_iter it;
+	wref__rcu_lock();
+	for (struct wref__entry *e = wref__table_first(t, &it); e;
+	     e = wref__table_next(t, &it)) {
+		if (!wref__entry_unlink(e))
+			continue;
+		e->work.node.next = list ? &list->work.node : NULL;
+		list = e;
+		n++;
+	}
+	wref__rcu_unlock();
+	while (list) {
+		struct wref__entry *e = list;
+		list = e->work.node.next ? caa_container_of(e->work.node.next,
+				struct wref__entry, work.node) : NULL;
+		wref__entry_removed(e);
+	}
+	return n;
+}
+
+/* Remove every entry present when the call starts (entries inserted
+ * meanwhile may stay).  The old form repeated passes until one unlinked
+ * nothing, which never ends while inserts outpace it (issue 16). */
 void wref__table_clear(struct wref__table *t)
 {
-	struct wref__entry *batch[64];
-	size_t n;
-	do {
-		struct cds_lfht_iter it;
-		n = 0;
-		wref__rcu_lock();
-		for (struct wref__entry *e = wref__table_first(t, &it);
-		     e && n < 64; e = wref__table_next(t, &it))
-			if (wref__entry_unlink(e))
-				batch[n++] = e;
-		wref__rcu_unlock();
-		for (size_t i = 0; i < n; i++)
-			wref__entry_removed(batch[i]);
-	} while (n);
+	clear_walk(t);
 }
 
 static void table_gone_run(struct wref__work *w)
@@ -249,7 +267,10 @@ void wref__table_fini(struct wref__table *t)
 {
 	if (!t->ht)
 		return;
-	wref__table_clear(t);
+	/* nobody inserts any more (the container is dying; deaths only
+	 * unlink): walk until a walk finds nothing */
+	while (clear_walk(t))
+		;
 	struct table_gone *g = wref__alloc(sizeof *g);
 	if (!g) {
 		/* out of memory: destroy here (we are not inside a
@@ -397,12 +418,14 @@ void wref__clock_set(uint64_t (*fn)(void))
 	atomic_store(&clock_fn, fn);
 }
 
-static void unpin(struct wref__pin *v, size_t n);
+static void unhold(struct wref__entry **v, size_t n);
 
-static ssize_t snapshot(struct wref__table *t, struct wref__pin **out)
+/* Hold every entry of a real object (memory only: the objects are not
+ * pinned, so the walk keeps no member alive but the one being visited) */
+static ssize_t snapshot(struct wref__table *t, struct wref__entry ***out)
 {
 	size_t cap = wref__table_len(t) + 16, n;
-	struct wref__pin *v;
+	struct wref__entry **v;
 	for (;;) {
 		v = wref__alloc(cap * sizeof *v);
 		if (!v)
@@ -417,46 +440,59 @@ static ssize_t snapshot(struct wref__table *t, struct wref__pin **out)
 				full = true;
 				break;
 			}
-			void *obj = wref__entry_upgrade(e);
-			if (!obj)
-				continue;
-			/* a retiring entry: its object is released after the
-			 * section (that may run destroy) */
-			v[n++] = (struct wref__pin){
-				wref__entry_tryhold(e) ? e : NULL, obj };
+			/* placeholders and retiring entries are not members */
+			if (e->cb && wref__entry_tryhold(e))
+				v[n++] = e;
 		}
 		wref__rcu_unlock();
 		if (!full)
 			break;
-		unpin(v, n);
+		unhold(v, n);
 		cap *= 2; /* the table grew under us */
 	}
 	*out = v;
 	return (ssize_t)n;
 }
 
-/* drop a snapshot's holds and pins and free it */
-static void unpin(struct wref__pin *v, size_t n)
+/* drop a snapshot's entry holds and free it */
+static void unhold(struct wref__entry **v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].e)
-			wref__entry_put(v[i].e);
-		wref_release(v[i].obj);
-	}
+	for (size_t i = 0; i < n; i++)
+		wref__entry_put(v[i]);
 	wref__free(v);
 }
 
 int wref__table_foreach(struct wref__table *t,
 		int (*visit)(const struct wref__pin *p, void *ctx), void *ctx)
 {
-	struct wref__pin *pins;
-	ssize_t n = snapshot(t, &pins);
-	if (n < 0)
+	/* fn may release the container's last user ref: the walk holds its
+	 * own until its last entry hold is dropped (a retire reads the ops
+	 * through the container) */
+	void *owner = wref_retain(t->owner);
+	struct wref__entry **v;
+	ssize_t n = snapshot(t, &v);
+	if (n < 0) {
+		wref_release(owner);
 		return (int)n;
+	}
 	int ret = 0;
-	for (ssize_t i = 0; i < n && !ret; i++)
-		ret = visit(&pins[i], ctx);
-	unpin(pins, (size_t)n);
+	for (ssize_t i = 0; i < n && !ret; i++) {
+		struct wref__entry *e = v[i];
+		/* removed since the snapshot (del, replace, death): skip; our
+		 * hold keeps the node's memory valid for the flag read */
+		if (cds_lfht_is_node_deleted(&e->node))
+			continue;
+		/* pin the object only around its own fn call; the entry's
+		 * hold keeps its control block valid */
+		void *obj = wref__cb_upgrade(e->cb);
+		if (!obj)
+			continue; /* died since the snapshot */
+		struct wref__pin p = { e, obj };
+		ret = visit(&p, ctx);
+		wref_release(obj);
+	}
+	unhold(v, (size_t)n);
+	wref_release(owner); /* may destroy the container: last */
 	return ret;
 }
 

@@ -123,7 +123,8 @@ WREF_HIDDEN int wref__table_init(struct wref__table *t, void *owner,
  * must not run inside a read-side section nor on the call_rcu thread).
  */
 WREF_HIDDEN void wref__table_fini(struct wref__table *t);
-/* Remove every entry (clear); not inside a read-side section. */
+/* Remove every entry present when it starts (clear; entries inserted
+ * meanwhile may stay); not inside a read-side section. */
 WREF_HIDDEN void wref__table_clear(struct wref__table *t);
 
 static inline size_t wref__table_len(struct wref__table *t)
@@ -193,15 +194,14 @@ WREF_HIDDEN void wref__entry_put(struct wref__entry *e);
  * unholding its control block. */
 WREF_HIDDEN void wref__entry_free_rcu(struct wref__entry *e);
 
-/* first node / next node of a walk, inside a read-side section (helpers
- * for the containers' snapshots; TSan-annotated) */
 /*
- * foreach (rule 7): inside one read-side section, pin every live entry's
- * object and hold the entry (so its key stays valid); then, outside any
- * section, call @visit(pin, @ctx) for each until it returns non-zero, and
- * drop the pins.  pin.e is NULL for an entry being retired (its object is
- * pinned only to be released after the section).  Returns what @visit
- * returned last (0 after a full walk), or -ENOMEM.
+ * foreach (rule 7): inside one read-side section, hold every live entry
+ * (memory only, so its key stays valid; the objects are not pinned); then,
+ * outside any section, for each entry still linked whose object is still
+ * alive, pin the object, call @visit(pin, @ctx) and release it, until
+ * @visit returns non-zero; then drop the holds.  The walk holds the
+ * container itself until the end (fn may release its last user ref).
+ * Returns what @visit returned last (0 after a full walk), or -ENOMEM.
  */
 struct wref__pin {
 	struct wref__entry *e;
@@ -219,6 +219,8 @@ WREF_HIDDEN void *wref__container_new(const wref_type *type, size_t size,
 /* the destroy of a container whose payload is only its table (set,
  * keymap): finishes the table */
 WREF_HIDDEN void wref__container_destroy(void *p);
+/* first node / next node of a walk, inside a read-side section
+ * (TSan-annotated) */
 WREF_HIDDEN struct wref__entry *wref__table_first(struct wref__table *t,
 						 struct cds_lfht_iter *it);
 WREF_HIDDEN struct wref__entry *wref__table_next(struct wref__table *t,

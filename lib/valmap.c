@@ -21,7 +21,10 @@
  * recently used.  Expiry and LRU trimming run as executor work ("tier
  * work", so wref_flush waits for the releases, rule 14), queued by a
  * global timer thread while a tier holds anything, and by the access path
- * when a tier exceeds retain_max.
+ * when a tier exceeds retain_max.  In inline mode the timer only marks the
+ * tier due and the map's next call runs the work (no user code on the
+ * timer thread).  Removal and retention agree through the entry's tstate
+ * (TS_*): see tier_touch and vm_forget.
  */
 #include "table.h"
 
@@ -43,6 +46,15 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
+/* Retention state of an entry.  The tier's hold (a strong ref to the
+ * object, an entry count, one in tier->n) is taken by tier_touch BEFORE
+ * it moves the state 0 -> HELD; whoever then moves it off HELD owns the
+ * strong ref and the n count: evict (HELD -> 0, CAS) or vm_forget
+ * (-> REMOVED, exchange).  REMOVED is sticky: a removed entry is never
+ * retained again.  The entry count goes with the list node (dropped by
+ * whoever takes the node out of the inbox/list). */
+enum { TS_IDLE = 0, TS_HELD = 1, TS_REMOVED = 2 };
+
 /* The key follows the table entry's hot fields (mem, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
  * after the key, 8-byte aligned, and exists only when needed. */
@@ -55,7 +67,7 @@ struct vm_entry {
 union vm_part {
 	struct vm_ret { /* a real entry of a tier map */
 		_Atomic uint64_t stamp;         /* last access, ms */
-		_Atomic uint32_t tstate;        /* 1: held by the tier */
+		_Atomic uint32_t tstate;        /* TS_* (see tier_touch) */
 		bool inlist;                    /* under tier->lock */
 		uint64_t rstamp;                /* recorded stamp, lock */
 		struct vm_entry *tnext, *tprev; /* LRU, under lock */
@@ -152,6 +164,8 @@ struct tier {
 	struct wref__work work;
 	_Atomic uint32_t refs;     /* map, queued work, registry scan */
 	_Atomic uint32_t queued;   /* work is on the executor */
+	_Atomic uint32_t due;      /* inline mode: the timer found work due;
+				      the map's next call runs it */
 	_Atomic size_t n;          /* retained (inbox + list) */
 	_Atomic(struct vm_entry *) inbox;
 	uint64_t retain_ms;
@@ -241,7 +255,17 @@ static void drain_inbox(struct tier *tr)
 		rev = v;
 		v = next;
 	}
-	for (v = rev; v; v = R(v)->inext) {
+	for (v = rev; v; v = rev) {
+		rev = R(v)->inext;
+		/* acquire: pairs with the exchange in vm_forget() */
+		if (atomic_load_explicit(&R(v)->tstate, memory_order_acquire) ==
+		    TS_REMOVED) {
+			/* forgotten before its push landed: forget took the
+			 * strong ref and the n count; the node's count is
+			 * ours (not the last: retire is a call_rcu anyway) */
+			wref__entry_put(&v->e);
+			continue;
+		}
 		/* relaxed: the stamp is a hint for ordering */
 		R(v)->rstamp = atomic_load_explicit(&R(v)->stamp,
 						   memory_order_relaxed);
@@ -251,16 +275,23 @@ static void drain_inbox(struct tier *tr)
 }
 
 /* take @v out of the tier; under tr->lock.  Returns the object whose
- * strong ref the caller must release (outside the lock).  The entry's
- * tier count is dropped here (its retire only queues a call_rcu). */
+ * strong ref the caller must release (outside the lock), or NULL if a
+ * removal's forget owns it.  The entry's tier count is dropped here (its
+ * retire only queues a call_rcu). */
 static void *evict(struct tier *tr, struct vm_entry *v)
 {
 	list_unlink(tr, v);
 	R(v)->inlist = false;
-	void *obj = wref__payload(v->e.cb->mem);
-	atomic_fetch_sub(&tr->n, 1);
-	/* release: a later touch re-retains with a fresh CAS */
-	atomic_store_explicit(&R(v)->tstate, 0, memory_order_release);
+	void *obj = NULL;
+	uint32_t held = TS_HELD;
+	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
+	 * before); release pairs with a later touch's CAS from 0 (it sees
+	 * the node out of the list) */
+	if (atomic_compare_exchange_strong_explicit(&R(v)->tstate, &held,
+			TS_IDLE, memory_order_acq_rel, memory_order_relaxed)) {
+		obj = wref__payload(v->e.cb->mem);
+		atomic_fetch_sub(&tr->n, 1);
+	}
 	wref__entry_put(&v->e);
 	return obj;
 }
@@ -326,23 +357,31 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	 * when it changed, so hot entries keep their line clean */
 	if (atomic_load_explicit(&R(v)->stamp, memory_order_relaxed) != now)
 		atomic_store_explicit(&R(v)->stamp, now, memory_order_relaxed);
-	/* relaxed pre-check: the common case is already retained */
+	/* relaxed pre-check: the common case is already retained (or
+	 * removed: TS_REMOVED refuses every touch) */
 	if (atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
 		return false;
-	uint32_t z = 0;
-	/* acquire: pairs with the release store in evict() */
-	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z, 1,
-			memory_order_acquire, memory_order_relaxed))
-		return false;
-	if (!wref__entry_tryhold(&v->e)) {
-		/* relaxed: undoes our own CAS; nothing was published */
-		atomic_store_explicit(&R(v)->tstate, 0, memory_order_relaxed);
+	/* the hold first, then the claim (see TS_*): a forget or evict that
+	 * moves the state off HELD always finds the hold taken */
+	if (!wref__entry_tryhold(&v->e))
 		return false; /* being retired: not worth retaining */
-	}
-	wref_retain(wref__payload(v->e.cb->mem));
-	/* counted before it is pushed, so that evictions never see the
-	 * count below what the list holds */
+	void *obj = wref_retain(wref__payload(v->e.cb->mem));
+	/* counted before the claim, so that whoever drops it never takes
+	 * the count below what the list holds */
 	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
+	uint32_t z = TS_IDLE;
+	/* acq_rel: release publishes our hold to the evict/forget that
+	 * moves the state off HELD; acquire pairs with evict's CAS to 0 */
+	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z,
+			TS_HELD, memory_order_acq_rel, memory_order_relaxed)) {
+		/* retained meanwhile, or removed: undo.  Neither put nor
+		 * release is the last (the caller pins obj; a valmap retire
+		 * only queues a call_rcu, fine inside a read-side section) */
+		atomic_fetch_sub(&tr->n, 1);
+		wref_release(obj);
+		wref__entry_put(&v->e);
+		return false;
+	}
 	/* relaxed: the push's release CAS publishes the entry */
 	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
 						  memory_order_relaxed);
@@ -358,23 +397,39 @@ static bool tier_touch(struct tier *tr, struct vm_entry *v)
 	return tr->retain_max && n > tr->retain_max;
 }
 
-/* a user-side removal: drop the tier's hold now (rule 17) */
+/* a user-side removal: drop the tier's hold now (rule 17).  The exchange
+ * to TS_REMOVED both refuses later touches and decides who owns a hold:
+ * the old code read the state, then evicted, so a touch between the two
+ * (or whose push landed after the drain) kept the removed entry retained
+ * for up to retain_ms (issue 16 item 4). */
 static void vm_forget(struct wref__entry *e)
 {
 	struct wref_valmap *m = e->watch.owner;
 	struct tier *tr = m->tier;
 	struct vm_entry *v = vm(e);
-	/* relaxed: a pre-check; the decision is made under the lock */
-	if (!tr || !e->cb ||
-	    !atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
+	if (!tr || !e->cb)
 		return;
-	void *obj = NULL;
+	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
+	 * before); release pairs with the acquire load in drain_inbox() */
+	if (atomic_exchange_explicit(&R(v)->tstate, TS_REMOVED,
+				     memory_order_acq_rel) != TS_HELD)
+		return;
+	/* the tier's strong ref and its n count are ours */
+	atomic_fetch_sub(&tr->n, 1);
 	pthread_mutex_lock(&tr->lock);
-	drain_inbox(tr);
-	if (R(v)->inlist)
-		obj = evict(tr, v);
+	drain_inbox(tr); /* drops v's node count if its push landed */
+	bool inlist = R(v)->inlist;
+	if (inlist) {
+		list_unlink(tr, v);
+		R(v)->inlist = false;
+	}
 	pthread_mutex_unlock(&tr->lock);
-	wref_release(obj);
+	/* neither is the last: the caller holds the table count, and the
+	 * object is held by us (a push still in flight is reaped by the next
+	 * drain, which sees TS_REMOVED) */
+	if (inlist)
+		wref__entry_put(e);
+	wref_release(wref__payload(e->cb->mem));
 }
 
 #define SCAN_BATCH 32
@@ -412,14 +467,33 @@ static size_t due_tiers(struct tier **out, uint64_t now, uint64_t *next)
 	return n;
 }
 
-/* queue the work of the tiers collected by due_tiers, outside reg_lock
- * (inline mode runs it here) */
-static void run_due(struct tier **v, size_t n)
+/* queue the work of the tiers collected by due_tiers, outside reg_lock.
+ * Inline mode runs queued work on the queuing thread: the timer thread
+ * must not (user destroys would run there, issue 16 item 13), so it only
+ * marks the tier due and the map's next call runs the work (tier_poll). */
+static void run_due(struct tier **v, size_t n, bool from_timer)
 {
 	for (size_t i = 0; i < n; i++) {
-		tier_schedule(v[i]);
+		if (from_timer && wref__exec_inline())
+			atomic_store(&v[i]->due, 1);
+		else
+			tier_schedule(v[i]);
 		tier_unref(v[i]);
 	}
+}
+
+/* inline mode: run the expiry the timer found due, on this (program)
+ * thread; at the start of every map call, outside locks and read-side
+ * sections */
+static inline void tier_poll(struct wref_valmap *m)
+{
+	struct tier *tr = m->tier;
+	/* relaxed pre-check: the flag only asks for a pass, which takes the
+	 * tier lock; the exchange below claims it */
+	if (tr && wref_unlikely(atomic_load_explicit(&tr->due,
+						     memory_order_relaxed)) &&
+	    atomic_exchange(&tr->due, 0))
+		tier_schedule(tr);
 }
 
 static void *timer_main(void *gen)
@@ -438,7 +512,7 @@ static void *timer_main(void *gen)
 		}
 		size_t n = due_tiers(due, now, &next);
 		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n);
+		run_due(due, n, true);
 		if (next <= now)
 			continue;
 		struct timespec to, *tp = NULL;
@@ -549,7 +623,27 @@ static struct tier *tier_new(struct wref_valmap *m,
 	return tr;
 }
 
-/* the map is being destroyed: release everything the tier holds */
+/* the objects a dead map's tier held, released on the executor */
+struct tier_gone {
+	struct wref__work work;
+	size_t n;
+	void *objs[];
+};
+
+static void tier_gone_run(struct wref__work *w)
+{
+	struct tier_gone *g = caa_container_of(w, struct tier_gone, work);
+	for (size_t i = 0; i < g->n; i++)
+		wref_release(g->objs[i]);
+	wref__free(g);
+}
+
+/* The map is being destroyed (before its table is torn down, so that the
+ * teardown's forget finds nothing held): take everything the tier holds.
+ * The entries' puts happen here, while the table exists; the objects are
+ * released on the executor (the header's promise: not inside the
+ * caller's wref_release, which may hold a lock their destroy takes; the
+ * old code released them right here, issue 16 item 7). */
 static void tier_kill(struct tier *tr)
 {
 	pthread_mutex_lock(&reg_lock);
@@ -559,12 +653,32 @@ static void tier_kill(struct tier *tr)
 	pthread_mutex_unlock(&reg_lock);
 	pthread_mutex_lock(&tr->lock);
 	tr->dead = true;
+	drain_inbox(tr);
+	size_t cap = 0;
+	for (struct vm_entry *v = tr->head; v; v = R(v)->tnext)
+		cap++;
+	/* no touch can come any more (the map has no user left), so the
+	 * list is all there is */
+	struct tier_gone *g = cap ? wref__alloc(sizeof *g +
+						cap * sizeof(void *)) : NULL;
+	if (g) {
+		g->n = 0;
+		while (tr->head) {
+			void *obj = evict(tr, tr->head);
+			if (obj)
+				g->objs[g->n++] = obj;
+		}
+	}
 	pthread_mutex_unlock(&tr->lock);
-	/* in the map's destroy: the entries' puts must happen while the
-	 * table exists, so run the passes here; the object releases are
-	 * cascades of this death (flattened by the trashcan) */
-	while (tier_pass(tr))
-		;
+	if (g) {
+		g->work.run = tier_gone_run;
+		wref__defer(&g->work);
+	} else {
+		/* empty, or out of memory: release here (cascades of this
+		 * death, flattened by the trashcan) */
+		while (tier_pass(tr))
+			;
+	}
 	tier_unref(tr);
 }
 
@@ -580,7 +694,7 @@ void wref__retain_sync(void)
 		pthread_mutex_lock(&reg_lock);
 		n = due_tiers(due, UINT64_MAX, &next);
 		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n);
+		run_due(due, n, false);
 	} while (next == 0);
 	wref_flush();
 }
@@ -590,9 +704,9 @@ void wref__retain_sync(void)
 static void valmap_destroy(void *p)
 {
 	struct wref_valmap *m = p;
-	wref__table_fini(&m->t);
 	if (m->tier)
 		tier_kill(m->tier);
+	wref__table_fini(&m->t);
 }
 
 static const wref_type valmap_type = {
@@ -630,6 +744,7 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_get");
 	if (bad_args(m, key, len))
 		return NULL;
+	tier_poll(m);
 	struct vkey k = { key, len };
 	uint64_t h = wref__hash_bytes(key, len);
 	bool kick = false;
@@ -652,6 +767,7 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 		wref__check(m, "wref_valmap_set");
 	if (!m || (!key && len) || !obj)
 		return -EINVAL;
+	tier_poll(m);
 	struct wref__cb *cb = wref__key_cb(obj, false);
 	if (!cb)
 		return -errno;
@@ -712,6 +828,7 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 		errno = EINVAL;
 		return NULL;
 	}
+	tier_poll(m);
 	struct vkey k = { key, len };
 	uint64_t h = wref__hash_bytes(key, len);
 	bool once = m->flags & WREF_MAP_CREATE_ONCE;
@@ -844,6 +961,11 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 								h, &k)) {
 					gone = other;
 					linked = true;
+				} else if (ret && m->tier) {
+					/* we return other's object: that is
+					 * an access too (the old code skipped
+					 * it, issue 16 suspect) */
+					kick = tier_touch(m->tier, vm(other));
 				}
 			}
 		}
@@ -916,6 +1038,7 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_pop");
 	if (bad_args(m, key, len))
 		return NULL;
+	tier_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (obj)
@@ -929,6 +1052,7 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_del");
 	if (bad_args(m, key, len))
 		return -EINVAL;
+	tier_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (!obj)
@@ -940,17 +1064,21 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 
 size_t wref_valmap_len(wref_valmap *m)
 {
-	if (m)
-		wref__check(m, "wref_valmap_len");
-	return m ? wref__table_len(&m->t) : 0;
+	if (!m)
+		return 0;
+	wref__check(m, "wref_valmap_len");
+	tier_poll(m);
+	return wref__table_len(&m->t);
 }
 
 void wref_valmap_clear(wref_valmap *m)
 {
 	if (m)
 		wref__check(m, "wref_valmap_clear");
-	if (m)
+	if (m) {
+		tier_poll(m);
 		wref__table_clear(&m->t);
+	}
 }
 
 struct vm_walk {
@@ -961,9 +1089,8 @@ struct vm_walk {
 static int vm_visit(const struct wref__pin *p, void *ctx)
 {
 	struct vm_walk *w = ctx;
-	/* no hold: a retiring entry, which may be freed already */
-	return p->e ? w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg)
-		    : 0;
+	/* the walk holds the entry: its key stays valid */
+	return w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg);
 }
 
 int wref_valmap_foreach(wref_valmap *m,
@@ -974,6 +1101,7 @@ int wref_valmap_foreach(wref_valmap *m,
 		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
+	tier_poll(m);
 	/* fn runs outside any read-side section: it may modify the map or
 	 * release anything */
 	struct vm_walk w = { fn, arg };

@@ -188,6 +188,109 @@ START_TEST(test_inline_cascade)
 }
 END_TEST
 
+/*
+ * Issue 16 item 12: inline mode, wref_flush and wref_shutdown from a
+ * destroy.  On 8a36efc the dying object's own callback was queued before
+ * its destroy and ran only once the destroy returned, so a flush there
+ * returned 0 with it pending.  Now (item 10) a death's callbacks are queued
+ * after its destroy returned, so inside the destroy they are not queued
+ * yet: flush returns 0 having waited for what was queued before it, and
+ * the callback runs after the destroy (test_inline_flush_from_destroy).
+ * Work that IS queued and pending on this thread when a destroy calls
+ * flush (here: a weak key that died inside the destroy queues its value's
+ * release) cannot run before the destroy returns: flush says so with
+ * -EDEADLK and wref_shutdown does nothing, as from a callback
+ * (test_inline_flush_pending_from_destroy; before the fix flush returned 0
+ * with that work pending).
+ */
+static _Atomic int d_flush_ret, d_cb_ran_at_flush, d_fin_ran;
+static wref_finalizer *d_fin;
+static void d_fin_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&d_fin_ran, 1);
+}
+static void flushing_destroy(void *p)
+{
+	(void)p;
+	atomic_store(&d_flush_ret, wref_flush());
+	atomic_store(&d_cb_ran_at_flush, atomic_load(&cb_runs[1]));
+}
+static const wref_type flushing_type = { .name = "flushing",
+					 .destroy = flushing_destroy };
+
+START_TEST(test_inline_flush_from_destroy)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	void *o = wref_new(&flushing_type, 8);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	ck_assert_ptr_nonnull(r);
+	wref_release(o); /* destroy flushes */
+	ck_assert_int_eq(atomic_load(&d_flush_ret), 0);
+	/* the death's callback is queued after its destroy returned */
+	ck_assert_int_eq(atomic_load(&d_cb_ran_at_flush), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	wref_release(r);
+}
+END_TEST
+
+static _Atomic int v_released;
+static void v_destroy(void *p)
+{
+	(void)p;
+	atomic_fetch_add(&v_released, 1);
+}
+static const wref_type v_type = { .name = "value", .destroy = v_destroy };
+struct holder {
+	void *key; /* the holder's only ref to a weak key of a keymap */
+};
+static void holder_destroy(void *p)
+{
+	struct holder *h = p;
+	wref_release(h->key); /* the key dies: its value's release queued */
+	atomic_store(&d_flush_ret, wref_flush());
+	atomic_store(&d_cb_ran_at_flush, atomic_load(&v_released));
+	wref_shutdown();
+}
+static const wref_type holder_type = { .name = "holder",
+				       .destroy = holder_destroy };
+
+START_TEST(test_inline_flush_pending_from_destroy)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	atomic_store(&d_fin_ran, 0);
+	atomic_store(&v_released, 0);
+	void *keep = wref_new(&obj_type, 8);
+	d_fin = wref_finalize(keep, d_fin_fn, NULL, WREF_FIN_ATEXIT);
+	ck_assert_ptr_nonnull(d_fin);
+	wref_keymap *km = wref_keymap_new(NULL);
+	struct holder *h = wref_new(&holder_type, sizeof *h);
+	h->key = wref_new(&obj_type, 8);
+	void *v = wref_new(&v_type, 8);
+	ck_assert(km && h && h->key && v);
+	ck_assert_int_eq(wref_keymap_set(km, h->key, v), 0);
+	wref_release(v); /* the map holds it */
+	wref_release(h); /* destroy: kills the key, flushes, shuts down */
+	ck_assert_int_eq(atomic_load(&v_released), 1);
+	ck_assert_msg(atomic_load(&d_flush_ret) == -EDEADLK ||
+		      atomic_load(&d_cb_ran_at_flush) == 1,
+		      "wref_flush from a destroy returned %d with the value's "
+		      "release still pending", atomic_load(&d_flush_ret));
+	ck_assert_int_eq(atomic_load(&d_flush_ret), -EDEADLK);
+	/* shutdown from there did nothing: the at-exit finalizer is armed */
+	ck_assert_int_eq(atomic_load(&d_fin_ran), 0);
+	ck_assert(wref_finalizer_alive(d_fin));
+	ck_assert_int_eq(wref_flush(), 0); /* outside: fine */
+	wref_shutdown();
+	ck_assert_int_eq(atomic_load(&d_fin_ran), 1);
+	wref_release(d_fin);
+	wref_release(keep);
+	wref_release(km);
+}
+END_TEST
+
 /* a callback that blocks the executor until released */
 static _Atomic int gate, gate_started;
 static void cb_gate(wref_ref *r, void *arg)
@@ -221,6 +324,84 @@ START_TEST(test_init_busy)
 	ck_assert_int_eq(wref_init(NULL), 0);
 	wref_release(g);
 	wref_release(r);
+}
+END_TEST
+
+/*
+ * Issue 16 item 11: callbacks the executor has already taken off the
+ * shared queue (its current batch) are pending too.  gate0 holds the
+ * executor while gate1 and cb 2 queue behind it; opening gate0 lets the
+ * executor take both in one batch and block in gate1, with cb 2 still in
+ * its batch and the shared queue empty.  Before the fix wref_init(INLINE)
+ * returned 0 here (every run), and the next wref_flush() returned before
+ * either callback ran.
+ */
+static _Atomic int gate1, gate1_started;
+static void cb_gate1(wref_ref *r, void *arg)
+{
+	atomic_store(&gate1_started, 1);
+	while (!atomic_load(&gate1))
+		usleep(200);
+	cb_count(r, arg);
+}
+
+START_TEST(test_init_busy_batch)
+{
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	atomic_store(&gate1, 0);
+	atomic_store(&gate1_started, 0);
+	wref_ref *g0 = kill_with(cb_gate, 0);
+	wait_started();
+	wref_ref *g1 = kill_with(cb_gate1, 1);
+	wref_ref *r = kill_with(cb_count, 2);
+	atomic_store(&gate, 1);
+	while (!atomic_load(&gate1_started))
+		usleep(200);
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), -EBUSY);
+	atomic_store(&gate1, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	ck_assert_int_eq(atomic_load(&cb_runs[2]), 1);
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(NULL), 0);
+	wref_release(g0);
+	wref_release(g1);
+	wref_release(r);
+}
+END_TEST
+
+/* INLINE -> THREAD: another thread's inline callback, running, is pending
+ * too; before the fix only the calling thread's inline queue was looked at
+ * (returned 0 every run) */
+static void *inl_other(void *p)
+{
+	(void)p;
+	wref_ref *r0 = kill_with(cb_gate, 0); /* runs cb 0 here, gated */
+	wref_ref *r1 = kill_with(cb_count, 1);
+	wref_release(r0);
+	wref_release(r1);
+	return NULL;
+}
+
+START_TEST(test_init_busy_other_thread_inline)
+{
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	wref_config thr = { .exec_mode = WREF_EXEC_THREAD };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, inl_other, NULL), 0);
+	wait_started();
+	ck_assert_int_eq(wref_init(&thr), -EBUSY);
+	atomic_store(&gate, 1);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(atomic_load(&cb_runs[0]), 1);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	ck_assert(pthread_equal(cb_thread[0], t));
+	ck_assert_int_eq(wref_init(&thr), 0);
 }
 END_TEST
 
@@ -293,6 +474,115 @@ START_TEST(test_shutdown_frees_other_threads)
 		      "returned with %llu control blocks (and their objects' "
 		      "memory) still waiting for reclamation",
 		      (unsigned long long)(st1.blocks_live - st0.blocks_live));
+}
+END_TEST
+
+/*
+ * Issue 16, suspected: wref_shutdown concurrent with a fork.  A fork in
+ * progress (the fork flag set by fork_prepare, simulated here so that the
+ * window stays open) made shutdown's hand-over of every thread's retired
+ * memory park it back on its own list; urcu_bp_barrier() then waited for
+ * nothing, and shutdown returned with the dead objects' memory and their
+ * control blocks unreclaimed (3 blocks left, every run).  The flag is
+ * cleared once shutdown returned (old code) or after a while (new code,
+ * which waits for the fork to end).
+ */
+static _Atomic int sdf_done;
+static void *fork_ender(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 500 && !atomic_load(&sdf_done); i++)
+		usleep(1000);
+	wref__rcu_fork_block(false); /* the fork ends */
+	return NULL;
+}
+
+START_TEST(test_shutdown_during_fork)
+{
+	wref_shutdown(); /* the executor is stopped: nothing is queued */
+	struct wref_stats st0 = ct_stats();
+	for (int i = 0; i < 3; i++) {
+		void *o = wref_new(&obj_type, 4096);
+		wref_ref *r = wref_ref_new(o, NULL, NULL);
+		wref_release(o); /* dead: memory freed after a grace period */
+		wref_release(r);
+	}
+	atomic_store(&sdf_done, 0);
+	wref__rcu_fork_block(true); /* a fork is in progress */
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fork_ender, NULL), 0);
+	wref_shutdown();
+	struct wref_stats st1 = ct_stats();
+	atomic_store(&sdf_done, 1);
+	pthread_join(t, NULL);
+	ck_assert_msg(st1.blocks_live == st0.blocks_live, "wref_shutdown "
+		      "during a fork returned with %llu control blocks still "
+		      "waiting for reclamation",
+		      (unsigned long long)(st1.blocks_live - st0.blocks_live));
+	wref_shutdown();
+}
+END_TEST
+
+/*
+ * Issue 16, suspected: a thread's statistics block dangling after it
+ * exited.  The library's key destructor unlinks the block; a later key
+ * destructor of the same thread that calls the library registered it
+ * again, and after the last destructor round it stayed on the registry
+ * while the thread's TLS went back to glibc.  The next thread, given the
+ * same stack, re-initialised it (next = NULL: the rest of the registry
+ * lost) and registered it again (next = itself): wref_stats() then looped
+ * forever (hung every run; fails by the case's timeout), and counts were
+ * lost.  Here user_key's destructor calls the library in every round.
+ */
+static pthread_key_t user_key;
+static _Atomic int user_dtor_rounds;
+static void user_dtor(void *v)
+{
+	(void)v;
+	atomic_fetch_add(&user_dtor_rounds, 1);
+	/* counted by this thread; its memory and block retired by it */
+	void *o = wref_new(&obj_type, 8);
+	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	wref_release(o);
+	wref_release(r);
+	pthread_setspecific(user_key, (void *)1); /* call me again */
+}
+
+static void *late_user(void *p)
+{
+	(void)p;
+	wref_release(wref_new(&obj_type, 8));
+	pthread_setspecific(user_key, (void *)1);
+	return NULL;
+}
+
+START_TEST(test_stats_key_destructor_after_exit)
+{
+	struct wref_stats st0 = ct_stats();
+	ck_assert_int_eq(pthread_key_create(&user_key, user_dtor), 0);
+	atomic_store(&user_dtor_rounds, 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, late_user, NULL), 0);
+	pthread_join(t, NULL);
+	int rounds = atomic_load(&user_dtor_rounds);
+	ck_assert_int_ge(rounds, 1);
+	/* a second thread, likely on the first one's cached stack */
+	ck_assert_int_eq(pthread_create(&t, NULL, late_user, NULL), 0);
+	pthread_join(t, NULL);
+	rounds = atomic_load(&user_dtor_rounds);
+	struct wref_stats st1 = ct_stats(); /* hung here before the fix */
+	/* each thread: one object in its body, two (an object and its
+	 * weak ref) per destructor round */
+	ck_assert_uint_eq(st1.objects_created,
+			  st0.objects_created + 2 + 2 * (uint64_t)rounds);
+	ck_assert_uint_eq(st1.objects_live, st0.objects_live);
+	wref_release(wref_new(&obj_type, 8)); /* this thread still counts */
+	struct wref_stats st2 = ct_stats();
+	ck_assert_uint_eq(st2.objects_created, st1.objects_created + 1);
+	pthread_key_delete(user_key);
+	wref_shutdown(); /* frees what the destructors retired */
+	struct wref_stats st3 = ct_stats();
+	ck_assert_uint_eq(st3.blocks_live, st0.blocks_live);
 }
 END_TEST
 
@@ -641,6 +931,72 @@ START_TEST(test_flush_races_shutdown)
 }
 END_TEST
 
+/*
+ * Issue 16 item 3: fork() against a death callback queued while the
+ * executor thread is not running.  The dying thread queues the callback
+ * from inside cb_kill's RCU read-side section; starting the executor there
+ * took ex_mutex, which fork_prepare holds while urcu_bp_call_rcu_before_fork
+ * waits for the call_rcu thread, itself in synchronize_rcu() waiting for
+ * that read-side section.  Made deterministic here: the dying thread holds
+ * a read lock of its own around the release, with call_rcu work pending,
+ * and releases only once the fork has begun (wref__forking()).  Before the
+ * fix it hung every run (3 of 3) and failed by the case's timeout; the
+ * loop in the issue (shutdown, deaths, fork) hung within 10-20 s.
+ */
+static _Atomic int dl_may_fork;
+static struct rcu_head dl_head;
+static void dl_noop(struct rcu_head *h)
+{
+	(void)h;
+}
+
+static void *dl_forker(void *p)
+{
+	int *fds = p;
+	while (!atomic_load(&dl_may_fork))
+		usleep(200);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the parked callback belongs to the child too; it runs on
+		 * the child's executor, started lazily by the flush */
+		int bad = wref_flush() != 0 || atomic_load(&cb_runs[1]) != 1;
+		child_exit(fds, bad ? 30 : 0);
+	}
+	return (void *)(intptr_t)pid;
+}
+
+START_TEST(test_fork_vs_death_executor_stopped)
+{
+	int fds[2];
+	pthread_t t;
+	atomic_store(&dl_may_fork, 0);
+	void *o = wref_new(&obj_type, 8);
+	wref_ref *r = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	ck_assert_ptr_nonnull(r);
+	wref_shutdown(); /* the executor is not running */
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, dl_forker, fds), 0);
+	wref__rcu_lock();
+	/* work for the call_rcu thread: it enters synchronize_rcu() and
+	 * waits for this read-side section */
+	urcu_bp_call_rcu(&dl_head, dl_noop);
+	usleep(20000);
+	atomic_store(&dl_may_fork, 1);
+	while (!wref__forking()) /* fork_prepare holds ex_mutex now */
+		usleep(200);
+	wref_release(o); /* queues cb 1 from inside the read-side section */
+	wref__rcu_unlock();
+	void *ret;
+	pthread_join(t, &ret);
+	pid_t pid = (pid_t)(intptr_t)ret;
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+	wait_child(pid, fds);
+	wref_release(r);
+}
+END_TEST
+
 START_TEST(test_fork_fresh)
 {
 	/* fork before the library started anything */
@@ -671,10 +1027,15 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_flush_in_callback);
 	tcase_add_test(tc, test_init_modes);
 	tcase_add_test(tc, test_inline_cascade);
+	tcase_add_test(tc, test_inline_flush_from_destroy);
+	tcase_add_test(tc, test_inline_flush_pending_from_destroy);
 	tcase_add_test(tc, test_init_busy);
+	tcase_add_test(tc, test_init_busy_batch);
+	tcase_add_test(tc, test_init_busy_other_thread_inline);
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
+	tcase_add_test(tc, test_shutdown_during_fork);
 	tcase_add_test(tc, test_flush_races_shutdown);
 	tcase_add_test(tc, test_exit_return);
 	tcase_add_test(tc, test_exit_shutdown);
@@ -690,6 +1051,17 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, test_fork_in_callback_during_stop);
 	}
 	tcase_add_test(tc, test_fork_fresh);
+	suite_add_tcase(s, tc);
+	/* deadlocks: a short timeout, so that a hang fails quickly */
+	tc = tcase_create("deadlock");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	if (!ct_tsan())
+		tcase_add_test(tc, test_fork_vs_death_executor_stopped);
+	/* ThreadSanitizer tears its own thread state down in the last key
+	 * destructor round, before ours: instrumented code there crashes */
+	if (!ct_tsan())
+		tcase_add_test(tc, test_stats_key_destructor_after_exit);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }

@@ -358,6 +358,159 @@ START_TEST(test_shutdown_runs_once)
 }
 END_TEST
 
+/*
+ * Issue 16 item 6: an at-exit finalizer created while the at-exit
+ * finalizers run (by one of them) runs too, next (CPython's test_atexit).
+ * Before the fix the hook took the registry once: "second" never ran, at
+ * exit nor on an explicit wref_shutdown() (every run).
+ */
+struct obj *late_obj[3]; /* globals: reachable for LeakSanitizer */
+static void arm_late(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	static const char *const names[] = { "first", "second", "third" };
+	dprintf(report_fd, "%s\n", names[i]);
+	if (i + 1 < 3)
+		wref_release(wref_finalize(late_obj[i + 1], arm_late,
+					   (void *)(intptr_t)(i + 1),
+					   WREF_FIN_ATEXIT));
+}
+
+static void late_child(void)
+{
+	for (int i = 0; i < 3; i++)
+		late_obj[i] = wref_new(&obj_type, sizeof(struct obj));
+	wref_release(wref_finalize(late_obj[0], arm_late, (void *)0,
+				   WREF_FIN_ATEXIT));
+}
+
+START_TEST(test_atexit_created_at_exit)
+{
+	char buf[256];
+	run_child(late_child, buf, sizeof buf);
+	ck_assert_str_eq(buf, "first\nsecond\nthird\n");
+}
+END_TEST
+
+static void late_shutdown_child(void)
+{
+	late_child();
+	wref_shutdown();
+	dprintf(report_fd, "shutdown returned\n");
+}
+
+START_TEST(test_atexit_created_at_shutdown)
+{
+	char buf[256];
+	run_child(late_shutdown_child, buf, sizeof buf);
+	ck_assert_str_eq(buf, "first\nsecond\nthird\nshutdown returned\n");
+}
+END_TEST
+
+/*
+ * Issue 16 item 14: exit() called from a callback or a destroy that the
+ * library runs (on the executor, or inline) still runs the armed at-exit
+ * finalizers.  The automatic wref_shutdown at exit saw "in a callback"
+ * and returned at once, so "fin" never appeared (every run: the three
+ * first cases before bded7f5, all four after it, which made an inline
+ * destroy with callbacks queued a callback context); it must neither wait for the executor (the exiting thread
+ * may be the executor) nor for inline work that runs only after the
+ * caller returned.
+ */
+struct obj *exit_keep; /* a global: reachable for LeakSanitizer */
+static void exit_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+	dprintf(report_fd, "cb\n");
+	exit(0);
+}
+static void exiting_destroy(void *p)
+{
+	(void)p;
+	dprintf(report_fd, "destroy\n");
+	exit(0);
+}
+static const wref_type exiting_type = { .name = "exiting",
+					.destroy = exiting_destroy };
+static void noop_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+}
+static void destroy_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	wref_release(arg); /* its destroy runs here, on the executor */
+}
+
+/* mode: 0 executor callback, 1 destroy on the executor, 2 inline
+ * callback, 3 inline destroy with its own callback queued */
+static int exit_mode;
+static void exit_in_cb_child(void)
+{
+	if (exit_mode >= 2) {
+		wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+		CHILD_CHECK(wref_init(&inl) == 0);
+	}
+	exit_keep = wref_new(&obj_type, sizeof(struct obj));
+	wref_release(wref_finalize(exit_keep, report_run, "fin",
+				   WREF_FIN_ATEXIT));
+	void *o;
+	switch (exit_mode) {
+	case 0:
+	case 2:
+		o = wref_new(&obj_type, sizeof(struct obj));
+		CHILD_CHECK(wref_ref_new(o, exit_cb, NULL));
+		break;
+	case 1: {
+		void *victim = wref_new(&exiting_type, sizeof(struct obj));
+		o = wref_new(&obj_type, sizeof(struct obj));
+		CHILD_CHECK(wref_ref_new(o, destroy_cb, victim));
+		break;
+	}
+	default:
+		o = wref_new(&exiting_type, sizeof(struct obj));
+		CHILD_CHECK(wref_ref_new(o, noop_cb, NULL));
+		break;
+	}
+	wref_release(o);
+	for (;;) /* the exit() comes from the callback or the destroy */
+		pause();
+}
+
+static void exit_in_cb_case(int mode, const char *want)
+{
+	char buf[256];
+	exit_mode = mode;
+	run_child(exit_in_cb_child, buf, sizeof buf);
+	ck_assert_str_eq(buf, want);
+}
+
+START_TEST(test_atexit_exit_in_callback)
+{
+	exit_in_cb_case(0, "cb\nfin\n");
+}
+END_TEST
+
+START_TEST(test_atexit_exit_in_executor_destroy)
+{
+	exit_in_cb_case(1, "destroy\nfin\n");
+}
+END_TEST
+
+START_TEST(test_atexit_exit_in_inline_callback)
+{
+	exit_in_cb_case(2, "cb\nfin\n");
+}
+END_TEST
+
+START_TEST(test_atexit_exit_in_inline_destroy)
+{
+	exit_in_cb_case(3, "destroy\nfin\n");
+}
+END_TEST
+
 static Suite *finalize_suite(void)
 {
 	Suite *s = suite_create("finalize");
@@ -377,6 +530,12 @@ static Suite *finalize_suite(void)
 	tcase_set_timeout(tc, CT_TIMEOUT);
 	tcase_add_test(tc, test_atexit);
 	tcase_add_test(tc, test_shutdown_runs_once);
+	tcase_add_test(tc, test_atexit_created_at_exit);
+	tcase_add_test(tc, test_atexit_created_at_shutdown);
+	tcase_add_test(tc, test_atexit_exit_in_callback);
+	tcase_add_test(tc, test_atexit_exit_in_executor_destroy);
+	tcase_add_test(tc, test_atexit_exit_in_inline_callback);
+	tcase_add_test(tc, test_atexit_exit_in_inline_destroy);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -199,6 +199,44 @@ START_TEST(test_foreach)
 }
 END_TEST
 
+/* issue 16 item 1: fn releases the map's only ref (ASan heap-use-after-free
+ * in the old walk's final unpin, every run) */
+static int fe_release_km(void *key, void *value, void *arg)
+{
+	(void)key;
+	(void)value;
+	wref_keymap **mp = arg;
+	if (*mp) {
+		wref_release(*mp);
+		*mp = NULL;
+	}
+	return 0;
+}
+
+START_TEST(test_foreach_releases_last_ref)
+{
+	_Atomic int dv = 0;
+	wref_keymap *m = wref_keymap_new(NULL);
+	struct item *k[8];
+	for (int i = 0; i < 8; i++) {
+		k[i] = item_new(&item_type, (uint64_t)i, NULL);
+		struct item *v = item_new(&item_type, (uint64_t)i + 100, &dv);
+		ck_assert_int_eq(wref_keymap_set(m, k[i], v), 0);
+		wref_release(v);
+	}
+	wref_keymap *arg = m;
+	ck_assert_int_eq(wref_keymap_foreach(m, fe_release_km, &arg), 0);
+	ck_assert_ptr_null(arg);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&dv), 8);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_uint_eq(wref_strong_count(k[i]), 1);
+		wref_release(k[i]);
+	}
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* releasing the map releases its values (via the executor) but not its
  * keys; other containers keep working */
 START_TEST(test_destroy)
@@ -283,6 +321,7 @@ int main(void)
 	tcase_add_test(tc, test_destroy);
 	tcase_add_test(tc, test_inline_mode);
 	tcase_add_test(tc, test_enomem);
+	tcase_add_test(tc, test_foreach_releases_last_ref);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }

@@ -144,6 +144,104 @@ START_TEST(test_foreach)
 }
 END_TEST
 
+/* issue 16 item 1: fn releases the set's only ref (ASan heap-use-after-free
+ * in the old walk's final unpin, every run) */
+static int fe_release_set(void *obj, void *arg)
+{
+	(void)obj;
+	wref_set **sp = arg;
+	if (*sp) {
+		wref_release(*sp);
+		*sp = NULL;
+	}
+	return 0;
+}
+
+START_TEST(test_foreach_releases_last_ref)
+{
+	wref_set *s = wref_set_new(NULL);
+	struct item *v[8];
+	for (int i = 0; i < 8; i++) {
+		v[i] = item_new(&item_type, (uint64_t)i, NULL);
+		ck_assert_int_eq(wref_set_add(s, v[i]), 0);
+	}
+	wref_set *arg = s;
+	ck_assert_int_eq(wref_set_foreach(s, fe_release_set, &arg), 0);
+	ck_assert_ptr_null(arg);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_uint_eq(wref_strong_count(v[i]), 1);
+		wref_release(v[i]);
+	}
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* issue 16 item 2: a walk pins only the member fn is visiting.  While fn
+ * is paused on one member, the other member's last release kills it at
+ * once (gone from len/contains), and an equal new member can be added and
+ * survives the walk.  The old walk pinned every member up front: B stayed
+ * alive, the add returned -EEXIST and the new member was lost. */
+static struct {
+	wref_set *s;
+	_Atomic(void *) paused_on;
+	_Atomic int go;
+	int seen;
+} pw;
+
+static int fe_pause(void *obj, void *arg)
+{
+	(void)arg;
+	if (pw.seen++ == 0) {
+		atomic_store(&pw.paused_on, obj);
+		while (!atomic_load(&pw.go))
+			usleep(100);
+	}
+	return 0;
+}
+
+static void *pause_walker(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(wref_set_foreach(pw.s, fe_pause, NULL), 0);
+	return NULL;
+}
+
+START_TEST(test_foreach_pins_only_current)
+{
+	_Atomic int d[2] = { 0, 0 };
+	wref_map_options o = { .flags = WREF_MAP_BY_VALUE };
+	pw.s = wref_set_new(&o);
+	atomic_store(&pw.paused_on, NULL);
+	atomic_store(&pw.go, 0);
+	pw.seen = 0;
+	struct item *v[2];
+	for (int i = 0; i < 2; i++) {
+		v[i] = item_new(&vitem_type, (uint64_t)i, &d[i]);
+		ck_assert_int_eq(wref_set_add(pw.s, v[i]), 0);
+	}
+	pthread_t th;
+	pthread_create(&th, NULL, pause_walker, NULL);
+	while (!atomic_load(&pw.paused_on))
+		usleep(100);
+	int a = atomic_load(&pw.paused_on) == v[0] ? 0 : 1, b = 1 - a;
+	uint64_t bid = v[b]->id;
+	wref_release(v[b]); /* B's last strong ref */
+	ck_assert_int_eq(atomic_load(&d[b]), 1);
+	ck_assert_uint_eq(wref_set_len(pw.s), 1);
+	struct item *nb = item_new(&vitem_type, bid, NULL);
+	ck_assert(!wref_set_contains(pw.s, nb));
+	ck_assert_int_eq(wref_set_add(pw.s, nb), 0);
+	atomic_store(&pw.go, 1);
+	pthread_join(th, NULL);
+	ck_assert(wref_set_contains(pw.s, nb)); /* not lost by the walk */
+	ck_assert_uint_eq(wref_set_len(pw.s), 2);
+	wref_release(nb);
+	wref_release(v[a]);
+	wref_release(pw.s);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 START_TEST(test_destroy_while_shared)
 {
 	wref_set *s1 = wref_set_new(NULL), *s2 = wref_set_new(NULL);
@@ -185,6 +283,8 @@ int main(void)
 	tcase_add_test(tc, test_by_value);
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_destroy_while_shared);
+	tcase_add_test(tc, test_foreach_releases_last_ref);
+	tcase_add_test(tc, test_foreach_pins_only_current);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }

@@ -327,6 +327,28 @@ START_TEST(test_foreach_releases_map)
 }
 END_TEST
 
+/* issue 16 item 1: the map's only ref released by fn: the walk keeps the
+ * map alive until its last entry hold is dropped.  The old walk read the
+ * table ops through the freed map (ASan heap-use-after-free, every run). */
+START_TEST(test_foreach_releases_last_ref)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, NULL);
+	struct item *b = item_new(&item_type, 2, NULL);
+	wref_valmap_set(m, "a", 1, a);
+	wref_valmap_set(m, "b", 1, b);
+	wref_valmap *arg = m;
+	ck_assert_int_eq(wref_valmap_foreach(m, fe_release_map, &arg), 0);
+	ck_assert_ptr_null(arg);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(wref_strong_count(a), 1);
+	ck_assert_uint_eq(wref_strong_count(b), 1);
+	wref_release(a);
+	wref_release(b);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* ---- get_or_create ------------------------------------------------------ */
 
 static _Atomic int makes;
@@ -693,6 +715,114 @@ START_TEST(test_retain_timer)
 }
 END_TEST
 
+/* issue 16 item 7: the objects a released map's tier held are released on
+ * the executor, not inside wref_release(map) on the caller's thread (the
+ * old tier_kill and the teardown's forget released them right there) */
+static _Atomic int rel_d;
+static pthread_t rel_thread;
+static void rel_destroy(void *p)
+{
+	(void)p;
+	rel_thread = pthread_self();
+	atomic_fetch_add(&rel_d, 1);
+}
+static const wref_type rel_type = { .name = "rel", .destroy = rel_destroy };
+
+START_TEST(test_retain_release_map_on_executor)
+{
+	for (int how = 0; how < 2; how++) {
+		wref_map_options o = { .retain_ms = 1000000 };
+		wref_valmap *m = wref_valmap_new(&o);
+		atomic_store(&rel_d, 0);
+		for (int i = 0; i < 4; i++) {
+			void *x = wref_new(&rel_type, 8);
+			ck_assert_ptr_nonnull(x);
+			ck_assert_int_eq(wref_valmap_set(m, &i, sizeof i, x),
+					 0);
+			if (how) /* also in the list, not only the inbox */
+				wref__retain_sync();
+			wref_release(x);
+		}
+		rel_thread = pthread_self();
+		wref_release(m);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(atomic_load(&rel_d), 4);
+		ck_assert(!pthread_equal(rel_thread, pthread_self()));
+	}
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* issue 16 item 13: inline mode runs no user code on the timer thread: an
+ * expired object is released by the map's next call on a program thread.
+ * The old timer thread ran the eviction itself (destroy on the timer
+ * thread, every run). */
+START_TEST(test_retain_inline_mode)
+{
+	wref_config cfg = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&cfg), 0);
+	wref_map_options o = { .retain_ms = 5 };
+	wref_valmap *m = wref_valmap_new(&o);
+	atomic_store(&rel_d, 0);
+	void *x = wref_new(&rel_type, 8);
+	ck_assert_int_eq(wref_valmap_set(m, "x", 1, x), 0);
+	wref_release(x);
+	rel_thread = pthread_self();
+	/* bounded: 20 s of polling (the expiry needs about 5 ms) */
+	for (int i = 0; i < 20000 && !atomic_load(&rel_d); i++) {
+		usleep(1000);
+		(void)wref_valmap_len(m);
+	}
+	ck_assert_int_eq(atomic_load(&rel_d), 1);
+	ck_assert(pthread_equal(rel_thread, pthread_self()));
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* suspected item: CREATE_ONCE, our placeholder cleared away during make and
+ * a live value set meanwhile: the call returns that value and that access
+ * refreshes its retention (the old branch skipped tier_touch, so the value
+ * expired retain_ms after the set, not after our access) */
+static wref_valmap *oth_map;
+static struct item *oth_val;
+static _Atomic int oth_d;
+static void *make_then_other(const void *key, size_t len, void *arg)
+{
+	(void)arg;
+	wref_valmap_clear(oth_map);      /* our placeholder goes */
+	oth_val = item_new(&item_type, 7, &oth_d);
+	ck_assert_int_eq(wref_valmap_set(oth_map, key, len, oth_val), 0);
+	wref_release(oth_val);          /* only the tier holds it: t=1000 */
+	atomic_store(&fake_now, 1090);  /* our access happens at t=1090 */
+	return new_item(key, len);
+}
+
+START_TEST(test_create_once_other_touches)
+{
+	atomic_store(&fake_now, 1000);
+	wref__clock_set(fake_clock);
+	atomic_store(&oth_d, 0);
+	wref_map_options o = { .flags = WREF_MAP_CREATE_ONCE,
+			       .retain_ms = 100 };
+	oth_map = wref_valmap_new(&o);
+	struct item *g = wref_valmap_get_or_create(oth_map, "k", 1,
+						   make_then_other, NULL);
+	ck_assert_ptr_eq(g, oth_val);
+	wref_release(g);
+	atomic_store(&fake_now, 1150); /* 150 after the set, 60 after us */
+	wref__retain_sync();
+	ck_assert_int_eq(atomic_load(&oth_d), 0);
+	ck_assert_uint_eq(wref_valmap_len(oth_map), 1);
+	atomic_store(&fake_now, 1200);
+	wref__retain_sync();
+	ck_assert_int_eq(atomic_load(&oth_d), 1);
+	wref_release(oth_map);
+	wref__clock_set(NULL);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* ---- teardown ---------------------------------------------------------- */
 
 START_TEST(test_destroy_shared_objects)
@@ -827,6 +957,7 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_clear);
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_foreach_releases_map);
+	tcase_add_test(tc, test_foreach_releases_last_ref);
 	tcase_add_loop_test(tc, test_get_or_create, 0, 2);
 	tcase_add_test(tc, test_create_once);
 	tcase_add_test(tc, test_create_once_cleared);
@@ -842,6 +973,9 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_retain_max_lru);
 	tcase_add_test(tc, test_retain_del_drops);
 	tcase_add_test(tc, test_retain_timer);
+	tcase_add_test(tc, test_retain_release_map_on_executor);
+	tcase_add_test(tc, test_retain_inline_mode);
+	tcase_add_test(tc, test_create_once_other_touches);
 	suite_add_tcase(s, tc);
 	return s;
 }
