@@ -27,6 +27,10 @@
  * object's free does not know its size (the header does not keep it), so
  * malloc/free it is, with memset for zeroed blocks.
  *
+ * Trade-off: a module that is itself dlopen()ed must link plain -lwref,
+ * not libwref_jemalloc (whose jemalloc cannot load then); libwref in it
+ * uses jemalloc only if the host process already has it.
+ *
  * The choice is made once, at the first allocation (or free), from facts
  * fixed at load time (where mallocx resolved), so every thread makes the
  * same one and every block is freed by the allocator that made it.
@@ -36,6 +40,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,8 +110,9 @@ typedef void *(*alloc_fn)(size_t);
 typedef void (*free_fn)(void *);
 static void *first_alloc(size_t n);
 static void first_free(void *p);
-/* relaxed: written with the same values by whichever threads race on the
- * first call; a stale read only sends a caller through first_* again */
+/* relaxed: written once, under choose_once; a caller that still reads
+ * first_* goes through pthread_once and then reads the choice */
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 static _Atomic(alloc_fn) use_alloc = first_alloc;
 static _Atomic(free_fn) use_free = first_free;
 static _Atomic(const char *) allocator_name;
@@ -185,27 +191,29 @@ static void choose(void)
 
 static void *first_alloc(size_t n)
 {
-	choose();
+	pthread_once(&choose_once, choose);
 	return atomic_load_explicit(&use_alloc, memory_order_relaxed)(n);
 }
 
 static void first_free(void *p)
 {
-	choose();
+	pthread_once(&choose_once, choose);
 	atomic_load_explicit(&use_free, memory_order_relaxed)(p);
 }
 
 const char *wref__allocator(void)
 {
-	/* relaxed: a diagnostic; choose() gives every caller the same name */
-	const char *name = atomic_load_explicit(&allocator_name,
-						memory_order_relaxed);
-	if (!name) {
-		choose();
-		name = atomic_load_explicit(&allocator_name,
-					    memory_order_relaxed);
-	}
-	return name;
+	pthread_once(&choose_once, choose);
+	/* relaxed: ordered by pthread_once */
+	return atomic_load_explicit(&allocator_name, memory_order_relaxed);
+}
+
+/* at load time, so no later caller (a fork child, a thread holding the
+ * loader's lock) pays for dlopen; first_* cover constructors that
+ * allocate before this one runs */
+__attribute__((constructor)) static void alloc_choose(void)
+{
+	pthread_once(&choose_once, choose);
 }
 
 static void *do_alloc(size_t n, bool zero)
