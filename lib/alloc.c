@@ -31,6 +31,12 @@
  * not libwref_jemalloc (whose jemalloc cannot load then); libwref in it
  * uses jemalloc only if the host process already has it.
  *
+ * A static link (pkg-config --static) leaves mallocx NULL (a weak
+ * reference pulls nothing from an archive, and wref.pc names no jemalloc
+ * there): libwref uses the program's malloc, jemalloc too if the program
+ * links it.  glibc's linker warning about dlopen in static programs
+ * is about je_malloc_free, which never runs then.
+ *
  * The choice is made once, at the first allocation (or free), from facts
  * fixed at load time (where mallocx resolved), so every thread makes the
  * same one and every block is freed by the allocator that made it.
