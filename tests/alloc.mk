@@ -39,9 +39,26 @@ tests_alloc_core_SOURCES = tests/alloc_core.c
 tests_alloc_core_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_alloc_core_LDADD = $(WREF_TEST_LIBS) $(DL_LIBS)
 
-## make installcheck: the installed libwref.so, dlopen()ed
-installcheck-local: installcheck-alloc-dlopen
+## make installcheck: the installed libwref.so, dlopen()ed; and
+## tests/alloc_route.c built with the installed wref.pc's own flags
+installcheck-local: installcheck-alloc-dlopen installcheck-alloc-pkgconfig
 installcheck-alloc-dlopen: tests/alloc_dlopen$(EXEEXT)
 	if test -f "$(DESTDIR)$(libdir)/libwref.so"; then \
 	  ./tests/alloc_dlopen$(EXEEXT) "$(DESTDIR)$(libdir)/libwref.so"; fi
-.PHONY: installcheck-alloc-dlopen
+installcheck-alloc-pkgconfig:
+if WREF_JEMALLOC
+if !WREF_TSAN
+if !WREF_ASAN
+	if test -f "$(DESTDIR)$(libdir)/libwref.so"; then \
+	  flags=`$(PKG_CONFIG) --define-variable=prefix="$(DESTDIR)$(prefix)" \
+	    --cflags --libs "$(DESTDIR)$(pkgconfigdir)/wref.pc"` && \
+	  echo "pkg-config --cflags --libs wref: $$flags" && \
+	  $(CC) $(CFLAGS) -o tests/alloc_installed$(EXEEXT) \
+	    $(srcdir)/tests/alloc_route.c $$flags \
+	    -Wl,-rpath,"$(DESTDIR)$(libdir)" && \
+	  ./tests/alloc_installed$(EXEEXT); fi
+endif
+endif
+endif
+CLEANFILES += tests/alloc_installed$(EXEEXT)
+.PHONY: installcheck-alloc-dlopen installcheck-alloc-pkgconfig
