@@ -2,19 +2,57 @@
  * alloc.c - the one place libwref allocates, and the allocation-failure
  * injection hook used by the tests.
  *
- * libwref calls malloc/calloc/free: configure links jemalloc (default), and
- * where jemalloc is the process allocator (linked before libc, as the tests
- * and benchmarks do) these are jemalloc's thread-cache fast paths.  We
- * measured jemalloc's mallocx/dallocx at ~10 ns a pair against ~6 ns for
- * its malloc/free (bench on 2026-11-25): the non-standard entry points skip
- * the fast path, so we do not use them.
+ * Which allocator (issue 15).  libwref.so has no DT_NEEDED on jemalloc: a
+ * dlopen of Debian's libjemalloc.so.2 after start-up fails ("cannot
+ * allocate memory in static TLS block"), and as a second-level dependency
+ * jemalloc never becomes the program's malloc anyway.  Instead libwref
+ * declares jemalloc's mallocx/dallocx as weak undefined symbols.  A
+ * program linked with `pkg-config --libs wref` also gets libwref_jemalloc
+ * (DT_NEEDED libjemalloc.so.2, lib/jemalloc_helper.c), so jemalloc loads at
+ * start-up (its TLS in the static block) and, being a dependency of a
+ * dependency, comes after libc in the lookup scope: the program's malloc
+ * stays glibc's while mallocx binds to jemalloc.  Then libwref allocates
+ * with jemalloc's own malloc/free (looked up in the object that defines
+ * mallocx), else with mallocx/dallocx, else -- jemalloc not loaded: a
+ * dlopen()ed libwref, a static link, --without-jemalloc, the sanitizer
+ * builds -- with the process's malloc/free.
+ *
+ * Measured (bench/alloc_entry, glibc program, libwref_jemalloc loaded,
+ * 48-byte blocks, 64 live, ns per pair): jemalloc malloc/free through a
+ * pointer 11.2; malloc + sdallocx(size) 10.3; mallocx/sdallocx 14.6;
+ * mallocx/dallocx 20.2; mallocx/sdallocx with MALLOCX_TCACHE(private)
+ * 24.6; MALLOCX_ARENA(private) 16.3; glibc malloc/free 21.0.  Zeroed:
+ * jemalloc malloc + memset 13.3, calloc 19.0, mallocx(MALLOCX_ZERO) 20.3.
+ * mallocx/dallocx skip jemalloc's fast paths; sdallocx has one, but the
+ * object's free does not know its size (the header does not keep it), so
+ * malloc/free it is, with memset for zeroed blocks.
+ *
+ * Trade-off: a module that is itself dlopen()ed must link plain -lwref,
+ * not libwref_jemalloc (whose jemalloc cannot load then); libwref in it
+ * uses jemalloc only if the host process already has it.
+ *
+ * A static link (pkg-config --static) leaves mallocx NULL (a weak
+ * reference pulls nothing from an archive, and wref.pc names no jemalloc
+ * there): libwref uses the program's malloc, jemalloc too if the program
+ * links it.  glibc's linker warning about dlopen in static programs
+ * is about je_malloc_free, which never runs then.
+ *
+ * The choice is made once, at the first allocation (or free), from facts
+ * fixed at load time (where mallocx resolved), so every thread makes the
+ * same one and every block is freed by the allocator that made it.
+ * WREF_ALLOCATOR=malloc in the environment forces the process malloc (for
+ * valgrind, and the "--without-jemalloc" row of bench/alloc).
  */
 #include "internal.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef WREF_USE_JEMALLOC
+#include <dlfcn.h>
+#endif
 
 /* -1: injection off; n >= 0: the allocation after n more succeeds fails;
  * FAIL_ALL: every allocation fails (wref__alloc_fail_from) */
@@ -72,6 +110,118 @@ static bool inject_failure(void)
 	return false;
 }
 
+/* ---- allocator choice ------------------------------------------------- */
+
+typedef void *(*alloc_fn)(size_t);
+typedef void (*free_fn)(void *);
+static void *first_alloc(size_t n);
+static void first_free(void *p);
+/* relaxed: written once, under choose_once; a caller that still reads
+ * first_* goes through pthread_once and then reads the choice */
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+static _Atomic(alloc_fn) use_alloc = first_alloc;
+static _Atomic(free_fn) use_free = first_free;
+static _Atomic(const char *) allocator_name;
+
+#ifdef WREF_USE_JEMALLOC
+/* jemalloc's non-standard API: weak, NULL unless some loaded object (the
+ * libwref_jemalloc helper, or a program linked with -ljemalloc) brought
+ * jemalloc in.  Not hidden: they must bind to another object. */
+extern void *mallocx(size_t size, int flags) __attribute__((weak));
+extern void dallocx(void *ptr, int flags) __attribute__((weak));
+
+static void *je_mallocx(size_t n)
+{
+	return mallocx(n, 0);
+}
+
+static void je_dallocx(void *p)
+{
+	if (p)
+		dallocx(p, 0);
+}
+
+/* jemalloc's own malloc and free (not the process's, which are glibc's for
+ * a pkg-config program): looked up in the object that defines mallocx.
+ * The handle is kept for good: libwref's blocks must outlive everyone's
+ * dlclose. */
+static bool je_malloc_free(alloc_fn *a, free_fn *f)
+{
+	Dl_info self, da, df;
+	if (!dladdr((void *)mallocx, &self) || !self.dli_fname)
+		return false;
+	void *h = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		return false;
+	alloc_fn ja;
+	free_fn jf;
+	/* dlsym returns void *; POSIX guarantees the function-pointer cast */
+	*(void **)&ja = dlsym(h, "malloc");
+	*(void **)&jf = dlsym(h, "free");
+	/* both from the object that defines mallocx, or neither */
+	if (!ja || !jf || !dladdr((void *)ja, &da) || !dladdr((void *)jf, &df) ||
+	    da.dli_fbase != self.dli_fbase || df.dli_fbase != self.dli_fbase) {
+		dlclose(h);
+		return false;
+	}
+	*a = ja;
+	*f = jf;
+	return true;
+}
+#endif
+
+static void choose(void)
+{
+	alloc_fn a = malloc;
+	free_fn f = free;
+	const char *name = "malloc";
+	const char *env = getenv("WREF_ALLOCATOR");
+	bool force_malloc = env && strcmp(env, "malloc") == 0;
+#ifdef WREF_USE_JEMALLOC
+	if (!force_malloc && mallocx && dallocx) {
+		if (je_malloc_free(&a, &f)) {
+			name = "jemalloc";
+		} else {
+			a = je_mallocx;
+			f = je_dallocx;
+			name = "jemalloc-mallocx";
+		}
+	}
+#else
+	(void)force_malloc;
+#endif
+	atomic_store_explicit(&allocator_name, name, memory_order_relaxed);
+	atomic_store_explicit(&use_alloc, a, memory_order_relaxed);
+	atomic_store_explicit(&use_free, f, memory_order_relaxed);
+}
+
+static void *first_alloc(size_t n)
+{
+	pthread_once(&choose_once, choose);
+	return atomic_load_explicit(&use_alloc, memory_order_relaxed)(n);
+}
+
+static void first_free(void *p)
+{
+	pthread_once(&choose_once, choose);
+	atomic_load_explicit(&use_free, memory_order_relaxed)(p);
+}
+
+const char *wref__allocator(void)
+{
+	pthread_once(&choose_once, choose);
+	/* relaxed: ordered by pthread_once */
+	return atomic_load_explicit(&allocator_name, memory_order_relaxed);
+}
+
+/* at load time, so no later caller (a fork child, a thread holding the
+ * loader's lock) pays for dlopen; first_* cover constructors that
+ * allocate before this one runs */
+__attribute__((constructor)) static void alloc_choose(void)
+{
+	pthread_once(&choose_once, choose);
+}
+
 static void *do_alloc(size_t n, bool zero)
 {
 	if (wref_unlikely(inject_failure())) {
@@ -80,11 +230,15 @@ static void *do_alloc(size_t n, bool zero)
 	}
 	if (n == 0)
 		n = 1;
-	void *p = zero ? calloc(1, n) : malloc(n);
+	void *p = atomic_load_explicit(&use_alloc, memory_order_relaxed)(n);
 	if (wref_unlikely(!p)) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* not calloc: jemalloc's calloc has no fast path (19.0 ns a pair
+	 * against 13.3 for malloc + memset, see the top) */
+	if (zero)
+		memset(p, 0, n);
 	return p;
 }
 
@@ -100,5 +254,5 @@ void *wref__zalloc(size_t n)
 
 void wref__free(void *p)
 {
-	free(p);
+	atomic_load_explicit(&use_free, memory_order_relaxed)(p);
 }

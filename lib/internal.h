@@ -74,6 +74,8 @@ WREF_HIDDEN void wref__alloc_fail_after(long n);
 /* Test hook: the @n-th allocation from now and every one after it fail,
  * until wref__alloc_fail_after(-1). */
 WREF_HIDDEN void wref__alloc_fail_from(long n);
+/* "jemalloc", "jemalloc-mallocx" or "malloc": what serves wref__alloc */
+WREF_HIDDEN const char *wref__allocator(void);
 
 /* ---- rcu.c: RCU flavour wrapper ---------------------------------------
  * urcu-bp: threads register lazily on their first read lock and are
