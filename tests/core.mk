@@ -40,3 +40,7 @@ CORE_TEST_SUITES += tests/check_death_calls
 tests_check_death_calls_SOURCES = tests/check_death_calls.c tests/core_test.h
 tests_check_death_calls_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_check_death_calls_LDADD = $(WREF_TEST_LIBS)
+
+## issue 12: the upgrade fast path in the built libwref.so (objdump)
+TESTS += tests/check_disasm.sh
+EXTRA_DIST += tests/check_disasm.sh
