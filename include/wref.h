@@ -76,9 +76,10 @@ WREF_API void *wref_new(const wref_type *type, size_t size);
 
 /*
  * wref_retain - take one more strong ref on a live @obj; returns @obj.
- * The caller must already hold a strong ref.  Past 2^62 refs the count
- * saturates: the object is pinned forever (a leak, never a use-after-free)
- * and a one-time warning is printed.  NULL is returned unchanged.
+ * The caller must already hold a strong ref.  Past 2^61 refs (2^62 once
+ * the object was weakly referenced) the count saturates: the object is
+ * pinned forever (a leak, never a use-after-free) and a one-time warning
+ * is printed.  NULL is returned unchanged.
  */
 WREF_API void *wref_retain(void *obj);
 
