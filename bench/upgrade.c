@@ -16,6 +16,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+/* how this binary links libwref (bench/bench.mk builds it both ways) */
+#ifndef WREF_BENCH_LINK
+#define WREF_BENCH_LINK "shared libwref.so, linked as pkg-config --libs wref"
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -270,9 +274,9 @@ int main(int argc, char **argv)
 	};
 	static const char *targets[C_N] = { "<= 1.10", "<= 1.10", "<= 1.10",
 					    "<= 1.15", "-" };
-	printf("libwref bench/upgrade: %ld pairs per measurement, median of "
-	       "%d interleaved repetitions, %d CPUs, thread CPU time\n\n",
-	       iters, reps, ncpu);
+	printf("libwref bench/upgrade (%s): %ld pairs per measurement, "
+	       "median of %d interleaved repetitions, %d CPUs, thread CPU "
+	       "time\n\n", WREF_BENCH_LINK, iters, reps, ncpu);
 	printf("| case | libwref ns | limit ns | ratio (median) | ratio (best "
 	       "of %d) | target |\n", reps);
 	printf("|---|---:|---:|---:|---:|---|\n");
@@ -291,11 +295,9 @@ int main(int argc, char **argv)
 	       "control block %zu bytes (sizeof(struct wref__cb)), payload "
 	       "%d bytes in the allocation cases\n",
 	       sizeof(struct wref__hdr), sizeof(struct wref__cb), PAYLOAD);
-#ifdef WREF_USE_JEMALLOC
-	printf("allocator: jemalloc\n");
-#else
-	printf("allocator: libc malloc\n");
-#endif
+	printf("allocators: libwref's own (jemalloc when the program loads it, "
+	       "see lib/alloc.c); the malloc/calloc rows use the program's "
+	       "malloc (glibc here)\n");
 
 	for (int i = 0; i < 2; i++) {
 		wref_release(slots[i].ref);
