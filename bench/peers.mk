@@ -27,8 +27,12 @@ endif
 bench_peers_wref_bench_SOURCES = bench/peers/wref_bench.c $(PEERS_COMMON)
 bench_peers_wref_bench_CPPFLAGS = $(AM_CPPFLAGS) -DWREF_BENCH_CONFIG \
 	-I$(top_builddir)/bench/peers
-bench_peers_wref_bench_LDADD = lib/libwref_core.la $(URCU_LIBS) \
-	$(JEMALLOC_LIBS) -lpthread -lm
+## the shared libwref.so as pkg-config --libs wref links it; jemalloc first
+## on the line, as for every peer: all of them run on jemalloc as the
+## process allocator (their memory rows read its statistics)
+bench_peers_wref_bench_LDFLAGS = $(AM_LDFLAGS) -Wl,--no-as-needed
+bench_peers_wref_bench_LDADD = $(JEMALLOC_LIBS) lib/libwref.la \
+	lib/libwref_jemalloc.la -lpthread -lm
 
 ## the weak-value map rows read "n/a" when the library has no valmap yet
 bench/peers/wref_bench_config.h: lib/libwref_core.la
