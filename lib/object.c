@@ -269,6 +269,9 @@ struct trashcan {
 	/* set while this thread collects a death's watches (die): callback
 	 * work queued then is held until the object's destroy returned */
 	struct wref__work **hold_tail;
+	/* queued destroys the array could not take (out of memory), chained
+	 * through the dead objects themselves: see spill_push() */
+	struct wref__hdr *spill;
 };
 static __thread struct trashcan tls_can
 	__attribute__((tls_model("initial-exec")));
@@ -309,10 +312,63 @@ static void submit_held(struct wref__work *w)
 	}
 }
 
+/*
+ * When the trashcan cannot grow, a dying object is chained through its own
+ * dead memory, so destroys still loop instead of recursing (rule 9, also
+ * out of memory): an object with a control block through the block's
+ * rcu_head (unused until the object's memory is retired), one without
+ * through its dead header word, which becomes DEAD | link >> 4: still in
+ * the dead zone, which no reader ever writes (upgrades and misuse reports
+ * only read it).  Headers are 16-byte aligned (malloc's alignment); an
+ * allocator that did otherwise makes us run the destroy now instead.
+ */
+static bool spill_push(struct trashcan *t, struct wref__hdr *h,
+		       struct wref__work *held)
+{
+	/* relaxed: we own the dead object; a block was published to us */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
+	struct wref__cb *cb = wref__word_cb(w);
+	if (cb) {
+		cb->rcu.next.next = (struct cds_wfcq_node *)(void *)t->spill;
+		cb->rcu.func = (void (*)(struct rcu_head *))(uintptr_t)held;
+	} else {
+		if (((uintptr_t)t->spill & 15) || held)
+			return false; /* cannot happen: see above */
+		/* relaxed: only this thread reads the link back */
+		atomic_store_explicit(&h->word,
+			WREF_DEAD | ((uint64_t)(uintptr_t)t->spill >> 4),
+			memory_order_relaxed);
+	}
+	t->spill = h;
+	return true;
+}
+
+static bool spill_pop(struct trashcan *t, struct can_item *out)
+{
+	struct wref__hdr *h = t->spill;
+	if (!h)
+		return false;
+	/* relaxed: written by this thread (spill_push) */
+	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
+	struct wref__cb *cb = wref__word_cb(w);
+	if (cb) {
+		t->spill = (struct wref__hdr *)(void *)cb->rcu.next.next;
+		out->held = (struct wref__work *)(uintptr_t)cb->rcu.func;
+		cb->rcu.next.next = NULL;
+		cb->rcu.func = NULL;
+	} else {
+		t->spill = (struct wref__hdr *)(uintptr_t)((w - WREF_DEAD) << 4);
+		atomic_store_explicit(&h->word, WREF_DEAD, memory_order_relaxed);
+		out->held = NULL;
+	}
+	out->h = h;
+	return true;
+}
+
 static bool can_pop(struct trashcan *t, struct can_item *out)
 {
 	if (!t->n)
-		return false;
+		return spill_pop(t, out);
 	*out = t->v[--t->n];
 	return true;
 }
@@ -360,7 +416,7 @@ static bool can_push(struct wref__hdr *h, struct wref__work *held)
 	if (t->n == t->cap) {
 		struct can_item *nv = wref__alloc(2 * t->cap * sizeof *nv);
 		if (!nv)
-			return false; /* out of memory: recurse instead */
+			return spill_push(t, h, held); /* out of memory */
 		for (size_t i = 0; i < t->n; i++)
 			nv[i] = t->v[i];
 		if (t->v != t->buf)
@@ -485,7 +541,7 @@ static void die(struct wref__hdr *h)
 	if (t->depth == 1) {
 		destroy_and_free(h);
 		submit_held(held);
-		if (t->n || wref__inline_pending())
+		if (t->n || t->spill || wref__inline_pending())
 			can_drain(t);
 	} else if (!can_push(h, held)) {
 		destroy_and_free(h);

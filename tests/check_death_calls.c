@@ -239,6 +239,81 @@ START_TEST(inline_destroy_before_callbacks)
 }
 END_TEST
 
+/* ---- out of memory, cascades still loop (issue 16, "also noted") -------- */
+
+/*
+ * A root whose destroy releases 64 children, each the head of a chain of
+ * 200 objects (half of them weakly referenced, so both spill paths run),
+ * with every allocation failing: the trashcan's 32 inline slots fill and it
+ * cannot grow.  On 8a36efc the destroys then recursed, one level per chain
+ * link (the destroys' frames spread over ~100 KB of stack); now the
+ * objects the trashcan cannot take are chained through their own dead
+ * memory and the outermost death still loops: the frames stay within a few
+ * KB and every destroy runs once.
+ */
+#define OOM_KIDS 64
+#define OOM_CHAIN 200
+struct oom_node {
+	void *next[OOM_KIDS];
+	int nnext;
+};
+static _Atomic int oom_destroyed;
+static uintptr_t oom_lo = UINTPTR_MAX, oom_hi;
+static void oom_destroy(void *p)
+{
+	struct oom_node *n = p;
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	if (sp < oom_lo)
+		oom_lo = sp;
+	if (sp > oom_hi)
+		oom_hi = sp;
+	atomic_fetch_add(&oom_destroyed, 1);
+	for (int i = 0; i < n->nnext; i++)
+		wref_release(n->next[i]);
+}
+static const wref_type oom_type = { .name = "oom", .destroy = oom_destroy };
+
+START_TEST(oom_cascade_loops)
+{
+	struct oom_node *root = wref_new(&oom_type, sizeof *root);
+	wref_ref *refs[OOM_KIDS];
+	ck_assert_ptr_nonnull(root);
+	int total = 1;
+	for (int k = 0; k < OOM_KIDS; k++) {
+		struct oom_node *head = wref_new(&oom_type, sizeof *head);
+		ck_assert_ptr_nonnull(head);
+		root->next[root->nnext++] = head;
+		/* every other chain's head has a control block */
+		refs[k] = k & 1 ? wref_ref_new(head, NULL, NULL) : NULL;
+		struct oom_node *cur = head;
+		total++;
+		for (int i = 1; i < OOM_CHAIN; i++) {
+			struct oom_node *n = wref_new(&oom_type, sizeof *n);
+			ck_assert_ptr_nonnull(n);
+			cur->next[cur->nnext++] = n;
+			cur = n;
+			total++;
+		}
+	}
+	atomic_store(&oom_destroyed, 0);
+	oom_lo = UINTPTR_MAX;
+	oom_hi = 0;
+	wref__alloc_fail_from(0); /* every allocation fails from here */
+	wref_release(root);
+	wref__alloc_fail_after(-1);
+	ck_assert_int_eq(atomic_load(&oom_destroyed), total);
+	ck_assert_msg(oom_hi - oom_lo < 8192, "destroys recursed: their "
+		      "frames spread over %lu bytes of stack",
+		      (unsigned long)(oom_hi - oom_lo));
+	for (int k = 0; k < OOM_KIDS; k++) {
+		if (refs[k]) {
+			ck_assert_ptr_null(wref_ref_get(refs[k]));
+			wref_release(refs[k]);
+		}
+	}
+}
+END_TEST
+
 static Suite *death_calls_suite(void)
 {
 	Suite *s = suite_create("death_calls");
@@ -252,6 +327,10 @@ static Suite *death_calls_suite(void)
 	tcase_add_test(tc, destroy_before_callbacks);
 	tcase_add_test(tc, cascade_destroy_before_callbacks);
 	tcase_add_test(tc, inline_destroy_before_callbacks);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("oom");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_test(tc, oom_cascade_loops);
 	suite_add_tcase(s, tc);
 	return s;
 }
