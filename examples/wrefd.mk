@@ -13,7 +13,9 @@ examples_wrefd_wrefd_SOURCES = \
 	examples/wrefd/wrefd.h \
 	examples/wrefd/main.c \
 	examples/wrefd/db.c \
-	examples/wrefd/cmd.c
+	examples/wrefd/cmd.c \
+	examples/wrefd/resp.h \
+	examples/wrefd/resp.c
 examples_wrefd_wrefd_LDADD = lib/libwref.la -lpthread
 
 TESTS += tests/wrefd_test.sh
