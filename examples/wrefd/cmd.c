@@ -713,7 +713,7 @@ static void cmd_client(struct conn *c)
 	static const struct {
 		const char *name;
 		int arity; /* of the whole command, as Redis counts it */
-	} subs[] = { { "list", 2 }, { "id", 2 }, { "setname", 3 },
+	} subs[] = { { "list", -2 }, { "id", 2 }, { "setname", 3 },
 		     { "getname", 2 }, { "kill", -3 }, { "help", 2 } };
 	size_t k;
 	for (k = 0; k < sizeof subs / sizeof *subs; k++)
@@ -740,7 +740,10 @@ static void cmd_client(struct conn *c)
 		}
 	} else if (arg_is(A(1), "KILL")) {
 		client_kill(c);
-	} else if (arg_is(A(1), "LIST") && c->argc == 2) {
+	} else if (arg_is(A(1), "LIST") && c->argc > 2) {
+		/* redis-server's TYPE and ID filters are not implemented */
+		reply_err(c, "ERR syntax error");
+	} else if (arg_is(A(1), "LIST")) {
 		struct sbuf b = { 0 };
 		wref_set_foreach(g_clients, client_line, &b);
 		if (b.oom)
