@@ -35,7 +35,7 @@ redis_pid=
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	[ -n "$server" ] && kill -9 $spid "$server" 2>/dev/null
-	[ -n "$redis_pid" ] && kill -9 "$redis_pid" 2>/dev/null
+	[ -n "$redis_pid" ] && { kill -9 "$redis_pid"; wait "$redis_pid"; } 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
