@@ -724,8 +724,9 @@ else
 	# not wall time; 2 attempts; 0.05 s for the clock's 10 ms ticks
 	if [ -n "$RP" ] && [ -z "$san" ]; then
 		cpu_ok=
+		start_wrefd X6 --threads 1
 		for attempt in 1 2; do
-			PY piecewise "$X1" "$(pid_of "$X1")" 1000000 2048 >"$tmp/pw.out" 2>&1
+			PY piecewise "$X6" "$(pid_of "$X6")" 1000000 2048 >"$tmp/pw.out" 2>&1
 			PY piecewise "$RP" "$(pid_of "$RP")" 1000000 2048 >"$tmp/rpw.out" 2>&1
 			w=$(sed -n 's/^CPU //p' "$tmp/pw.out")
 			r=$(sed -n 's/^CPU //p' "$tmp/rpw.out")
