@@ -898,7 +898,7 @@ f2=$(RX "$X4" info server | tr -d '\r' | sed -n 's/^hash_key_fingerprint://p')
 # redis-server; the replies must be byte for byte the same.  Left out on
 # purpose (documented differences): a bulk not followed by CRLF (wrefd
 # refuses it, redis-server reads on), a multibulk count over 1048576, SELECT
-# of a database other than 0, EXPIRE's NX/XX/GT/LT, CLIENT LIST's filters,
+# of a database other than 0, CLIENT LIST's filters,
 # CLIENT HELP's text (wrefd lists its own subcommands), INFO's fields.
 cat >"$tmp/cmp.txt" <<'CMP_EOF'
 # one connection per line (python escapes); QUIT is appended
@@ -911,6 +911,7 @@ SET cmp:b x NX\r\nSET cmp:b y NX\r\nSET cmp:b z XX\r\nGET cmp:b\r\nSET cmp:nx v 
 SET cmp:e v EX abc\r\nSET cmp:e v PX abc\r\nSET cmp:e v EX 0\r\nSET cmp:e v EX -1\r\nSET cmp:e v PX 0\r\nSET cmp:e v EX\r\nSET cmp:e v BOGUS\r\nSET cmp:e v NX XX\r\nSET cmp:e v EX 5 PX 5\r\nEXISTS cmp:e\r\n
 SET cmp:t v EX 100\r\nTTL cmp:t\r\nPERSIST cmp:t\r\nTTL cmp:t\r\nPTTL cmp:t\r\nPERSIST cmp:t\r\nPERSIST cmp:nosuch\r\nPTTL cmp:nosuch\r\nTTL cmp:nosuch\r\n
 SET cmp:x v\r\nEXPIRE cmp:x 100\r\nTTL cmp:x\r\nEXPIRE cmp:nosuch 10\r\nEXPIRE cmp:x abc\r\nEXPIRE cmp:x 99999999999999999\r\nEXPIRE cmp:x 10 FOO\r\nEXPIRE cmp:x -1\r\nEXISTS cmp:x\r\nGET cmp:x\r\nEXPIRE cmp:x\r\n
+SET cmp:f v\r\nEXPIRE cmp:f 100 XX\r\nEXPIRE cmp:f 100 GT\r\nEXPIRE cmp:f 100 LT\r\nTTL cmp:f\r\nEXPIRE cmp:f 50 NX\r\nEXPIRE cmp:f 200 GT\r\nTTL cmp:f\r\nEXPIRE cmp:f 300 LT\r\nEXPIRE cmp:f 10 LT\r\nTTL cmp:f\r\nEXPIRE cmp:f 10 XX\r\nEXPIRE cmp:f 10 NX XX\r\nEXPIRE cmp:f 10 GT LT\r\nEXPIRE cmp:f 10 nx gt\r\nEXPIRE cmp:f -5 XX\r\nEXISTS cmp:f\r\n
 SET cmp:k KEEPTTL\r\nSET cmp:k v EX 50\r\nSET cmp:k w KEEPTTL\r\nTTL cmp:k\r\nSET cmp:k u\r\nTTL cmp:k\r\n
 DEL cmp:a cmp:b cmp:zz\r\nEXISTS cmp:a cmp:b cmp:zz\r\nEXISTS cmp:k cmp:k\r\nDEL\r\nEXISTS\r\n
 SELECT 0\r\nSELECT abc\r\nSELECT -1\r\nSELECT 99999\r\nSELECT\r\n

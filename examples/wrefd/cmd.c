@@ -195,10 +195,30 @@ static void cmd_pttl(struct conn *c)
 static void cmd_expire(struct conn *c)
 {
 	long long t;
-	if (c->argc > 3) {
-		/* redis-server 7's NX/XX/GT/LT are not implemented */
-		reply_err(c, "ERR Unsupported option %.*s",
-			  (int)(A(3).n > 64 ? 64 : A(3).n), A(3).p);
+	int flags = 0;
+	for (size_t i = 3; i < c->argc; i++) {
+		if (arg_is(A(i), "NX")) {
+			flags |= EXP_NX;
+		} else if (arg_is(A(i), "XX")) {
+			flags |= EXP_XX;
+		} else if (arg_is(A(i), "GT")) {
+			flags |= EXP_GT;
+		} else if (arg_is(A(i), "LT")) {
+			flags |= EXP_LT;
+		} else {
+			reply_err(c, "ERR Unsupported option %.*s",
+				  (int)(A(i).n > 128 ? 128 : A(i).n), A(i).p);
+			return;
+		}
+	}
+	if ((flags & EXP_NX) && (flags & (EXP_XX | EXP_GT | EXP_LT))) {
+		reply_err(c, "ERR NX and XX, GT or LT options at the same time "
+			     "are not compatible");
+		return;
+	}
+	if ((flags & EXP_GT) && (flags & EXP_LT)) {
+		reply_err(c, "ERR GT and LT options at the same time are not "
+			     "compatible");
 		return;
 	}
 	if (!arg_ll(A(2), &t)) {
@@ -210,7 +230,7 @@ static void cmd_expire(struct conn *c)
 		reply_err(c, "ERR invalid expire time in 'expire' command");
 		return;
 	}
-	reply_int(c, db_expire_at(A(1).p, A(1).n, now + t * 1000));
+	reply_int(c, db_expire_at(A(1).p, A(1).n, now + t * 1000, flags));
 }
 
 static void cmd_persist(struct conn *c)

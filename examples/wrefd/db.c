@@ -362,7 +362,7 @@ int64_t db_ttl_ms(const char *k, size_t n)
 	return r;
 }
 
-int db_expire_at(const char *k, size_t n, int64_t at)
+int db_expire_at(const char *k, size_t n, int64_t at, int flags)
 {
 	uint64_t h = hash_bytes(k, n);
 	struct shard *s = shard_of(h);
@@ -372,6 +372,15 @@ int db_expire_at(const char *k, size_t n, int64_t at)
 	struct entry **pp = lookup(s, h, k, n, &dead);
 	if (pp) {
 		struct entry *e = *pp;
+		/* redis-server 7's conditions; no deadline counts as infinite */
+		if ((flags & EXP_NX) && e->expire_at)
+			goto out;
+		if ((flags & EXP_XX) && !e->expire_at)
+			goto out;
+		if ((flags & EXP_GT) && (!e->expire_at || at <= e->expire_at))
+			goto out;
+		if ((flags & EXP_LT) && e->expire_at && at >= e->expire_at)
+			goto out;
 		r = 1;
 		if (at <= now_ms()) {
 			old = unlink_entry(s, pp); /* as Redis: deleted now */
@@ -381,6 +390,7 @@ int db_expire_at(const char *k, size_t n, int64_t at)
 			e->expire_at = at;
 		}
 	}
+out:
 	pthread_mutex_unlock(&s->mu);
 	wref_release(dead);
 	wref_release(old);

@@ -112,8 +112,10 @@ int db_del(const char *k, size_t n);                /* 1 removed */
 int db_exists(const char *k, size_t n);
 int db_incr(const char *k, size_t n, long long by, long long *out);
 int64_t db_ttl_ms(const char *k, size_t n);         /* -2 absent, -1 none */
-/* 1 set, 0 no such key; at <= now deletes the key (1) */
-int db_expire_at(const char *k, size_t n, int64_t at);
+/* EXPIRE: 1 set, 0 no such key or a condition failed; at <= now deletes
+ * the key (1) */
+enum { EXP_NX = 1, EXP_XX = 2, EXP_GT = 4, EXP_LT = 8 };
+int db_expire_at(const char *k, size_t n, int64_t at, int flags);
 int db_persist(const char *k, size_t n);            /* 1 had a deadline */
 size_t db_size(size_t *expires);
 void db_sweep(int worker, int nworkers);
