@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define NSHARDS 256
 
@@ -37,16 +38,115 @@ struct shard {
 
 static struct shard shards[NSHARDS];
 
-static uint64_t hash_bytes(const char *p, size_t n)
+/* ---- SipHash-2-4 (Aumasson & Bernstein), keyed at start-up ------------
+ * A fixed hash lets a client that can choose keys put them all in one
+ * chain (hash flooding); with a secret random key it cannot predict where
+ * a key lands.  redis-server does the same (SipHash, random key). */
+static unsigned char hash_key[16];
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                          \
+	do {                                                              \
+		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                    \
+		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                    \
+		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+	} while (0)
+
+static uint64_t le64(const unsigned char *p)
 {
-	/* FNV-1a with a final avalanche: short keys dominate */
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return h;
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+uint64_t siphash24(const unsigned char key[16], const void *data, size_t n)
+{
+	const unsigned char *p = data, *end = p + (n & ~(size_t)7);
+	uint64_t k0 = le64(key), k1 = le64(key + 8);
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	uint64_t b = (uint64_t)n << 56, m;
+	for (; p != end; p += 8) {
+		m = le64(p);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (int i = (int)(n & 7) - 1; i >= 0; i--)
+		b |= (uint64_t)p[i] << (8 * i);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void hash_init(void)
+{
+	size_t got = 0;
+	while (got < sizeof hash_key) {
+		ssize_t r = getrandom(hash_key + got, sizeof hash_key - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			perror("wrefd: getrandom");
+			exit(1);
+		}
+		got += r;
+	}
+}
+
+uint64_t hash_bytes(const void *p, size_t n)
+{
+	return siphash24(hash_key, p, n);
+}
+
+uint64_t hash_fingerprint(void)
+{
+	return siphash24(hash_key, "wrefd hash key fingerprint", 26);
+}
+
+/* the reference vectors: key 00..0f, message 00..(len-1) */
+bool hash_selftest(void)
+{
+	static const struct {
+		size_t len;
+		uint64_t h;
+	} vec[] = {
+		{ 0, 0x726fdb47dd0e0e31ull },
+		{ 1, 0x74f839c593dc67fdull },
+		{ 7, 0xab0200f58b01d137ull },
+		{ 8, 0x93f5f5799a932462ull },
+		{ 15, 0xa129ca6149be45e5ull },
+		{ 63, 0x958a324ceb064572ull },
+	};
+	unsigned char key[16], msg[64];
+	for (int i = 0; i < 16; i++)
+		key[i] = i;
+	for (int i = 0; i < 64; i++)
+		msg[i] = i;
+	for (size_t i = 0; i < sizeof vec / sizeof *vec; i++)
+		if (siphash24(key, msg, vec[i].len) != vec[i].h) {
+			fprintf(stderr, "siphash24: vector %zu: %016llx\n",
+				vec[i].len, (unsigned long long)siphash24(
+					key, msg, vec[i].len));
+			return false;
+		}
+	return true;
+}
+
+/* keyspace memory, for --maxmemory and INFO: entry, key, value */
+static int64_t entry_mem(size_t klen, const struct val *v)
+{
+	return (int64_t)(sizeof(struct entry) + klen + 16 + VAL_MEM(v->len));
 }
 
 static struct shard *shard_of(uint64_t h)
@@ -94,6 +194,7 @@ static struct val *unlink_entry(struct shard *s, struct entry **pp)
 	struct val *v = e->v;
 	*pp = e->next;
 	s->n--;
+	mem_add(-entry_mem(e->klen, v));
 	if (e->expire_at)
 		s->nexp--;
 	free(e);
@@ -170,6 +271,7 @@ int db_set(const char *k, size_t n, struct val *v, int64_t expire_at,
 		struct entry *e = *pp;
 		if (!(flags & SET_NX)) {
 			old = e->v;
+			mem_add(entry_mem(n, v) - entry_mem(n, old));
 			e->v = v;
 			v = NULL;
 			if (!(flags & SET_KEEPTTL)) {
@@ -190,6 +292,7 @@ int db_set(const char *k, size_t n, struct val *v, int64_t expire_at,
 			e->klen = n;
 			e->hash = h;
 			e->v = v;
+			mem_add(entry_mem(n, v));
 			v = NULL;
 			e->expire_at = expire_at;
 			if (expire_at)
@@ -259,6 +362,59 @@ int64_t db_ttl_ms(const char *k, size_t n)
 	return r;
 }
 
+int db_expire_at(const char *k, size_t n, int64_t at, int flags)
+{
+	uint64_t h = hash_bytes(k, n);
+	struct shard *s = shard_of(h);
+	struct val *dead = NULL, *old = NULL;
+	int r = 0;
+	pthread_mutex_lock(&s->mu);
+	struct entry **pp = lookup(s, h, k, n, &dead);
+	if (pp) {
+		struct entry *e = *pp;
+		/* redis-server 7's conditions; no deadline counts as infinite */
+		if ((flags & EXP_NX) && e->expire_at)
+			goto out;
+		if ((flags & EXP_XX) && !e->expire_at)
+			goto out;
+		if ((flags & EXP_GT) && (!e->expire_at || at <= e->expire_at))
+			goto out;
+		if ((flags & EXP_LT) && e->expire_at && at >= e->expire_at)
+			goto out;
+		r = 1;
+		if (at <= now_ms()) {
+			old = unlink_entry(s, pp); /* as Redis: deleted now */
+		} else {
+			if (!e->expire_at)
+				s->nexp++;
+			e->expire_at = at;
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	wref_release(dead);
+	wref_release(old);
+	return r;
+}
+
+int db_persist(const char *k, size_t n)
+{
+	uint64_t h = hash_bytes(k, n);
+	struct shard *s = shard_of(h);
+	struct val *dead = NULL;
+	int r = 0;
+	pthread_mutex_lock(&s->mu);
+	struct entry **pp = lookup(s, h, k, n, &dead);
+	if (pp && (*pp)->expire_at) {
+		(*pp)->expire_at = 0;
+		s->nexp--;
+		r = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	wref_release(dead);
+	return r;
+}
+
 static bool val_to_ll(const struct val *v, long long *out)
 {
 	char *end;
@@ -306,6 +462,7 @@ int db_incr(const char *k, size_t n, long long by, long long *out)
 			rc = -ENOMEM;
 		} else if (pp) {
 			old = (*pp)->v;
+			mem_add(entry_mem(n, nv) - entry_mem(n, old));
 			(*pp)->v = nv;
 		} else {
 			pthread_mutex_unlock(&s->mu);
