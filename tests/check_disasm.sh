@@ -24,15 +24,23 @@ if [ -z "$dis" ]; then
 	exit 1
 fi
 status=0
-locks=$(printf '%s\n' "$dis" | grep -c 'lock ')
-if [ "$locks" -ne 1 ]; then
-	echo "FAIL: $locks lock-prefixed instructions in wref_ref_get (want 1)"
-	status=1
-fi
 bad=$(printf '%s\n' "$dis" | grep -E 'call|jmp' | grep -E '@plt|tls_get_addr|\*' )
 if [ -n "$bad" ]; then
 	echo "FAIL: wref_ref_get calls out of the library:"
 	printf '%s\n' "$bad"
+	printf '%s\n' "$dis"
+	exit 1
+fi
+# an unoptimised build (CFLAGS=-O0) calls its inline helpers out of line:
+# nothing more to check there
+if printf '%s\n' "$dis" | grep 'call' | grep -v '<wref__[a-z_]*_slow>' |
+   grep -q '<wref__'; then
+	echo "SKIP: wref_ref_get's helpers are not inlined (unoptimised build)"
+	exit 77
+fi
+locks=$(printf '%s\n' "$dis" | grep -c 'lock ')
+if [ "$locks" -ne 1 ]; then
+	echo "FAIL: $locks lock-prefixed instructions in wref_ref_get (want 1)"
 	status=1
 fi
 other=$(printf '%s\n' "$dis" | grep 'call' | grep -v '<wref__[a-z_]*_slow>')
