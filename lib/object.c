@@ -85,18 +85,20 @@ bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 	return true;
 }
 
-/* inline word: one more strong ref unless dead; a word that became a
- * block is followed there */
-bool wref__tryget_word(struct wref__hdr *h, uint64_t w)
+/* one more strong ref on an inline count (a CAS loop: inline counts change
+ * only by CAS, so none slips past the CAS that moves it into a block) */
+enum { INC_DONE, INC_DEAD, INC_BLOCK };
+static int word_inc(struct wref__hdr *h, uint64_t *wp)
 {
+	uint64_t w = *wp;
 	for (;;) {
+		*wp = w;
 		if (w & WREF_W_CB)
-			return wref__cnt_tryget_checked(
-				&wref__word_cb(w)->strong, h);
+			return INC_BLOCK; /* the count moved: *wp names it */
 		if (w < WREF_INL(1) || w >= WREF_UNDERFLOW_ZONE)
-			return false; /* dead (or not an object) */
+			return INC_DEAD; /* dead (or not an object) */
 		if (w >= WREF_SAT)
-			return true; /* pinned: the count stays */
+			return INC_DONE; /* pinned: the count stays */
 		uint64_t n = w + WREF_INL(1) >= WREF_SAT ? WREF_SAT_MID
 							 : w + WREF_INL(1);
 		/* acquire (on failure): the word may have become a block,
@@ -105,10 +107,24 @@ bool wref__tryget_word(struct wref__hdr *h, uint64_t w)
 		 * success order at least as strong */
 		if (atomic_compare_exchange_weak_explicit(&h->word, &w, n,
 				memory_order_acquire, memory_order_acquire)) {
-			if (n == WREF_SAT_MID)
+			if (wref_unlikely(n == WREF_SAT_MID))
 				warn_saturated(h);
-			return true;
+			return INC_DONE;
 		}
+	}
+}
+
+/* inline word: one more strong ref unless dead; a word that became a
+ * block is followed there */
+bool wref__tryget_word(struct wref__hdr *h, uint64_t w)
+{
+	switch (word_inc(h, &w)) {
+	case INC_DONE:
+		return true;
+	case INC_BLOCK:
+		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong, h);
+	default:
+		return false;
 	}
 }
 
@@ -202,41 +218,21 @@ void *wref_retain(void *obj)
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the CAS publishing a block (wref__cb_get) */
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
-	for (;;) {
-		if (w & WREF_W_CB) {
-			_Atomic uint64_t *cnt = &wref__word_cb(w)->strong;
-			/* relaxed: the caller already holds a ref */
-			uint64_t c = atomic_fetch_add_explicit(cnt, 1,
-						memory_order_relaxed);
-			/* c is the old count: c >= SAT - 1 means this
-			 * increment reached the saturated zone (warn now) */
-			if (wref_unlikely(c - 1 >= WREF_SAT - 2)) {
-				if (c == 0 || c >= WREF_UNDERFLOW_ZONE)
-					retain_misuse(h, c);
-				else
-					saturate_cnt(cnt, h);
-			}
+	if (!(w & WREF_W_CB)) {
+		int r = word_inc(h, &w);
+		if (r == INC_DONE)
 			return obj;
-		}
-		if (wref_unlikely(w < WREF_INL(1) || w >= WREF_SAT)) {
-			if (w < WREF_INL(1) || w >= WREF_UNDERFLOW_ZONE)
-				retain_misuse(h, w);
-			return obj; /* pinned: the count stays */
-		}
-		uint64_t n = w + WREF_INL(1);
-		if (wref_unlikely(n >= WREF_SAT))
-			n = WREF_SAT_MID;
-		/* acquire on failure: the word may have become a block
-		 * (pairs with its publishing CAS); the increment itself needs
-		 * no ordering, but C11 wants the success order at least as
-		 * strong as the failure order */
-		if (atomic_compare_exchange_weak_explicit(&h->word, &w, n,
-				memory_order_acquire, memory_order_acquire)) {
-			if (wref_unlikely(n == WREF_SAT_MID))
-				warn_saturated(h);
+		if (r == INC_DEAD) {
+			retain_misuse(h, w);
 			return obj;
 		}
 	}
+	/* a block's counter: as an upgrade (saturation included), but the
+	 * caller holds a ref, so failing means misuse (a block's count is
+	 * never 0: it starts at the inline count and ends DEAD) */
+	if (!wref__cnt_tryget(&wref__word_cb(w)->strong, h))
+		retain_misuse(h, WREF_DEAD);
+	return obj;
 }
 
 const wref_type *wref_type_of(const void *obj)
