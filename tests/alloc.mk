@@ -18,19 +18,19 @@ endif
 TESTS += $(ALLOC_TESTS)
 check_PROGRAMS += $(ALLOC_TESTS)
 
-tests_alloc_pkgconfig_SOURCES = tests/alloc_route.c
+tests_alloc_pkgconfig_SOURCES = tests/alloc_route.c tests/alloc_test.h
 tests_alloc_pkgconfig_LDFLAGS = $(AM_LDFLAGS) -Wl,--no-as-needed
 tests_alloc_pkgconfig_LDADD = lib/libwref.la lib/libwref_jemalloc.la \
 	$(DL_LIBS) -lpthread
 
-tests_alloc_jeapp_SOURCES = tests/alloc_route.c
+tests_alloc_jeapp_SOURCES = tests/alloc_route.c tests/alloc_test.h
 tests_alloc_jeapp_CPPFLAGS = $(AM_CPPFLAGS) -DAPP_ON_JEMALLOC
 tests_alloc_jeapp_LDFLAGS = $(AM_LDFLAGS) -Wl,--no-as-needed
 tests_alloc_jeapp_LDADD = $(JEMALLOC_LIBS) lib/libwref.la \
 	lib/libwref_jemalloc.la $(DL_LIBS) -lpthread
 
 ## no libwref on its link line: it loads the library itself
-tests_alloc_dlopen_SOURCES = tests/alloc_dlopen.c
+tests_alloc_dlopen_SOURCES = tests/alloc_dlopen.c tests/alloc_test.h
 tests_alloc_dlopen_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DWREF_BUILD_SO='"$(abs_top_builddir)/lib/.libs/libwref.so"'
 tests_alloc_dlopen_LDADD = $(DL_LIBS) -lpthread

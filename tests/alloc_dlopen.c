@@ -18,14 +18,7 @@
 
 #include <wref.h> /* types only: every function comes from dlsym */
 
-#define CHECK(c)                                                           \
-	do {                                                               \
-		if (!(c)) {                                                \
-			fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__,   \
-				__LINE__, #c);                             \
-			exit(1);                                           \
-		}                                                          \
-	} while (0)
+#include "alloc_test.h"
 
 static atomic_int died;
 static void on_death(wref_ref *r, void *arg)

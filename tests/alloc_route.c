@@ -27,14 +27,7 @@
 
 #include <wref.h>
 
-#define CHECK(c)                                                           \
-	do {                                                               \
-		if (!(c)) {                                                \
-			fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__,   \
-				__LINE__, #c);                             \
-			exit(1);                                           \
-		}                                                          \
-	} while (0)
+#include "alloc_test.h"
 
 typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
 static mallctl_fn je_mallctl;
