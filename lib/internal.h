@@ -376,6 +376,11 @@ struct wref__cb {
 	uint64_t hash;
 	wref__lock_t lock;
 	bool dead;                 /* under lock */
+	/* set (never cleared) while a strong ref is held, when the object
+	 * joins a by-value container, whose lookups read members' memory
+	 * (equal) under RCU without a ref: such an object's memory is freed
+	 * after a grace period; every other one at once, at death */
+	_Atomic bool mem_rcu;
 	struct wref__watch *watches; /* under lock */
 	struct wref_ref *shared;   /* the shared callback-less ref, under lock */
 	size_t nrefs;              /* live wref_ref handles, under lock */
@@ -386,6 +391,17 @@ struct wref__cb {
  * NULL + errno EINVAL (NO_WEAK) or ENOMEM.  Does not take a hold. */
 WREF_HIDDEN struct wref__cb *wref__cb_get(void *obj);
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
+/* @cb's object (held strongly by the caller) joins a by-value container:
+ * its memory must outlive RCU readers (see mem_rcu) */
+static inline void wref__cb_mem_rcu(struct wref__cb *cb)
+{
+	/* relaxed: the caller holds a strong ref, and its release happens-
+	 * before the death that reads the flag (release/acq_rel on the
+	 * count) */
+	if (!atomic_load_explicit(&cb->mem_rcu, memory_order_relaxed))
+		atomic_store_explicit(&cb->mem_rcu, true,
+				      memory_order_relaxed);
+}
 WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
 /* identity hash of a pointer (also the default hash of a block) */
 WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);

@@ -492,11 +492,23 @@ void wref__obj_free(void *obj)
 #ifdef WREF_DEBUG
 	h->magic = WREF_MAGIC_DEAD;
 #endif
-	if (cb)
-		/* weak readers may still be looking at the header */
-		wref__call_rcu(&cb->rcu, free_after_gp);
-	else
+	if (!cb) {
 		mem_free(h);
+		return;
+	}
+	/* relaxed: set by a strong holder, whose release happens-before
+	 * our death (its release and the acq_rel CAS that set DEAD) */
+	if (atomic_load_explicit(&cb->mem_rcu, memory_order_relaxed)) {
+		/* a by-value container's lookups may still read it */
+		wref__call_rcu(&cb->rcu, free_after_gp);
+		return;
+	}
+	/* nothing reaches a dead object's memory but its strong holders
+	 * (none are left) and the lock-protected pins of watch owners,
+	 * whose destroy unlinked them: upgrades read the block only
+	 * (docs/core.md, "Who frees what") */
+	mem_free(h);
+	wref__cb_unhold(cb); /* the object's own hold */
 }
 
 static void destroy_and_free(struct wref__hdr *h)

@@ -342,7 +342,10 @@ struct wref__cb *wref__key_cb(void *obj, bool by_value)
 			return NULL;
 		}
 	}
-	return wref__cb_get(obj);
+	struct wref__cb *cb = wref__cb_get(obj);
+	if (cb && by_value)
+		wref__cb_mem_rcu(cb); /* objkey_match reads its memory */
+	return cb;
 }
 
 int wref__objkey_init(struct wref__objkey *k, const void *obj, bool by_value)
