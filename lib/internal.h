@@ -247,8 +247,8 @@ WREF_HIDDEN void wref__obj_free(void *obj);
 WREF_HIDDEN bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 				       struct wref__hdr *h);
 /* the upgrade on a block's counter: one fetch_add; fails forever once DEAD
- * (the last release moves the count from 1 straight to DEAD, so there is
- * no zero to revive) */
+ * (sticky: only the CAS 0 -> DEAD of the release that took the count to 0
+ * sets it; an upgrade that finds 0 before that CAS revives the count) */
 static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt,
 				    struct wref__hdr *h)
 {

@@ -79,8 +79,17 @@ bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 			   struct wref__hdr *h)
 {
 	/* dead, sticky: the stray increment stays inside the dead zone */
-	if (old >= WREF_UNDERFLOW_ZONE || old == 0)
+	if (old >= WREF_UNDERFLOW_ZONE)
 		return false;
+	if (old == 0) {
+		/* revived a count a release took to 0 but has not yet marked
+		 * DEAD: that releaser's CAS 0 -> DEAD will fail and drop one
+		 * hold on the block, which must outlive the CAS: this is that
+		 * hold (the "ticket"; our own hold on the block keeps it
+		 * allocated until then).  formal-model: BROKEN_NO_TICKET */
+		wref__cb_hold(caa_container_of(cnt, struct wref__cb, strong));
+		return true;
+	}
 	saturate_cnt(cnt, h);
 	return true;
 }
@@ -228,8 +237,7 @@ void *wref_retain(void *obj)
 		}
 	}
 	/* a block's counter: as an upgrade (saturation included), but the
-	 * caller holds a ref, so failing means misuse (a block's count is
-	 * never 0: it starts at the inline count and ends DEAD) */
+	 * caller holds a ref, so failing means misuse (dead) */
 	if (!wref__cnt_tryget(&wref__word_cb(w)->strong, h))
 		retain_misuse(h, WREF_DEAD);
 	return obj;
@@ -575,43 +583,55 @@ static void release_slow(struct wref__hdr *h, uint64_t c)
 	/* c >= WREF_SAT: saturated, pinned forever; leave the count alone */
 }
 
-/* release on a block's counter (the object was weakly referenced) */
-static void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
+/* release on a block's counter (the object was weakly referenced): slow
+ * path of release_cnt, @c the count before our decrement */
+static void release_cnt_slow(struct wref__hdr *h, _Atomic uint64_t *cnt,
+			     uint64_t c)
 {
-	/* relaxed: the CAS below carries the ordering */
-	uint64_t c = atomic_load_explicit(cnt, memory_order_relaxed);
-	for (;;) {
-		if (wref_likely(c - 2 < WREF_SAT - 2)) {
-			/* release: pairs with the acq_rel of the CAS that
-			 * sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(cnt, &c,
-					c - 1, memory_order_release,
-					memory_order_relaxed))
-				return;
-			continue;
+	if (c == 1) {
+		/* we took it to 0: mark it DEAD unless an upgrade revived it
+		 * meanwhile (and took a hold on the block for this CAS) */
+		uint64_t z = 0;
+		/* acq_rel: every holder's release (their fetch_subs, one
+		 * release sequence) happens-before destroy; exactly one
+		 * thread ever sets DEAD */
+		if (atomic_compare_exchange_strong_explicit(cnt, &z, WREF_DEAD,
+				memory_order_acq_rel, memory_order_relaxed)) {
+			die(h);
+			return;
 		}
-		if (c == 1) {
-			/* acq_rel: every other holder's release happens-before
-			 * destroy; exactly one thread ever sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(cnt, &c,
-					WREF_DEAD, memory_order_acq_rel,
-					memory_order_relaxed)) {
-				die(h);
-				return;
-			}
-			continue;
-		}
-		release_slow(h, c);
+		/* revived (or killed by the reviver's own last release):
+		 * drop the ticket the reviver took for us */
+		wref__cb_unhold(caa_container_of(cnt, struct wref__cb, strong));
 		return;
 	}
+	/* relaxed: undo our decrement; only counts are at stake here */
+	atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
+	if (c == 0)
+		misuse(h, "wref_release of an object with no strong ref "
+		       "(over-release)");
+	else
+		release_slow(h, c); /* dead or saturated (pinned) */
+}
+
+/* One fetch_sub, as Linux's rcuref_t: the count passes through 0 only in
+ * the window before the releaser's CAS 0 -> DEAD, where an upgrade may
+ * revive it (docs/core.md, formal-model/side_table.pml). */
+static inline void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
+{
+	/* release: pairs with the acq_rel CAS that sets DEAD */
+	uint64_t c = atomic_fetch_sub_explicit(cnt, 1, memory_order_release);
+	if (wref_likely(c - 2 < WREF_SAT - 2))
+		return;
+	release_cnt_slow(h, cnt, c);
 }
 
 /*
- * The count never passes through 0: the last release moves it from 1
- * straight to DEAD with one CAS (decrements are CASes, so two releasers
- * can never both see themselves last, and an upgrade's fetch_add never
- * finds a 0 it could revive).  A releaser touches the header only while
- * its own ref still counts, so the memory cannot be freed under it.  An
+ * An inline count never passes through 0: the last release moves it from
+ * 1 straight to DEAD with one CAS (decrements are CASes, so two releasers
+ * can never both see themselves last); a block's count may, for the window
+ * release_cnt describes.  A releaser touches the header only while its
+ * own ref still counts, so the memory cannot be freed under it.  An
  * inline count is changed only by CASes (retain included), so the CAS that
  * moves it into a block (wref__cb_get) cannot lose a concurrent change: a
  * releaser whose CAS fails on a word that became a block follows it there.
