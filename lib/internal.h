@@ -363,48 +363,96 @@ struct wref__watch {
 	bool pinned; /* set before fire(): the dying thread pinned owner */
 };
 
+/*
+ * The control block ("side table", docs/core.md): 64 bytes, one jemalloc
+ * size class, and it is also the object's shared callback-less weak ref:
+ * the handle wref_ref_new(obj, NULL, NULL) returns is &cb->sh's payload, a
+ * wref object of type wref__shared_type living inside the block.  Types
+ * with hash and equal (by-value container members) get a struct
+ * wref__cb_byval instead: the type's hash, computed once, and an rcu_head
+ * for the deferred free of a by-value member's memory.
+ */
 struct wref__cb {
+	/* the shared weak ref's header: its strong count (users' refs to
+	 * the shared handle) and wref__shared_type | WREF_TC_PIN */
+	struct wref__hdr sh;
 	/* the object's strong count from the block's creation on (sticky:
 	 * see "Strong counts" above); upgrades need no RCU section, as the
 	 * weak ref, entry or watch owner that upgrades holds the block */
 	_Atomic uint64_t strong;
-	/* holds: 1 for the object until its memory is freed, 1 per weak ref
-	 * handle, 1 per container entry / watch owner that needs the block */
-	_Atomic uint64_t holds;
 	struct wref__hdr *mem;     /* the object's memory (constant) */
-	const wref_type *type;
-	uint64_t hash;
+	/* under lock; read without it only by the dying thread, which
+	 * skips the lock when there is no watch (wref__cb_kill) */
+	_Atomic(struct wref__watch *) watches;
+	/* holds: 1 for the object until its memory is freed, 1 for the
+	 * live shared handle, 1 per callback ref, container entry, method,
+	 * finalizer or connection, 1 per revival ticket (object.c).  32
+	 * bits: each hold is an allocation of 48 bytes or more */
+	_Atomic uint32_t holds;
 	wref__lock_t lock;
-	bool dead;                 /* under lock */
-	/* set (never cleared) while a strong ref is held, when the object
-	 * joins a by-value container, whose lookups read members' memory
-	 * (equal) under RCU without a ref: such an object's memory is freed
-	 * after a grace period; every other one at once, at death */
-	_Atomic bool mem_rcu;
-	struct wref__watch *watches; /* under lock */
-	struct wref_ref *shared;   /* the shared callback-less ref, under lock */
-	size_t nrefs;              /* live wref_ref handles, under lock */
-	struct rcu_head rcu;       /* frees the object's memory after death */
+	_Atomic uint16_t flags;    /* WREF_CB_*, see below */
+	bool shared;               /* the shared handle is live (under lock) */
+	bool pad_;
+	/* deaths of the shared handle taken over by a revival, not yet
+	 * accounted by their wref__shared_died (under lock) */
+	uint32_t revived;
+	/* trashcan link while the dying object waits for its destroy in
+	 * the out-of-memory spill (object.c; the dying thread's only) */
+	struct wref__hdr *spill;
 };
+#ifndef WREF_DEBUG
+_Static_assert(sizeof(struct wref__cb) == 64, "a control block is 64 bytes");
+#endif
+struct wref__cb_byval {
+	struct wref__cb cb;
+	uint64_t hash;             /* the type's hash of the object */
+	struct rcu_head rcu;       /* frees a by-value member after a GP */
+};
+/* flags: DEAD under lock (an atomic RMW, so MEM_RCU can be set beside it
+ * without the lock); BYVAL constant */
+#define WREF_CB_DEAD 1u    /* watches collected: no new watch links */
+#define WREF_CB_MEM_RCU 4u /* see wref__cb_mem_rcu */
+#define WREF_CB_BYVAL 8u   /* a struct wref__cb_byval */
+static inline uint32_t wref__cb_flags(struct wref__cb *cb)
+{
+	/* relaxed: DEAD is read under the lock that orders it; MEM_RCU by
+	 * the dying thread, see wref__cb_mem_rcu */
+	return atomic_load_explicit(&cb->flags, memory_order_relaxed);
+}
+static inline struct wref__cb_byval *wref__cb_byval(struct wref__cb *cb)
+{
+	return caa_container_of(cb, struct wref__cb_byval, cb);
+}
+/* the shared weak ref handle of type wref__shared_type */
+WREF_HIDDEN extern const wref_type wref__shared_type;
+/* its death (from die(): no destroy, no trashcan, no user code) */
+WREF_HIDDEN void wref__shared_died(struct wref__hdr *h);
+/* the hash of @cb's object: the type's (by-value types), else identity */
+WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
+static inline uint64_t wref__cb_hash(struct wref__cb *cb)
+{
+	if (wref__cb_flags(cb) & WREF_CB_BYVAL)
+		return wref__cb_byval(cb)->hash;
+	return wref__hash_ptr(wref__payload(cb->mem));
+}
 
 /* the control block of the live object @obj (created on first use);
  * NULL + errno EINVAL (NO_WEAK) or ENOMEM.  Does not take a hold. */
 WREF_HIDDEN struct wref__cb *wref__cb_get(void *obj);
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
-/* @cb's object (held strongly by the caller) joins a by-value container:
- * its memory must outlive RCU readers (see mem_rcu) */
+WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
+/* @cb's object (held strongly by the caller) joins a by-value container,
+ * whose lookups call equal on members' memory under RCU without a ref:
+ * its memory is then freed after a grace period (wref__obj_free) */
 static inline void wref__cb_mem_rcu(struct wref__cb *cb)
 {
 	/* relaxed: the caller holds a strong ref, and its release happens-
 	 * before the death that reads the flag (release/acq_rel on the
 	 * count) */
-	if (!atomic_load_explicit(&cb->mem_rcu, memory_order_relaxed))
-		atomic_store_explicit(&cb->mem_rcu, true,
-				      memory_order_relaxed);
+	if (!(wref__cb_flags(cb) & WREF_CB_MEM_RCU))
+		atomic_fetch_or_explicit(&cb->flags, WREF_CB_MEM_RCU,
+					 memory_order_relaxed);
 }
-WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
-/* identity hash of a pointer (also the default hash of a block) */
-WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
 /* new strong ref to the referent, or NULL; lock-free */
 static inline void *wref__cb_upgrade(struct wref__cb *cb)
 {
@@ -443,7 +491,8 @@ static inline _Atomic uint64_t *wref__test_cnt(void *obj)
 	return cb ? &cb->strong : NULL;
 }
 /* link @w on @cb; -ENOENT if the referent is already dead.  The caller
- * holds a strong ref to w->owner (which becomes pinnable). */
+ * holds a strong ref to w->owner (which becomes pinnable) and to @cb's
+ * object (the dying thread relies on it: wref__cb_kill) */
 WREF_HIDDEN int wref__watch_add(struct wref__cb *cb, struct wref__watch *w);
 /* unlink @w; false if it was not linked (already fired or firing) */
 WREF_HIDDEN bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w);

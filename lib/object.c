@@ -274,8 +274,10 @@ struct trashcan {
 	 * work queued then is held until the object's destroy returned */
 	struct wref__work **hold_tail;
 	/* queued destroys the array could not take (out of memory), chained
-	 * through the dead objects themselves: see spill_push() */
+	 * through the dead objects themselves, and the callbacks their
+	 * deaths held: see spill_push() */
 	struct wref__hdr *spill;
+	struct wref__work *spill_held;
 };
 static __thread struct trashcan tls_can
 	__attribute__((tls_model("initial-exec")));
@@ -319,13 +321,22 @@ static void submit_held(struct wref__work *w)
 /*
  * When the trashcan cannot grow, a dying object is chained through its own
  * dead memory, so destroys still loop instead of recursing (rule 9, also
- * out of memory): an object with a control block through the block's
- * rcu_head (unused until the object's memory is retired), one without
- * through its dead header word, which becomes DEAD | link >> 4: still in
- * the dead zone, which no reader ever writes (upgrades and misuse reports
- * only read it).  Headers are 16-byte aligned (malloc's alignment); an
- * allocator that did otherwise makes us run the destroy now instead.
+ * out of memory): an object with a control block through the block's spill
+ * link (unused otherwise), one without through its dead header word, which
+ * becomes DEAD | link >> 4: still in the dead zone, which no reader ever
+ * writes (misuse reports only read it).  Headers are 16-byte aligned
+ * (malloc's alignment); an allocator that did otherwise makes us run the
+ * destroy now instead.  The callbacks such a death held wait on the
+ * thread's spill_held chain until the queued destroys ran: still after
+ * their own destroy.
  */
+static void held_append(struct wref__work **chain, struct wref__work *held)
+{
+	while (*chain)
+		chain = (struct wref__work **)(void *)&(*chain)->node.next;
+	*chain = held;
+}
+
 static bool spill_push(struct trashcan *t, struct wref__hdr *h,
 		       struct wref__work *held)
 {
@@ -333,16 +344,16 @@ static bool spill_push(struct trashcan *t, struct wref__hdr *h,
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
 	struct wref__cb *cb = wref__word_cb(w);
 	if (cb) {
-		cb->rcu.next.next = (struct cds_wfcq_node *)(void *)t->spill;
-		cb->rcu.func = (void (*)(struct rcu_head *))(uintptr_t)held;
+		cb->spill = t->spill;
 	} else {
-		if (((uintptr_t)t->spill & 15) || held)
+		if ((uintptr_t)t->spill & 15)
 			return false; /* cannot happen: see above */
 		/* relaxed: only this thread reads the link back */
 		atomic_store_explicit(&h->word,
 			WREF_DEAD | ((uint64_t)(uintptr_t)t->spill >> 4),
 			memory_order_relaxed);
 	}
+	held_append(&t->spill_held, held);
 	t->spill = h;
 	return true;
 }
@@ -356,16 +367,14 @@ static bool spill_pop(struct trashcan *t, struct can_item *out)
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
 	struct wref__cb *cb = wref__word_cb(w);
 	if (cb) {
-		t->spill = (struct wref__hdr *)(void *)cb->rcu.next.next;
-		out->held = (struct wref__work *)(uintptr_t)cb->rcu.func;
-		cb->rcu.next.next = NULL;
-		cb->rcu.func = NULL;
+		t->spill = cb->spill;
+		cb->spill = NULL;
 	} else {
 		t->spill = (struct wref__hdr *)(uintptr_t)((w - WREF_DEAD) << 4);
 		atomic_store_explicit(&h->word, WREF_DEAD, memory_order_relaxed);
-		out->held = NULL;
 	}
 	out->h = h;
+	out->held = NULL; /* on t->spill_held */
 	return true;
 }
 
@@ -387,6 +396,12 @@ static void can_drain(struct trashcan *t)
 		if (can_pop(t, &it)) {
 			destroy_and_free(it.h);
 			submit_held(it.held);
+			continue;
+		}
+		if (t->spill_held) {
+			struct wref__work *held = t->spill_held;
+			t->spill_held = NULL;
+			submit_held(held);
 			continue;
 		}
 		if (!wref__inline_pending())
@@ -487,10 +502,11 @@ static inline void mem_free(struct wref__hdr *h)
 
 static void free_after_gp(struct rcu_head *head)
 {
-	struct wref__cb *cb = caa_container_of(head, struct wref__cb, rcu);
+	struct wref__cb_byval *b = caa_container_of(head,
+			struct wref__cb_byval, rcu);
 	wref__rcu_tsan_after_gp(head);
-	mem_free(cb->mem);
-	wref__cb_unhold(cb); /* the object's own hold */
+	mem_free(b->cb.mem);
+	wref__cb_unhold(&b->cb); /* the object's own hold */
 }
 
 void wref__obj_free(void *obj)
@@ -504,11 +520,12 @@ void wref__obj_free(void *obj)
 		mem_free(h);
 		return;
 	}
-	/* relaxed: set by a strong holder, whose release happens-before
-	 * our death (its release and the acq_rel CAS that set DEAD) */
-	if (atomic_load_explicit(&cb->mem_rcu, memory_order_relaxed)) {
-		/* a by-value container's lookups may still read it */
-		wref__call_rcu(&cb->rcu, free_after_gp);
+	/* MEM_RCU read relaxed: set by a strong holder, whose release
+	 * happens-before our death (its release and the CAS that set DEAD) */
+	if (wref__cb_flags(cb) & WREF_CB_MEM_RCU) {
+		/* a by-value container's lookups may still read it (the flag
+		 * implies a struct wref__cb_byval: such types have equal) */
+		wref__call_rcu(&wref__cb_byval(cb)->rcu, free_after_gp);
 		return;
 	}
 	/* nothing reaches a dead object's memory but its strong holders
@@ -534,6 +551,12 @@ static void die(struct wref__hdr *h)
 	struct trashcan *t = &tls_can;
 	/* relaxed: written while strong refs were held; we own the object */
 	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
+	if (tc == ((uintptr_t)&wref__shared_type | WREF_TC_PIN)) {
+		/* a shared weak ref: library memory inside its block, no
+		 * destroy and no user code, so no trashcan either */
+		wref__shared_died(h);
+		return;
+	}
 	wref__stat_add(WREF_ST_DIED, 1);
 	t->depth++;
 	/* unpublish now, so weak refs and containers read dead as soon as

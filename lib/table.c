@@ -371,7 +371,7 @@ uint64_t wref__objkey_hash(const struct wref__objkey *k)
 	if (!k->by_value)
 		return wref__hash_ptr(k->obj);
 	if (k->cb)
-		return k->cb->hash; /* the type's hash, computed once */
+		return wref__cb_hash(k->cb); /* the type's, computed once */
 	return wref__type(wref__hdr(k->obj))->hash(k->obj);
 }
 
@@ -388,10 +388,11 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	if (!k->by_value)
 		return 0;
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
-	if (e->cb->type->equal != kt->equal)
+	/* a by-value member's memory (header included) outlives the
+	 * read-side section even if it dies: its block is MEM_RCU */
+	if (wref__type(e->cb->mem)->equal != kt->equal)
 		return 0;
-	/* a dead entry never matches; the header is valid for the
-	 * read-side section (see struct wref__entry) */
+	/* a dead entry never matches */
 	if (wref__cb_dead(e->cb))
 		return 0;
 	return kt->equal(wref__payload(e->mem), k->obj);
