@@ -25,6 +25,9 @@ round so that every peer sees the same machine conditions, and writes
   --srcdir DIR  the source tree (default: this file's parent's parent)
   --out DIR     results directory (default: SRCDIR/bench/results)
   --name STEM   output file names (default latest, or quick with --quick)
+  --only GROUP  run one workload group (e.g. oversub; comma-separated
+                for several), one launch per peer and round; rows
+                without figures are left out
   --replot      only redraw STEM.png from STEM.tsv
 """
 import argparse
@@ -233,6 +236,7 @@ def main():
     ap.add_argument("--srcdir", default=os.path.dirname(here))
     ap.add_argument("--out")
     ap.add_argument("--name", help="file stem (default latest, quick)")
+    ap.add_argument("--only", help="workload groups, comma-separated")
     ap.add_argument("--replot", action="store_true",
                     help="only redraw STEM.png from STEM.tsv")
     a = ap.parse_args()
@@ -284,6 +288,12 @@ def main():
     # compares are taken seconds apart, not a whole round apart
     # (quick mode: one launch per peer and round, fewer processes)
     groups = [None] if a.quick else GROUPS
+    if a.only:
+        groups = a.only.split(",")
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown:
+            sys.exit("suite: unknown group %s (groups: %s)" % (
+                ",".join(unknown), ", ".join(GROUPS)))
     for r in range(rounds):
         for gi, group in enumerate(groups):
             ps = [p for p in peers
@@ -310,7 +320,8 @@ def main():
     lines = []
     now = datetime.datetime.now(datetime.timezone.utc)
     lines.append("# libwref against its peers (`make bench%s`)" %
-                 ("-quick" if a.quick else ""))
+                 ("-quick" if a.quick else "") +
+                 (", groups %s only" % a.only if a.only else ""))
     lines.append("")
     lines.append("* date: %s" % now.strftime("%Y-%m-%d %H:%M UTC"))
     lines.append("* machine: %d CPUs (`nproc`), %s, Linux %s; load average "
@@ -342,6 +353,7 @@ def main():
     lines.append("")
     hdr = ["workload"] + cols + ["libwref/limit", "speed-up vs best peer",
                                  "target"]
+    hdr_at = len(lines)
     lines.append("| " + " | ".join(hdr) + " |")
     lines.append("|" + "|".join(["---"] * len(hdr)) + "|")
 
@@ -355,6 +367,11 @@ def main():
         rows.append(("scale_up_%d" % t, "7. upgrade+release, one object, %d "
                      "thread%s: Mops/s total" % (t, "s" if t > 1 else ""),
                      "Mops", None))
+    if a.only:  # only the rows this run measured
+        rows = [row for row in rows if any(
+            (c, row[0], r) in data for c in cols for r in range(rounds))]
+        if not rows:
+            del lines[hdr_at:]
     for key, label, unit, target in rows:
         cells = [label]
         for c in cols:
@@ -632,7 +649,7 @@ def replot(out, stem):
             data[(p, k, int(r))] = float(v)
     rounds = 1 + max(r for _, _, r in data)
     threads = sorted({int(k.rsplit("_", 1)[1]) for _, k, _ in data
-                      if k.startswith("scale_get_")})
+                      if k.startswith("scale_get_")}) or thread_counts()[1]
     mtime = datetime.datetime.fromtimestamp(
         os.path.getmtime(os.path.join(out, stem + ".tsv")),
         datetime.timezone.utc)
@@ -641,6 +658,12 @@ def replot(out, stem):
     plot(out, stem, data, rounds, threads,
          ["libwref", "limit"] + COMPETITORS, ratio_rows(data, rounds), mtime,
          os_threads)
+
+
+# a panel with nothing measured in this run (e.g. suite.py --only): fixed
+# ranges, so gnuplot has nothing to autoscale on
+EMPTY_PANEL = ("set label 9 'not measured in this run' at graph 0.5,0.5 "
+               "center\nplot %s NaN notitle\nunset label 9")
 
 
 def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
@@ -754,7 +777,7 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
                     STYLE.get(c, "lw 2"), c)
                 for i, (c, fn) in enumerate(series)))
         else:
-            sc.append("plot NaN notitle")
+            sc.append(EMPTY_PANEL % "[][0:1]")
     sc += ["set size 0.34,0.31", "set origin 0.66,0.67",
            "set title 'memory (jemalloc stats.allocated per item; "
            "CPython: tracemalloc)'",
@@ -767,10 +790,11 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
            "set style histogram clustered gap 1",
            "set style fill solid 0.85 border -1", "set boxwidth 0.9",
            "set xtics scale 0", "set key top left",
-           "plot " + ", ".join(
+           ("plot " + ", ".join(
                "'%s' using %d:xtic(1) title columnheader(%d) lc rgb '%s'" % (
                    mem, i + 2, i + 2, COLOR.get(c, "gray"))
-               for i, c in enumerate(mem_cols)),
+               for i, c in enumerate(mem_cols))) if mem_cols else
+           EMPTY_PANEL % "[0:1][0:1]",
            "set style data points", "unset style histogram"]
     # bottom row: cost vs the limit, speed-up vs the best peer
     common = ["set ytics (%s)" % ", ".join(
@@ -788,16 +812,18 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
            "set xrange [*:*]",
            "set arrow 1 from 1, graph 0 to 1, graph 1 nohead dt 2 lw 2 "
            "lc rgb 'black'",
-           "plot '%s' using 3:1:4:5 with xerrorbars pt 7 ps 1.5 lw 2 "
-           "lc rgb '%s' notitle" % (rat, COLOR["libwref"]),
+           ("plot '%s' using 3:1:4:5 with xerrorbars pt 7 ps 1.5 lw 2 "
+            "lc rgb '%s' notitle" % (rat, COLOR["libwref"])) if any(
+                ra for _, ra, _ in plot_rows) else EMPTY_PANEL % "[0.1:10][]",
            "set origin 0.5,0.34",
            "set title 'speed-up of libwref over the fastest peer in each "
            "round'",
            "set xlabel 'fastest peer time / libwref time, log scale "
            "(higher is better; > 1 = libwref faster)'",
            "set xrange [*:*]",
-           "plot '%s' using 6:1:7:8 with xerrorbars pt 7 ps 1.5 lw 2 "
-           "lc rgb '#1f77b4' notitle" % rat]
+           ("plot '%s' using 6:1:7:8 with xerrorbars pt 7 ps 1.5 lw 2 "
+            "lc rgb '#1f77b4' notitle" % rat) if any(
+                sp for _, _, sp in plot_rows) else EMPTY_PANEL % "[0.1:10][]"]
     # bottom row: threads outnumbering cores, mixed ops (log-2 thread axis)
     sc += ["unset arrow 1", "set lmargin -1", "unset logscale",
            "set ytics auto", "set grid", "set key top left box opaque",
@@ -806,7 +832,7 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
            "set xtics (%s)" % ", ".join(str(t) for t in os_threads or [32]),
            "set xrange [%g:%g]" % (min(os_threads or [32]) / 1.5,
                                    max(os_threads or [32]) * 1.5),
-           "set offsets 0, 0, 0, 0"]
+           "set offsets 0, 0, graph 0.35, 0"]  # room for the key
     for k, (stem_key, ptitle, ylab, logy) in enumerate((
             ("os_mops", "threads > cores, mixed ops (90% get): throughput",
              "million operations per second, all threads (higher is "
@@ -827,7 +853,7 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
                     STYLE.get(c, "lw 2"), OS_NAME.get(c, c))
                 for i, (c, fn) in enumerate(series)))
         else:
-            sc.append("plot NaN notitle")
+            sc.append(EMPTY_PANEL % "[][1:10]")
     sc.append("unset multiplot")
     r = subprocess.run([gp], input="\n".join(sc) + "\n",
                        capture_output=True, text=True)

@@ -253,9 +253,11 @@ static inline uint64_t bench_h_top(unsigned i)
 	return ((s + 1) << (e - 7)) - 1;
 }
 
+/* @v = end - start ticks; a negative one (a clock step between CPUs)
+ * counts as 0 */
 static inline void bench_h_add(struct bench_hist *h, uint64_t v)
 {
-	h->n[bench_h_idx(v)]++;
+	h->n[(int64_t)v < 0 ? 0 : bench_h_idx(v)]++;
 }
 
 /* the value at quantile q (0..1) of @h */

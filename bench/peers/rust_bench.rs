@@ -417,7 +417,8 @@ fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
             }
             let b = tick();
             if on {
-                h.n[h_idx(b - a)] += 1;
+                // a negative span (a clock step between CPUs) counts as 0
+                h.n[h_idx(b.saturating_sub(a))] += 1;
             }
         }
     }
