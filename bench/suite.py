@@ -73,6 +73,10 @@ OS_ROWS = [
     ("os_p50", "latency p50, ns", "ns", False),
     ("os_p99", "latency p99, ns", "ns", False),
     ("os_p999", "latency p99.9, ns", "ns", False),
+    ("os_get_p99", "gets alone: p99, ns", "ns", False),
+    ("os_get_p999", "gets alone: p99.9, ns", "ns", False),
+    ("os_upd_p99", "set/del/get-or-create alone: p99, ns", "ns", False),
+    ("os_upd_p999", "set/del/get-or-create alone: p99.9, ns", "ns", False),
     ("os_hit", "gets that found a live value, %", "%", None),
 ]
 # issue 18's targets at OS_TARGET_T threads: libwref / best locked peer
@@ -742,11 +746,16 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
             cell = lambda t: "%g %g %g" % t if t else "NaN NaN NaN"
             f.write('%d "%s" %s %s\n' % (y, label, cell(ra), cell(sp)))
 
-    term = "pngcairo size 1900,1850 font ',11'"
+    # a run of the oversubscription group alone (suite.py --only oversub):
+    # its row only
+    only_os = not (get_series or up_series or mem_cols or any(
+        ra or sp for _, ra, sp in plot_rows))
+    height = 700 if only_os else 1850
+    term = "pngcairo size 1900,%d font ',11'" % height
     probe = subprocess.run([gp, "-e", "set terminal pngcairo"],
                            capture_output=True, text=True)
     if probe.returncode != 0 or probe.stderr.strip():
-        term = "png size 1900,1850"
+        term = "png size 1900,%d" % height
     title = ("libwref vs peers, %s, %d CPUs, %d rounds%s: point = median "
              "over the rounds, bar = range (min to max)" % (
                  now.strftime("%Y-%m-%d"), threads[-1], rounds,
@@ -757,12 +766,13 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
           "set multiplot title \"%s\"" % title,
           "set grid", "set key top left box opaque",
           "set bars small"]
+    upper = []  # the top and middle rows, left out when only_os
     # top row: two scaling panels and memory, each a third of the width
     for k, (ptitle, series) in enumerate((
             ("map get, key present: throughput vs threads", get_series),
             ("upgrade + release of one shared object: throughput vs "
              "threads", up_series))):
-        sc += ["set size 0.33,0.31", "set origin %g,0.67" % (k * 0.33),
+        upper += ["set size 0.33,0.31", "set origin %g,0.67" % (k * 0.33),
                "set title '%s'" % ptitle,
                "set xlabel 'threads'",
                "set ylabel 'million operations per second, all threads "
@@ -771,14 +781,14 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
                "set xrange [0.7:%g]" % (threads[-1] + 0.3),
                "set yrange [0:*]", "set offsets 0, 0, graph 0.3, 0"]
         if series:  # series side by side around each thread count
-            sc.append("plot " + ", ".join(
+            upper.append("plot " + ", ".join(
                 "'%s' using ($1%+.3f):2:3:4 with yerrorlines %s title '%s'" % (
                     fn, 0.03 * (i - (len(series) - 1) / 2),
                     STYLE.get(c, "lw 2"), c)
                 for i, (c, fn) in enumerate(series)))
         else:
-            sc.append(EMPTY_PANEL % "[][0:1]")
-    sc += ["set size 0.34,0.31", "set origin 0.66,0.67",
+            upper.append(EMPTY_PANEL % "[][0:1]")
+    upper += ["set size 0.34,0.31", "set origin 0.66,0.67",
            "set title 'memory (jemalloc stats.allocated per item; "
            "CPython: tracemalloc)'",
            "set xlabel \"object: 16-byte payload + header;  weak ref: "
@@ -803,7 +813,7 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
               "set yrange [0.4:%g]" % (n + 0.6), "set ylabel ''",
               "set logscale x", "set xtics auto", "unset key",
               "set grid xtics noytics"]
-    sc += ["set size 0.5,0.32", "set origin 0.0,0.34",
+    upper += ["set size 0.5,0.32", "set origin 0.0,0.34",
            "set lmargin 40"] + common + [
            "set title 'cost of libwref relative to the limit (the "
            "hardware floor for the same work)'",
@@ -824,15 +834,18 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
            ("plot '%s' using 6:1:7:8 with xerrorbars pt 7 ps 1.5 lw 2 "
             "lc rgb '#1f77b4' notitle" % rat) if any(
                 sp for _, _, sp in plot_rows) else EMPTY_PANEL % "[0.1:10][]"]
+    if not only_os:
+        sc += upper
     # bottom row: threads outnumbering cores, mixed ops (log-2 thread axis)
     sc += ["unset arrow 1", "set lmargin -1", "unset logscale",
-           "set ytics auto", "set grid", "set key top left box opaque",
+           "set ytics auto", "set grid", "set key below horizontal box",
+           "set bmargin 7",
            "set xlabel 'threads (on %d CPUs)'" % threads[-1],
            "set logscale x 2",
            "set xtics (%s)" % ", ".join(str(t) for t in os_threads or [32]),
            "set xrange [%g:%g]" % (min(os_threads or [32]) / 1.5,
                                    max(os_threads or [32]) * 1.5),
-           "set offsets 0, 0, graph 0.35, 0"]  # room for the key
+           "set offsets 0, 0, 0, 0"]
     for k, (stem_key, ptitle, ylab, logy) in enumerate((
             ("os_mops", "threads > cores, mixed ops (90% get): throughput",
              "million operations per second, all threads (higher is "
@@ -842,7 +855,8 @@ def plot(out, stem, data, rounds, threads, cols, plot_rows, now,
             ("os_p999", "threads > cores, mixed ops: p99.9 latency per op",
              "ns, log scale (lower is better)", True))):
         series = os_series(stem_key)
-        sc += ["set size 0.33,0.32", "set origin %g,0.0" % (k * 0.33),
+        sc += ["set size 0.33,%g" % (0.93 if only_os else 0.32),
+               "set origin %g,0.0" % (k * 0.33),
                "set title '%s'" % ptitle, "set ylabel '%s'" % ylab]
         sc += (["set logscale y", "set yrange [*:*]", "set format y '%g'"]
                if logy else ["unset logscale y", "set yrange [0:*]"])

@@ -230,7 +230,8 @@ static inline uint64_t bench_tick(void)
 #define BENCH_H_SUB 128
 #define BENCH_H_N (2 * BENCH_H_SUB + 56 * BENCH_H_SUB)
 struct bench_hist {
-	uint64_t n[BENCH_H_N];
+	uint64_t n[BENCH_H_N];  /* every op */
+	uint64_t u[BENCH_H_N];  /* the updates alone: set, del, get-or-create */
 	uint64_t gets, hits; /* get ops, and those that found a live value */
 };
 
@@ -253,25 +254,31 @@ static inline uint64_t bench_h_top(unsigned i)
 	return ((s + 1) << (e - 7)) - 1;
 }
 
-/* @v = end - start ticks; a negative one (a clock step between CPUs)
- * counts as 0 */
-static inline void bench_h_add(struct bench_hist *h, uint64_t v)
+/* @v = end - start ticks of an op (@op: BENCH_OS_OP_*); a negative
+ * span (a clock step between CPUs) counts as 0 */
+static inline void bench_h_add(struct bench_hist *h, int op, uint64_t v)
 {
-	h->n[(int64_t)v < 0 ? 0 : bench_h_idx(v)]++;
+	unsigned i = (int64_t)v < 0 ? 0 : bench_h_idx(v);
+	h->n[i]++;
+	if (op != BENCH_OS_OP_GET)
+		h->u[i]++;
 }
 
-/* the value at quantile q (0..1) of @h */
-static inline uint64_t bench_h_quantile(const struct bench_hist *h,
-					double q)
+/* the value at quantile q (0..1) of the counts @n - @minus (minus may be
+ * NULL) */
+static inline uint64_t bench_h_quantile(const uint64_t *n,
+					const uint64_t *minus, double q)
 {
 	uint64_t total = 0, cum = 0;
 	for (unsigned i = 0; i < BENCH_H_N; i++)
-		total += h->n[i];
+		total += n[i] - (minus ? minus[i] : 0);
+	if (!total)
+		return 0;
 	uint64_t want = (uint64_t)ceil(q * (double)total);
 	if (want < 1)
 		want = 1;
 	for (unsigned i = 0; i < BENCH_H_N; i++)
-		if ((cum += h->n[i]) >= want)
+		if ((cum += n[i] - (minus ? minus[i] : 0)) >= want)
 			return bench_h_top(i);
 	return 0;
 }
@@ -297,6 +304,8 @@ struct bench_os_run {
 struct bench_os_res {
 	double mops;              /* ops recorded in the window / its length */
 	double p50, p99, p999;    /* ns */
+	double get_p99, get_p999; /* ns, the gets alone */
+	double upd_p99, upd_p999; /* ns, the updates alone */
 	double hit;               /* % of gets that found a live value */
 };
 
@@ -342,8 +351,10 @@ static inline void bench_run_os(int n, double ms, bench_body fn, void *arg,
 		pthread_join(th[i], NULL);
 	struct bench_hist *all = (struct bench_hist *)calloc(1, sizeof *all);
 	for (int i = 0; i < n; i++) {
-		for (unsigned j = 0; j < BENCH_H_N; j++)
+		for (unsigned j = 0; j < BENCH_H_N; j++) {
 			all->n[j] += run.h[i]->n[j];
+			all->u[j] += run.h[i]->u[j];
+		}
 		all->gets += run.h[i]->gets;
 		all->hits += run.h[i]->hits;
 		free(run.h[i]);
@@ -354,9 +365,14 @@ static inline void bench_run_os(int n, double ms, bench_body fn, void *arg,
 	double ns_per_tick = (k1 > k0 && t1 > t0) ?
 		(double)(t1 - t0) / (double)(k1 - k0) : 1.0;
 	res->mops = t1 > t0 ? (double)ops * 1e3 / (double)(t1 - t0) : NAN;
-	res->p50 = ops ? bench_h_quantile(all, 0.50) * ns_per_tick : NAN;
-	res->p99 = ops ? bench_h_quantile(all, 0.99) * ns_per_tick : NAN;
-	res->p999 = ops ? bench_h_quantile(all, 0.999) * ns_per_tick : NAN;
+	double k = ops ? ns_per_tick : NAN;
+	res->p50 = (double)bench_h_quantile(all->n, NULL, 0.50) * k;
+	res->p99 = (double)bench_h_quantile(all->n, NULL, 0.99) * k;
+	res->p999 = (double)bench_h_quantile(all->n, NULL, 0.999) * k;
+	res->get_p99 = (double)bench_h_quantile(all->n, all->u, 0.99) * k;
+	res->get_p999 = (double)bench_h_quantile(all->n, all->u, 0.999) * k;
+	res->upd_p99 = (double)bench_h_quantile(all->u, NULL, 0.99) * k;
+	res->upd_p999 = (double)bench_h_quantile(all->u, NULL, 0.999) * k;
 	res->hit = all->gets ? 100.0 * (double)all->hits / (double)all->gets
 			     : NAN;
 	free(all);
@@ -392,6 +408,14 @@ static inline void bench_out_os(int n, const struct bench_os_res *r)
 	printf("%s %.4f\n", k, r->p99);
 	snprintf(k, sizeof k, "os_p999_%d", n);
 	printf("%s %.4f\n", k, r->p999);
+	snprintf(k, sizeof k, "os_get_p99_%d", n);
+	printf("%s %.4f\n", k, r->get_p99);
+	snprintf(k, sizeof k, "os_get_p999_%d", n);
+	printf("%s %.4f\n", k, r->get_p999);
+	snprintf(k, sizeof k, "os_upd_p99_%d", n);
+	printf("%s %.4f\n", k, r->upd_p99);
+	snprintf(k, sizeof k, "os_upd_p999_%d", n);
+	printf("%s %.4f\n", k, r->upd_p999);
 	snprintf(k, sizeof k, "os_hit_%d", n);
 	printf("%s %.4f\n", k, r->hit);
 	fflush(stdout);

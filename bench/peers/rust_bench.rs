@@ -340,12 +340,17 @@ fn h_top(i: usize) -> u64 {
     ((s + 1) << (e - 7)) - 1
 }
 
-fn h_quantile(h: &[u64], q: f64) -> u64 {
-    let total: u64 = h.iter().sum();
+// the value at quantile q of the counts n - minus (common.h's)
+fn h_quantile(n: &[u64], minus: Option<&[u64]>, q: f64) -> u64 {
+    let c = |i: usize| n[i] - minus.map_or(0, |m| m[i]);
+    let total: u64 = (0..n.len()).map(c).sum();
+    if total == 0 {
+        return 0;
+    }
     let want = ((q * total as f64).ceil() as u64).max(1);
     let mut cum = 0;
-    for (i, &c) in h.iter().enumerate() {
-        cum += c;
+    for i in 0..n.len() {
+        cum += c(i);
         if cum >= want {
             return h_top(i);
         }
@@ -366,7 +371,8 @@ fn tick_cost() -> f64 {
 }
 
 struct OsHist {
-    n: Vec<u64>,
+    n: Vec<u64>, // every op
+    u: Vec<u64>, // the updates alone: set, del, get-or-create
     gets: u64,
     hits: u64,
 }
@@ -374,7 +380,7 @@ struct OsHist {
 // the same workload as wref_bench's os_body, on a Cache of 4096 keys
 fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
            rec: &AtomicBool, ready: &AtomicUsize) -> OsHist {
-    let mut h = OsHist { n: vec![0; H_N], gets: 0, hits: 0 };
+    let mut h = OsHist { n: vec![0; H_N], u: vec![0; H_N], gets: 0, hits: 0 };
     let mut ring: Vec<Option<Arc<CObj>>> = (0..OS_RING).map(|_| None).collect();
     let mut s: u64 = 0x9e3779b97f4a7c15u64.wrapping_mul(tid as u64 + 1);
     let mut pos = 0usize;
@@ -394,6 +400,7 @@ fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
             let p100 = r % 100;
             let on = rec.load(Ordering::Relaxed); // window marker only
             let a = tick();
+            let update = p100 >= OS_GET;
             let p: Option<Arc<CObj>> = if p100 < OS_GET {
                 let g = cache.get(k);
                 h.hits += g.is_some() as u64;
@@ -418,7 +425,11 @@ fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
             let b = tick();
             if on {
                 // a negative span (a clock step between CPUs) counts as 0
-                h.n[h_idx(b.saturating_sub(a))] += 1;
+                let i = h_idx(b.saturating_sub(a));
+                h.n[i] += 1;
+                if update {
+                    h.u[i] += 1;
+                }
             }
         }
     }
@@ -436,7 +447,7 @@ fn w_oversub(ms: f64, threads: &[usize]) {
         let stop = AtomicBool::new(false);
         let rec = AtomicBool::new(false);
         let ready = AtomicUsize::new(0);
-        let mut all = OsHist { n: vec![0; H_N], gets: 0, hits: 0 };
+        let mut all = OsHist { n: vec![0; H_N], u: vec![0; H_N], gets: 0, hits: 0 };
         let (mut k0, mut k1, mut el) = (0u64, 0u64, Duration::ZERO);
         std::thread::scope(|sc| {
             let hs: Vec<_> = (0..n)
@@ -462,6 +473,9 @@ fn w_oversub(ms: f64, threads: &[usize]) {
                 for (a, b) in all.n.iter_mut().zip(h.n.iter()) {
                     *a += *b;
                 }
+                for (a, b) in all.u.iter_mut().zip(h.u.iter()) {
+                    *a += *b;
+                }
                 all.gets += h.gets;
                 all.hits += h.hits;
             }
@@ -469,9 +483,15 @@ fn w_oversub(ms: f64, threads: &[usize]) {
         let ops: u64 = all.n.iter().sum();
         let ns_tick = if k1 > k0 { el.as_nanos() as f64 / (k1 - k0) as f64 } else { 1.0 };
         out(&format!("os_mops_{}", n), ops as f64 * 1e3 / el.as_nanos() as f64);
-        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-            let v = if ops > 0 { h_quantile(&all.n, q) as f64 * ns_tick } else { f64::NAN };
-            out(&format!("os_{}_{}", name, n), v);
+        let k = if ops > 0 { ns_tick } else { f64::NAN };
+        let (n_, u_) = (&all.n[..], &all.u[..]);
+        for (name, h, minus, q) in [("p50", n_, None, 0.5), ("p99", n_, None, 0.99),
+                                    ("p999", n_, None, 0.999),
+                                    ("get_p99", n_, Some(u_), 0.99),
+                                    ("get_p999", n_, Some(u_), 0.999),
+                                    ("upd_p99", u_, None, 0.99),
+                                    ("upd_p999", u_, None, 0.999)] {
+            out(&format!("os_{}_{}", name, n), h_quantile(h, minus, q) as f64 * k);
         }
         out(&format!("os_hit_{}", n),
             if all.gets > 0 { 100.0 * all.hits as f64 / all.gets as f64 } else { f64::NAN });

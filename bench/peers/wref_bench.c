@@ -264,7 +264,7 @@ static void os_body(struct bench_thr *t)
 			}
 			uint64_t b = bench_tick();
 			if (rec)
-				bench_h_add(h, b - a);
+				bench_h_add(h, op, b - a);
 		}
 		BENCH_OPS(t, n += 64);
 	}
