@@ -345,7 +345,8 @@ static inline void bench_run_os(int n, double ms, bench_body fn, void *arg,
 	/* relaxed: the window marker (see BENCH_OS_REC) */
 	__atomic_store_n(&run.rec, 0, __ATOMIC_RELAXED);
 	uint64_t k1 = bench_tick(), t1 = bench_now_ns();
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) /* relaxed: pairs with BENCH_STOP's load;
+				       the join publishes the histograms */
 		__atomic_store_n(&t[i].stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < n; i++)
 		pthread_join(th[i], NULL);

@@ -423,6 +423,7 @@ static void cm_put(struct cobj *o)
 	/* release: pairs with the acquire fence of the thread that frees */
 	if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_release) != 1)
 		return;
+	/* acquire: pairs with every other releaser's release decrement */
 	atomic_thread_fence(memory_order_acquire);
 	struct cent *gone = NULL;
 	pthread_rwlock_wrlock(&cm.lk);

@@ -393,7 +393,7 @@ fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
         k += nthr;
     }
     ready.fetch_add(1, Ordering::Relaxed); // a count: the runner waits for it
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) { // pairs with the runner's store
         for _ in 0..64 {
             let r = xs(&mut s);
             let k = ((r >> 32) as u32) & (OS_KEYS - 1);
@@ -467,7 +467,7 @@ fn w_oversub(ms: f64, threads: &[usize]) {
             rec.store(false, Ordering::Relaxed); // window marker only
             k1 = tick();
             el = t0.elapsed();
-            stop.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed); // the join publishes the histograms
             for j in hs {
                 let h = j.join().unwrap();
                 for (a, b) in all.n.iter_mut().zip(h.n.iter()) {
