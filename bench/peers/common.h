@@ -211,10 +211,10 @@ static inline uint32_t bench_os_key(uint64_t r)
 	return (uint32_t)(r >> 32) & (BENCH_OS_KEYS - 1);
 }
 
-/* the latency clock: the TSC where there is one (about 10 ns a read,
- * calibrated against CLOCK_MONOTONIC over each timed window), else
- * CLOCK_MONOTONIC itself.  Not serialising: it may move by a few tens of
- * cycles around the op, nothing at the scale of the tail. */
+/* the latency clock: the TSC where there is one (a few ns a read, see
+ * bench_tick_cost(); calibrated against CLOCK_MONOTONIC over each timed
+ * window), else CLOCK_MONOTONIC itself.  Not serialising: it may move by
+ * a few tens of cycles around the op, nothing at the scale of the tail. */
 static inline uint64_t bench_tick(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -294,11 +294,13 @@ struct bench_os_run {
 	char pad[64];
 };
 
-/* relaxed: a window marker written by the runner (bench_run_os); no data
- * is published through it (the histograms are read after the joins) */
+/* relaxed: pairs with the runner's relaxed stores of the window marker
+ * (bench_run_os); no data is published through it (the histograms are
+ * read after the joins) */
 #define BENCH_OS_REC(r) __atomic_load_n(&(r)->rec, __ATOMIC_RELAXED)
-/* a thread has filled its share of the map; relaxed: the runner only
- * counts (it waits for the count before the warm-up starts) */
+/* a thread has filled its share of the map; relaxed: pairs with the
+ * runner's relaxed load, which only counts (it waits for the count before
+ * the warm-up starts) */
 #define BENCH_OS_READY(r) __atomic_fetch_add(&(r)->ready, 1, __ATOMIC_RELAXED)
 
 struct bench_os_res {
