@@ -589,6 +589,42 @@ static void die(struct wref__hdr *h)
 	t->depth--;
 }
 
+/* die() for an object with neither a block nor the PIN bit (the sole-owner
+ * release path): no watches, no callbacks, no unpublishing */
+static void die_plain(struct wref__hdr *h)
+{
+	struct trashcan *t = &tls_can;
+	const wref_type *ty = wref__type(h);
+	wref__stat_add(WREF_ST_DIED, 1);
+	if (wref_unlikely(t->depth || (ty->flags & WREF__TYPE_OWN_FREE))) {
+		t->depth++;
+		if (t->depth > 1 && can_push(h, NULL)) {
+			t->depth--;
+			return;
+		}
+		destroy_and_free(h);
+		if (t->depth == 1 && (t->n || t->spill ||
+				      wref__inline_pending()))
+			can_drain(t);
+		t->depth--;
+		return;
+	}
+	if (ty->destroy) {
+		t->depth = 1;
+		ty->destroy(wref__payload(h));
+	}
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC_DEAD;
+#endif
+	mem_free(h);
+	if (ty->destroy) {
+		/* what the destroy released was queued here (rule 9) */
+		if (t->n || t->spill || wref__inline_pending())
+			can_drain(t);
+		t->depth = 0;
+	}
+}
+
 static void release_slow(struct wref__hdr *h, uint64_t c)
 {
 	if (c == 0) {
@@ -679,7 +715,7 @@ void wref_release(void *obj)
 		 * so no RMW is needed */
 		atomic_store_explicit(&h->word, WREF_DEAD,
 				      memory_order_relaxed);
-		die(h);
+		die_plain(h);
 		return;
 	}
 	for (;;) {
