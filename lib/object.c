@@ -591,7 +591,7 @@ static void die(struct wref__hdr *h)
 
 /* die() for an object with neither a block nor the PIN bit (the sole-owner
  * release path): no watches, no callbacks, no unpublishing */
-static void die_plain(struct wref__hdr *h)
+__attribute__((noinline)) static void die_plain(struct wref__hdr *h)
 {
 	struct trashcan *t = &tls_can;
 	const wref_type *ty = wref__type(h);
