@@ -31,7 +31,9 @@ static void misuse(const struct wref__hdr *h, const char *fmt, ...)
 		(const void *)(h + 1), type_name(h));
 	abort();
 #else
-	if (!atomic_flag_test_and_set(&warned_misuse))
+	/* relaxed: a print-once flag; it orders nothing */
+	if (!atomic_flag_test_and_set_explicit(&warned_misuse,
+					       memory_order_relaxed))
 		fprintf(stderr, "libwref: misuse: %s (object %p); further "
 			"misuse is not reported\n", msg, (const void *)(h + 1));
 #endif
@@ -61,7 +63,9 @@ const wref_type *wref__type(const struct wref__hdr *h)
 
 static void warn_saturated(struct wref__hdr *h)
 {
-	if (!atomic_flag_test_and_set(&warned_saturation))
+	/* relaxed: a print-once flag; it orders nothing */
+	if (!atomic_flag_test_and_set_explicit(&warned_saturation,
+					       memory_order_relaxed))
 		fprintf(stderr, "libwref: warning: strong count of %p (type "
 			"%s) saturated; the object is pinned forever\n",
 			(void *)(h + 1), type_name(h));
@@ -476,7 +480,9 @@ static void quarantine_drain(void)
 static void mem_free(struct wref__hdr *h)
 {
 	static atomic_flag hooked = ATOMIC_FLAG_INIT;
-	if (!atomic_flag_test_and_set(&hooked))
+	/* relaxed: wref__on_shutdown is idempotent and locks its own
+	 * registry; the flag only saves the call */
+	if (!atomic_flag_test_and_set_explicit(&hooked, memory_order_relaxed))
 		wref__on_shutdown(quarantine_drain);
 	/* relaxed: only spreads the slots; the exchange orders the memory */
 	size_t i = atomic_fetch_add_explicit(&q_next, 1,
