@@ -5,6 +5,14 @@
  * payload; no upgrade may ever return a poisoned payload (rule 1), and
  * destroy runs exactly once per object.  Random small delays on both
  * sides so that each side wins sometimes.  Scaled by WREF_STRESS_SCALE.
+ *
+ * It also drives the block count's revival window (docs/core.md): an
+ * upgrade that finds the count at 0 between a release's fetch_sub and its
+ * CAS 0 -> DEAD revives it and takes a ticket hold that the failing CAS
+ * drops.  Counted with a temporary probe (2026-11-29):
+ * WREF_STRESS_SCALE=3 hit 33+ revivals and as many failed CASes; a lost or
+ * double-dropped ticket shows as a leaked block (ct_assert_no_leak) or an
+ * ASan use-after-free.
  */
 #include "core_test.h"
 
