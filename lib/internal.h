@@ -360,7 +360,9 @@ struct wref__watch {
 	void *owner;                         /* wref object (payload ptr) */
 	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */
-	bool pinned; /* set before fire(): the dying thread pinned owner */
+	/* set before fire(): the dying thread pinned owner; a fire that
+	 * keeps that strong ref (hands it on) clears it */
+	bool pinned;
 };
 
 /*

@@ -274,6 +274,13 @@ void wref__cb_kill(struct wref__cb *cb)
 		wref__unlock(&cb->lock);
 		for (i = 0; i < n; i++)
 			batch[i]->fire(batch[i]);
+		/* a fire that kept the owner's pin (a callback ref hands it
+		 * to its callback) cleared w->pinned; the watch is still
+		 * readable inside the section (pinned, held, or retired
+		 * through RCU) */
+		for (i = 0; i < n; i++)
+			if (!batch[i]->pinned)
+				pinned[i] = NULL;
 		wref__rcu_unlock();
 		for (i = 0; i < n; i++)
 			wref_release(pinned[i]); /* NULL: not pinned */
@@ -331,8 +338,9 @@ static void ref_queue(struct wref_ref *r)
 static void ref_fire(struct wref__watch *w)
 {
 	struct wref_ref *r = caa_container_of(w, struct wref_ref, watch);
-	if (w->pinned)
-		wref_retain(r); /* the handle stays valid inside the callback */
+	/* keep the dying thread's pin: the handle stays valid inside the
+	 * callback, and ref_run releases it (an owed ref has no pin) */
+	w->pinned = false;
 	ref_queue(r);
 }
 
