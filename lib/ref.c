@@ -61,7 +61,11 @@ static void shared_arm(struct wref__cb *cb)
 #endif
 }
 
-static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared)
+/* a new block for @obj, private until published; born with its shared
+ * handle live (@shared) or with @first (a callback ref's watch) linked:
+ * either one's hold is counted beside the object's */
+static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
+				  struct wref__watch *first)
 {
 	bool byval = t->hash && t->equal;
 	struct wref__cb *n = wref__zalloc(byval ? sizeof(struct wref__cb_byval)
@@ -69,8 +73,12 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared)
 	if (!n)
 		return NULL;
 	n->mem = wref__hdr(obj);
-	/* the object's hold, and the shared handle's */
-	atomic_init(&n->holds, shared ? 2 : 1);
+	atomic_init(&n->holds, shared || first ? 2 : 1);
+	if (first) {
+		first->next = NULL;
+		first->pprev = (struct wref__watch **)&n->watches;
+		atomic_init(&n->watches, first);
+	}
 	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
 	n->shared = shared;
 	atomic_init(&n->sh.tc, (uintptr_t)&wref__shared_type | WREF_TC_PIN);
@@ -96,7 +104,8 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared)
  * neither grow a block its running death would never clear nor get a new
  * watch or ref on the block it has (its watches were collected).
  */
-static struct wref__cb *cb_get(void *obj, bool shared, bool *made)
+static struct wref__cb *cb_get(void *obj, bool shared,
+			       struct wref__watch *first, bool *made)
 {
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the CAS publishing the block (below, in the
@@ -113,7 +122,7 @@ static struct wref__cb *cb_get(void *obj, bool shared, bool *made)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct wref__cb *n = block_new(obj, t, shared);
+	struct wref__cb *n = block_new(obj, t, shared, first);
 	if (!n)
 		return NULL;
 	for (;;) {
@@ -130,19 +139,23 @@ static struct wref__cb *cb_get(void *obj, bool shared, bool *made)
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
 			if (shared) /* the handle counts as an object */
 				wref__stat_add(WREF_ST_CREATED, 1);
-			*made = shared;
+			*made = true;
 			return n;
 		}
 		if (w & WREF_W_CB)
 			break; /* another thread's block won */
 		if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
 			/* cannot happen while the caller holds its ref */
+			if (first)
+				first->pprev = NULL;
 			wref__free(n);
 			errno = ENOENT;
 			return NULL;
 		}
 		/* a racing retain or release: copy the new count */
 	}
+	if (first) /* linked only in our lost block */
+		first->pprev = NULL;
 	wref__free(n);
 	return live_block(wref__word_cb(w));
 }
@@ -150,7 +163,7 @@ static struct wref__cb *cb_get(void *obj, bool shared, bool *made)
 struct wref__cb *wref__cb_get(void *obj)
 {
 	bool made = false;
-	return cb_get(obj, false, &made);
+	return cb_get(obj, false, NULL, &made);
 }
 
 void wref__cb_hold(struct wref__cb *cb)
@@ -367,6 +380,8 @@ void wref__ref_unpublish(void *ref)
 	struct wref_ref *r = ref;
 	struct wref__cb *cb = r->cb;
 	bool queue = false;
+	if (!cb)
+		return; /* never attached (wref_ref_new failed) */
 	wref__lock(&cb->lock);
 	if (r->watch.pprev) {
 		if (wref__cb_flags(cb) & WREF_CB_DEAD) {
@@ -472,10 +487,10 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	}
 	wref__check(obj, "wref_ref_new");
 	bool made = false;
-	struct wref__cb *cb = cb_get(obj, !fn, &made);
-	if (!cb)
-		return NULL;
 	if (!fn) {
+		struct wref__cb *cb = cb_get(obj, true, NULL, &made);
+		if (!cb)
+			return NULL;
 		if (made)
 			return wref__payload(&cb->sh); /* born live: no lock */
 		wref__lock(&cb->lock);
@@ -486,13 +501,28 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	struct wref_ref *n = wref_new(&wref__ref_type, sizeof *n);
 	if (!n)
 		return NULL;
-	wref__pinnable(n); /* cb_kill pins refs */
+	/* relaxed: @n is ours alone until returned; cb_kill pins refs, so
+	 * their last release must take the atomic path (wref__pinnable) */
+	atomic_store_explicit(&wref__hdr(n)->tc,
+			      (uintptr_t)&wref__ref_type | WREF_TC_PIN,
+			      memory_order_relaxed);
 	n->fn = fn;
 	n->arg = arg;
-	n->cb = cb;
 	n->watch.fire = ref_fire;
 	n->watch.owner = n;
 	n->watch.is_ref = true;
+	/* the object's first weak use: a new block is published with our
+	 * watch linked and our hold counted, no lock */
+	struct wref__cb *cb = cb_get(obj, false, &n->watch, &made);
+	if (!cb) {
+		int err = errno;
+		wref_release(n); /* never attached: n->cb is NULL */
+		errno = err;
+		return NULL;
+	}
+	n->cb = cb;
+	if (made)
+		return n;
 	wref__cb_hold(cb);
 	wref__lock(&cb->lock);
 	if (!(wref__cb_flags(cb) & WREF_CB_DEAD))
