@@ -90,14 +90,22 @@ inline st_unhold()
 inline die_side()
 {
 	ST_LIVE();
-	lock();
-	st_dead = true;
-	held_at_death = ref_held;
 	if
-	:: ref_armed -> ref_armed = false; cb_queued++
-	:: else -> skip
+	:: !ref_armed ->
+		/* no watch linked (read without the lock): every link was
+		 * made by a strong holder before its release, so none can
+		 * appear now; the ref's release already cancelled it */
+		skip
+	:: else ->
+		lock();
+		st_dead = true;
+		held_at_death = ref_held;
+		if
+		:: ref_armed -> ref_armed = false; cb_queued++
+		:: else -> skip
+		fi;
+		unlock()
 	fi;
-	unlock();
 	destroyed++;
 	assert(destroyed == 1);
 	assert(!obj_freed);
