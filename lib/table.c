@@ -1,13 +1,12 @@
 /*
  * table.c - the weak-entry table layer (see table.h): entries on cds_lfht
  * with prompt removal by identity, the retirement count, container
- * teardown, key hashing and the retention clock.
+ * teardown, key hashing, foreach and the container constructor.
  */
 #include "table.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- entries ------------------------------------------------------------ */
 
@@ -397,29 +396,7 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	return kt->equal(wref__payload(e->mem), k->obj);
 }
 
-/* ---- clock ----------------------------------------------------------------- */
-
-static uint64_t (*_Atomic clock_fn)(void);
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t wref__clock_ms(void)
-{
-	/* relaxed: a test hook, set before use */
-	uint64_t (*fn)(void) = atomic_load_explicit(&clock_fn,
-						    memory_order_relaxed);
-	return fn ? fn() : mono_ms();
-}
-
-void wref__clock_set(uint64_t (*fn)(void))
-{
-	atomic_store(&clock_fn, fn);
-}
+/* ---- foreach ------------------------------------------------------------- */
 
 static void unhold(struct wref__entry **v, size_t n);
 

@@ -253,15 +253,6 @@ static inline void *wref__entry_upgrade(struct wref__entry *e)
 /* hash of a byte string (keys of valmap) */
 WREF_HIDDEN uint64_t wref__hash_bytes(const void *p, size_t n);
 
-/* Millisecond clock for the retention tier; tests replace it with
- * wref__clock_set (NULL restores CLOCK_MONOTONIC). */
-WREF_HIDDEN uint64_t wref__clock_ms(void);
-WREF_HIDDEN void wref__clock_set(uint64_t (*fn)(void));
-
-/* Test hook: run every retention tier's expiry/eviction now (queued on
- * the executor) and wait for it with wref_flush(). */
-WREF_HIDDEN void wref__retain_sync(void);
-
 /* The key object's control block for an insert (EINVAL for NULL, NO_WEAK,
  * or @by_value without hash/equal), or NULL. */
 WREF_HIDDEN struct wref__cb *wref__key_cb(void *obj, bool by_value);
