@@ -358,9 +358,12 @@ struct wref__watch {
 	 * code: queue that with wref__defer) */
 	void (*fire)(struct wref__watch *w);
 	void *owner;                         /* wref object (payload ptr) */
-	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */
 	bool pinned; /* set before fire(): the dying thread pinned owner */
+	/* the watch owner's own word, never touched by ref.c (it fills the
+	 * struct's tail padding): a container entry keeps its retirement
+	 * count here (table.h) */
+	_Atomic uint32_t aux;
 };
 
 struct wref__cb {

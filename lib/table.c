@@ -25,15 +25,13 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 {
 	cds_lfht_node_init(&e->node);
 	e->cb = cb;
-	e->mem = cb ? cb->mem : NULL;
 	e->watch.next = NULL;
 	e->watch.pprev = NULL;
-	e->watch.fnext = NULL;
 	e->watch.fire = entry_fire;
 	e->watch.owner = t->owner;
 	e->watch.is_ref = false;
 	e->watch.pinned = false;
-	atomic_init(&e->refs, cb ? 2 : 1);
+	atomic_init(wref__entry_refs(e), cb ? 2 : 1);
 	if (cb)
 		wref__cb_hold(cb);
 }
@@ -141,7 +139,8 @@ void wref__entry_put(struct wref__entry *e)
 {
 	/* acq_rel: every putter's uses of the entry happen-before retire
 	 * (an RMW rather than release + fence: TSan does not model fences) */
-	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(wref__entry_refs(e), 1,
+				      memory_order_acq_rel) != 1)
 		return;
 	wref__entry_table(e)->ops->retire(e);
 }
@@ -215,42 +214,74 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	return 0;
 }
 
-/* One walk of the table: unlink every entry it meets inside one read-side
- * section, chaining them through their work link (free: we own each one's
- * table count, so none can retire and use it), then finish them outside
- * it (retirement may queue executor work).  A single walk ends even while
- * inserts continue; it meets every entry present during the whole walk.
- * Returns how many entries it unlinked. */
-static size_t clear_walk(struct wref__table *t)
+/* the entries a clear walk unlinked, finished after its read-side
+ * section (the entry's own memory has no link to spare: its watch may
+ * still be armed, see struct wref__entry) */
+#define CLEAR_STACK 64
+struct clear_list {
+	struct wref__entry **v;
+	size_t n, cap;
+	struct wref__entry *stack[CLEAR_STACK];
+};
+
+/* room for one more; false if out of memory */
+static bool clear_room(struct clear_list *l)
 {
-	struct wref__entry *list = NULL;
-	size_t n = 0;
+	if (l->n < l->cap)
+		return true;
+	struct wref__entry **v = wref__alloc(2 * l->cap * sizeof *v);
+	if (!v)
+		return false;
+	for (size_t i = 0; i < l->n; i++)
+		v[i] = l->v[i];
+	if (l->v != l->stack)
+		wref__free(l->v);
+	l->v = v;
+	l->cap *= 2;
+	return true;
+}
+
+/* One walk of the table: unlink every entry it meets inside one read-side
+ * section, collecting them (we own each one's table count, so none can
+ * retire), then finish them outside it (retirement may queue executor
+ * work).  A single walk ends even while inserts continue; it meets every
+ * entry present during the whole walk, unless the list cannot grow (out
+ * of memory): then it stops early and *@more is set.  Returns how many
+ * entries it unlinked. */
+static size_t clear_walk(struct wref__table *t, bool *more)
+{
+	struct clear_list l = { .cap = CLEAR_STACK };
+	l.v = l.stack;
+	*more = false;
 	struct cds_lfht_iter it;
 	wref__rcu_lock();
 	for (struct wref__entry *e = wref__table_first(t, &it); e;
 	     e = wref__table_next(t, &it)) {
-		if (!wref__entry_unlink(e))
-			continue;
-		e->work.node.next = list ? &list->work.node : NULL;
-		list = e;
-		n++;
+		if (!clear_room(&l)) {
+			*more = true;
+			break;
+		}
+		if (wref__entry_unlink(e))
+			l.v[l.n++] = e;
 	}
 	wref__rcu_unlock();
-	while (list) {
-		struct wref__entry *e = list;
-		list = e->work.node.next ? caa_container_of(e->work.node.next,
-				struct wref__entry, work.node) : NULL;
-		wref__entry_removed(e);
-	}
-	return n;
+	for (size_t i = 0; i < l.n; i++)
+		wref__entry_removed(l.v[i]);
+	if (l.v != l.stack)
+		wref__free(l.v);
+	return l.n;
 }
 
 /* Remove every entry present when the call starts (entries inserted
  * meanwhile may stay).  The old form repeated passes until one unlinked
- * nothing, which never ends while inserts outpace it (issue 16). */
+ * nothing, which never ends while inserts outpace it (issue 16); a walk
+ * is repeated only when it ran out of memory. */
 void wref__table_clear(struct wref__table *t)
 {
-	clear_walk(t);
+	bool more;
+	do
+		clear_walk(t, &more);
+	while (more);
 }
 
 static void table_gone_run(struct wref__work *w)
@@ -268,7 +299,8 @@ void wref__table_fini(struct wref__table *t)
 		return;
 	/* nobody inserts any more (the container is dying; deaths only
 	 * unlink): walk until a walk finds nothing */
-	while (clear_walk(t))
+	bool more;
+	while (clear_walk(t, &more) || more)
 		;
 	struct table_gone *g = wref__alloc(sizeof *g);
 	if (!g) {
@@ -386,14 +418,17 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 		return 1;
 	if (!k->by_value)
 		return 0;
-	const wref_type *kt = wref__type(wref__hdr(k->obj));
-	if (e->cb->type->equal != kt->equal)
-		return 0;
-	/* a dead entry never matches; the header is valid for the
-	 * read-side section (see struct wref__entry) */
+	/* a dead entry never matches.  Its memory stays valid for the
+	 * read-side section all the same: a by-value member's block has
+	 * mem_rcu (wref__key_cb), so its header (type) and payload are freed
+	 * after a grace period */
 	if (wref__cb_dead(e->cb))
 		return 0;
-	return kt->equal(wref__payload(e->mem), k->obj);
+	struct wref__hdr *mem = e->cb->mem;
+	const wref_type *kt = wref__type(wref__hdr(k->obj));
+	if (wref__type(mem)->equal != kt->equal)
+		return 0;
+	return kt->equal(wref__payload(mem), k->obj);
 }
 
 /* ---- foreach ------------------------------------------------------------- */

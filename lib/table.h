@@ -71,25 +71,39 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
-/* Cold fields first and the lookup's hot fields (mem, node) last, so a
- * container can put its key right after them on the same cache line. */
+/* Cold fields first and the lookup's hot fields (cb, node) last, so a
+ * container can put its key right after them on the same cache line.
+ * 64 bytes: a valmap entry with a 12-byte key fills jemalloc's 80-byte
+ * class (issue 18 item 3).
+ *
+ * The watch is live while the entry is linked on its block; the rcu head
+ * and the work item are used only from retirement on, when the watch is
+ * unlinked for good (its count was dropped: wref__watch_del returned true,
+ * or the fire is over) and nothing reads it again, so they share its
+ * memory.  The retirement count lives in the watch's aux word, which
+ * neither the rcu head nor the work item covers. */
 struct wref__entry {
-	struct wref__watch watch; /* fire = prompt removal */
 	union {
+		struct wref__watch watch; /* fire = prompt removal */
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
 	/* control block of the watched object, held; NULL for a placeholder
-	 * entry that watches nothing (a CREATE_ONCE pending entry) */
+	 * entry that watches nothing (a CREATE_ONCE pending entry).  The
+	 * object's memory is cb->mem: by-value matches read it (the block's
+	 * mem_rcu flag keeps it past a death for the read-side section) */
 	struct wref__cb *cb;
-	_Atomic uint32_t refs;    /* retirement count, see above */
-	/* the watched object's header (cb->mem), read by upgrades instead
-	 * of cb->obj: while a reader can find the entry the header is valid,
-	 * because a death unlinks the entry before the header's memory is
-	 * retired (call_rcu), and a dead header has its DEAD bit set */
-	struct wref__hdr *mem;
 	struct cds_lfht_node node;
 };
+_Static_assert(offsetof(struct wref__watch, aux) >= sizeof(struct rcu_head) &&
+	       offsetof(struct wref__watch, aux) >= sizeof(struct wref__work),
+	       "the retirement count must survive the rcu head and work item");
+
+/* the retirement count (see above) */
+static inline _Atomic uint32_t *wref__entry_refs(struct wref__entry *e)
+{
+	return &e->watch.aux;
+}
 
 /* A container's payload starts with its struct wref__table (the table is
  * found from an entry through the watch's owner, which saves a pointer per
@@ -175,9 +189,10 @@ static inline bool wref__entry_tryhold(struct wref__entry *e)
 {
 	/* relaxed: the entry's memory is protected by the read-side section;
 	 * what we read through it afterwards was published by the add */
-	uint32_t r = atomic_load_explicit(&e->refs, memory_order_relaxed);
+	_Atomic uint32_t *refs = wref__entry_refs(e);
+	uint32_t r = atomic_load_explicit(refs, memory_order_relaxed);
 	while (r != 0)
-		if (atomic_compare_exchange_weak_explicit(&e->refs, &r, r + 1,
+		if (atomic_compare_exchange_weak_explicit(refs, &r, r + 1,
 				memory_order_relaxed, memory_order_relaxed))
 			return true;
 	return false;
@@ -185,7 +200,8 @@ static inline bool wref__entry_tryhold(struct wref__entry *e)
 static inline void wref__entry_hold(struct wref__entry *e)
 {
 	/* relaxed: the caller already holds a count */
-	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(wref__entry_refs(e), 1,
+				  memory_order_relaxed);
 }
 /* Drop a count; the last one calls ops->retire. */
 WREF_HIDDEN void wref__entry_put(struct wref__entry *e);

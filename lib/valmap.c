@@ -29,14 +29,16 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
-/* The key follows the table entry's hot fields (mem, node) directly; the
+/* The key follows the table entry's hot fields (cb, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
- * after the key, 8-byte aligned, and exists only when needed. */
+ * after the key, 8-byte aligned, and exists only when needed.  A plain
+ * entry is VM_KEY + len bytes: 80 with a 12-byte key. */
 struct vm_entry {
 	struct wref__entry e;
-	size_t len;
+	uint32_t len;
 	unsigned char key[];
 };
+#define VM_KEY offsetof(struct vm_entry, key)
 
 union vm_part {
 	struct wref__tier_node r; /* a real entry of a tier map */
@@ -47,14 +49,15 @@ union vm_part {
 	} p;
 };
 
-static inline size_t key_room(size_t len)
+/* offset of the part after a key of @len bytes */
+static inline size_t part_off(size_t len)
 {
-	return (len + 7) & ~(size_t)7;
+	return (VM_KEY + len + 7) & ~(size_t)7;
 }
 
 static inline union vm_part *vm_part(struct vm_entry *v)
 {
-	return (union vm_part *)(void *)(v->key + key_room(v->len));
+	return (union vm_part *)(void *)((char *)v + part_off(v->len));
 }
 
 /* the retention node of an entry of a tier map */
@@ -113,17 +116,16 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 				 struct wref__cb *cb)
 {
 	bool part = !cb || m->tier;
-	if (k->n > SIZE_MAX - sizeof(struct vm_entry) - sizeof(union vm_part)
-			- 8) {
+	if (k->n > UINT32_MAX) { /* the length is 32 bits */
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct vm_entry *v = wref__alloc(sizeof *v + key_room(k->n) +
-					 (part ? sizeof(union vm_part) : 0));
+	struct vm_entry *v = wref__alloc(part ? part_off(k->n) +
+					 sizeof(union vm_part) : VM_KEY + k->n);
 	if (!v)
 		return NULL;
 	wref__entry_init(&m->t, &v->e, cb);
-	v->len = k->n;
+	v->len = (uint32_t)k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
 	if (!cb) {
