@@ -204,6 +204,8 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	t->ops = ops;
 	t->owner = owner;
 	atomic_init(&t->len, 0);
+	atomic_init(&t->buckets, init);
+	atomic_init(&t->growing, 0);
 	/* the flavour is urcu-bp (included first by internal.h): no thread
 	 * registration needed; liburcu registers its fork handlers with the
 	 * flavour on the first table */
@@ -212,6 +214,40 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	if (!t->ht)
 		return -ENOMEM;
 	return 0;
+}
+
+static void grow_run(struct wref__work *w)
+{
+	struct wref__table *t = caa_container_of(w, struct wref__table, grow);
+	for (;;) {
+		size_t n = wref__table_len(t);
+		/* relaxed: only this work writes buckets */
+		unsigned long b = atomic_load_explicit(&t->buckets,
+						       memory_order_relaxed);
+		if (n < 2 * b || b >= (1UL << 30))
+			break;
+		while (2 * b <= n && b < (1UL << 30))
+			b <<= 1;
+		/* on the executor: not inside a read-side section, as
+		 * cds_lfht_resize (a grace period) requires */
+		cds_lfht_resize(t->ht, b);
+		atomic_store_explicit(&t->buckets, b, memory_order_relaxed);
+	}
+	/* release: pairs with the exchange in wref__table_grow (a later grow
+	 * sees our buckets) */
+	atomic_store_explicit(&t->growing, 0, memory_order_release);
+	wref_release(t->owner); /* may destroy the container: last */
+}
+
+void wref__table_grow(struct wref__table *t)
+{
+	/* acq_rel: acquire pairs with grow_run's release (the work item is
+	 * free again); release is not needed but harmless */
+	if (atomic_exchange_explicit(&t->growing, 1, memory_order_acq_rel))
+		return;
+	wref_retain(t->owner); /* the work keeps the container */
+	t->grow.run = grow_run;
+	wref__defer(&t->grow);
 }
 
 /* the entries a clear walk unlinked, finished after its read-side

@@ -112,6 +112,11 @@ struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
 	void *owner; /* the container object: owner of every entry's watch */
+	/* the lfht's buckets as we last sized it (a power of two): an add
+	 * that takes len to twice this queues a resize (wref__table_grow) */
+	_Atomic unsigned long buckets;
+	_Atomic uint32_t growing;  /* a resize is queued (grow holds owner) */
+	struct wref__work grow;
 	/* live entries: changed only by the winner of an lfht add/del.  Kept
 	 * off the read-mostly lines above and the container's fields below by
 	 * padding, not by alignment: wref payloads are only 16-byte aligned */
@@ -147,6 +152,25 @@ static inline size_t wref__table_len(struct wref__table *t)
 	 * adder incremented: the counter can be transiently "negative" */
 	size_t n = atomic_load_explicit(&t->len, memory_order_relaxed);
 	return (ptrdiff_t)n < 0 ? 0 : n;
+}
+
+/* Queue a resize of the lfht to the largest power of two <= len (load
+ * factor 1 to 2), unless one is queued; outside read-side sections. */
+WREF_HIDDEN void wref__table_grow(struct wref__table *t);
+/* After an insert (outside the read-side section): grow the lfht if len
+ * reached twice its buckets.  liburcu's own policy (AUTO_RESIZE |
+ * ACCOUNTING) resizes only when a committed count (per-CPU batches of
+ * 1024) is a power of two and 8 times the size, lazily: after a burst of
+ * inserts a table could stay at any load up to 8, and lookups walk those
+ * chains (issue 18 item 1). */
+static inline void wref__table_grow_check(struct wref__table *t)
+{
+	/* relaxed: hints; wref__table_grow's exchange decides, and its work
+	 * re-reads both */
+	unsigned long b = atomic_load_explicit(&t->buckets,
+					       memory_order_relaxed);
+	if (wref_unlikely(wref__table_len(t) >= 2 * b))
+		wref__table_grow(t);
 }
 
 /* Prepare @e (memory owned by the caller, zeroed or not) for @t, watching

@@ -82,6 +82,35 @@ static inline struct vm_entry *vm_entry_of(struct wref__entry *e)
 	return caa_container_of(e, struct vm_entry, e);
 }
 
+/* memcmp(a, b, n) == 0, inline for short keys: whole overlapping loads
+ * instead of a call (keys are rarely longer than 16 bytes) */
+static inline bool key_eq(const unsigned char *a, const unsigned char *b,
+			  size_t n)
+{
+	uint64_t x, y, u, w;
+	if (n > 16)
+		return !memcmp(a, b, n);
+	if (n >= 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8);
+		memcpy(&w, b + n - 8, 8);
+		return ((x ^ y) | (u ^ w)) == 0;
+	}
+	if (n >= 4) {
+		uint32_t p, q, r, t;
+		memcpy(&p, a, 4);
+		memcpy(&q, b, 4);
+		memcpy(&r, a + n - 4, 4);
+		memcpy(&t, b + n - 4, 4);
+		return ((p ^ q) | (r ^ t)) == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
 static int vm_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct vkey *k = key;
@@ -90,7 +119,13 @@ static int vm_match(struct cds_lfht_node *node, const void *key)
 	/* TSan: lfht calls match on nodes it meets; pairs with the release
 	 * before the node's add */
 	wref__tsan_acquire(node);
-	return v->len == k->n && (k->n == 0 || !memcmp(v->key, k->p, k->n));
+	if (v->len != k->n)
+		return 0;
+	/* lfht calls match only on a node whose hash is ours: almost surely
+	 * the hit, so start the upgrade's load of the block's line now, to
+	 * overlap the key compare and the rest of the lookup */
+	__builtin_prefetch(v->e.cb, 1);
+	return key_eq(v->key, k->p, k->n);
 }
 
 static void vm_retire(struct wref__entry *e)
@@ -203,7 +238,15 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 	bool kick = false;
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
-	void *obj = e ? wref__entry_upgrade(e) : NULL;
+	void *obj = NULL;
+	if (e && e->cb) {
+		/* the caller's release reads the object's header: fetch it
+		 * in the shadow of the upgrade's RMW on the block (the
+		 * address is constant; a prefetch of a dead object's freed
+		 * memory is harmless) */
+		__builtin_prefetch(e->cb->mem);
+		obj = wref__cb_upgrade(e->cb);
+	}
 	if (obj)
 		kick = touch(m, vm_entry_of(e));
 	wref__rcu_unlock();
@@ -237,6 +280,8 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 	wref__rcu_unlock();
 	if (old)
 		wref__entry_removed(old);
+	else
+		wref__table_grow_check(&m->t);
 	if (kick)
 		wref__tier_schedule(m->tier);
 	return 0;
@@ -474,6 +519,7 @@ static void goc_finish(struct goc *g)
 	}
 	if (g->kick)
 		wref__tier_schedule(g->m->tier);
+	wref__table_grow_check(&g->m->t);
 }
 
 /* the loop of steps; returns with g->ret set, or NULL and errno */
