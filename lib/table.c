@@ -25,6 +25,7 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 {
 	cds_lfht_node_init(&e->node);
 	e->cb = cb;
+	e->mem = cb ? cb->mem : NULL;
 	e->watch.next = NULL;
 	e->watch.pprev = NULL;
 	e->watch.fire = entry_fire;
@@ -460,7 +461,7 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	 * after a grace period */
 	if (wref__cb_dead(e->cb))
 		return 0;
-	struct wref__hdr *mem = e->cb->mem;
+	struct wref__hdr *mem = e->mem;
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
 	if (wref__type(mem)->equal != kt->equal)
 		return 0;

@@ -71,10 +71,9 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
-/* Cold fields first and the lookup's hot fields (cb, node) last, so a
- * container can put its key right after them on the same cache line.
- * 64 bytes: a valmap entry with a 12-byte key fills jemalloc's 80-byte
- * class (issue 18 item 3).
+/* Cold fields first and the lookup's hot fields (cb, mem, node) last, so
+ * a container can put its key right after them on the same cache line.
+ * 72 bytes.
  *
  * The watch is live while the entry is linked on its block; the rcu head
  * and the work item are used only from retirement on, when the watch is
@@ -89,10 +88,15 @@ struct wref__entry {
 		struct wref__work work;
 	};
 	/* control block of the watched object, held; NULL for a placeholder
-	 * entry that watches nothing (a CREATE_ONCE pending entry).  The
-	 * object's memory is cb->mem: by-value matches read it (the block's
-	 * mem_rcu flag keeps it past a death for the read-side section) */
+	 * entry that watches nothing (a CREATE_ONCE pending entry) */
 	struct wref__cb *cb;
+	/* cb->mem, the object's header (constant), here so that a hit can
+	 * fetch the block's line and the header's line at once (vm_match).
+	 * Read only by prefetches and by by-value matches, whose members'
+	 * memory outlives the read-side section (the block's mem_rcu flag,
+	 * set by wref__key_cb): any other object's memory is freed at its
+	 * death */
+	struct wref__hdr *mem;
 	struct cds_lfht_node node;
 };
 _Static_assert(offsetof(struct wref__watch, aux) >= sizeof(struct rcu_head) &&

@@ -29,10 +29,12 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
-/* The key follows the table entry's hot fields (cb, node) directly; the
+/* The key follows the table entry's hot fields (cb, mem, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
  * after the key, 8-byte aligned, and exists only when needed.  A plain
- * entry is VM_KEY + len bytes: 80 with a 12-byte key. */
+ * entry is VM_KEY + len bytes: 84 with a 12-byte key (jemalloc's 96-byte
+ * class; 80 without the entry's mem, which buys a parallel fetch of the
+ * block and the header on a hit). */
 struct vm_entry {
 	struct wref__entry e;
 	uint32_t len;
@@ -122,9 +124,13 @@ static int vm_match(struct cds_lfht_node *node, const void *key)
 	if (v->len != k->n)
 		return 0;
 	/* lfht calls match only on a node whose hash is ours: almost surely
-	 * the hit, so start the upgrade's load of the block's line now, to
-	 * overlap the key compare and the rest of the lookup */
+	 * the hit, so start the misses of the hit now, in parallel and in
+	 * the shadow of the key compare and the rest of the lookup: the
+	 * block's line (the upgrade's RMW) and the object's header (the
+	 * caller's release reads it).  Prefetches never fault: a dead
+	 * object's freed header is harmless */
 	__builtin_prefetch(v->e.cb, 1);
+	__builtin_prefetch(v->e.mem);
 	return key_eq(v->key, k->p, k->n);
 }
 
@@ -171,6 +177,14 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 		wref__tier_node_init(tnode(v), &v->e);
 	}
 	return v;
+}
+
+/* the entry's object, a new strong ref, or NULL (dead, or a placeholder);
+ * inside a read-side section */
+static inline void *upgrade(struct wref__entry *e)
+{
+	struct wref__cb *cb = e->cb;
+	return cb ? wref__cb_upgrade(cb) : NULL;
 }
 
 /* an access to @v's entry, whose object the caller pinned, inside a
@@ -238,15 +252,7 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 	bool kick = false;
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
-	void *obj = NULL;
-	if (e && e->cb) {
-		/* the caller's release reads the object's header: fetch it
-		 * in the shadow of the upgrade's RMW on the block (the
-		 * address is constant; a prefetch of a dead object's freed
-		 * memory is harmless) */
-		__builtin_prefetch(e->cb->mem);
-		obj = wref__cb_upgrade(e->cb);
-	}
+	void *obj = e ? upgrade(e) : NULL;
 	if (obj)
 		kick = touch(m, vm_entry_of(e));
 	wref__rcu_unlock();
@@ -327,6 +333,7 @@ struct goc {
 	void *arg;
 	bool once;                /* WREF_MAP_CREATE_ONCE */
 	bool kick;                /* queue the tier's work at the end */
+	bool added;               /* we linked an entry: the table grew */
 	struct vm_entry *p;       /* our placeholder (CREATE_ONCE) */
 	struct vm_entry *v;       /* our real entry (armed) */
 	void *mine;               /* our object (v's referent) */
@@ -349,6 +356,7 @@ static bool goc_link(struct goc *g, struct wref__entry *e)
 			 &ours->e;
 	if (linked && e)
 		g->gone = e; /* the dead entry we displaced */
+	g->added |= linked && !e;
 	if (linked && !g->once)
 		g->kick |= touch(g->m, g->v);
 	return linked;
@@ -361,7 +369,7 @@ static enum goc_step goc_find(struct goc *g, struct vm_entry **wait)
 	enum goc_step step;
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&g->m->t, g->h, &g->k);
-	if (e && e->cb && (g->ret = wref__entry_upgrade(e))) {
+	if (e && e->cb && (g->ret = upgrade(e))) {
 		g->kick |= touch(g->m, vm_entry_of(e));
 		step = GOC_HIT; /* a live value */
 	} else if (e && !e->cb) {
@@ -453,7 +461,7 @@ static bool goc_publish_link(struct goc *g, bool *p_out)
 	struct wref__entry *other = wref__entry_add_unique(&g->v->e, g->h,
 							   &g->k);
 	if (other == &g->v->e)
-		return true;
+		return g->added = true;
 	g->ret = wref__entry_upgrade(other);
 	if (!g->ret && wref__entry_replace(other, &g->v->e, g->h, &g->k)) {
 		g->gone = other;
@@ -519,7 +527,8 @@ static void goc_finish(struct goc *g)
 	}
 	if (g->kick)
 		wref__tier_schedule(g->m->tier);
-	wref__table_grow_check(&g->m->t);
+	if (g->added)
+		wref__table_grow_check(&g->m->t);
 }
 
 /* the loop of steps; returns with g->ret set, or NULL and errno */
