@@ -32,9 +32,9 @@ enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 /* The key follows the table entry's hot fields (cb, mem, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
  * after the key, 8-byte aligned, and exists only when needed.  A plain
- * entry is VM_KEY + len bytes: 84 with a 12-byte key (jemalloc's 96-byte
- * class; 80 without the entry's mem, which buys a parallel fetch of the
- * block and the header on a hit). */
+ * entry is VM_KEY + len bytes: 88 with a 12-byte key (jemalloc's 96-byte
+ * class; it would be 80 without the entry's mem, which buys a parallel
+ * fetch of the block and the header on a hit). */
 struct vm_entry {
 	struct wref__entry e;
 	uint32_t len;
