@@ -358,11 +358,14 @@ struct wref__watch {
 	 * code: queue that with wref__defer) */
 	void (*fire)(struct wref__watch *w);
 	void *owner;                         /* wref object (payload ptr) */
-	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */
 	/* set before fire(): the dying thread pinned owner; a fire that
 	 * keeps that strong ref (hands it on) clears it */
 	bool pinned;
+	/* the watch owner's own word, never touched by ref.c (it fills the
+	 * struct's tail padding): a container entry keeps its retirement
+	 * count here (table.h) */
+	_Atomic uint32_t aux;
 };
 
 /*
