@@ -105,7 +105,8 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
  * watch or ref on the block it has (its watches were collected).
  */
 static struct wref__cb *cb_get(void *obj, bool shared,
-			       struct wref__watch *first, bool *made)
+			       struct wref__watch *first,
+			       struct wref__cb **first_cb, bool *made)
 {
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the CAS publishing the block (below, in the
@@ -125,6 +126,11 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 	struct wref__cb *n = block_new(obj, t, shared, first);
 	if (!n)
 		return NULL;
+	/* the first watch's owner names its block before the CAS publishes
+	 * both: wref_weak_refs may hand the owner to another thread as soon
+	 * as the block is reachable */
+	if (first_cb)
+		*first_cb = n;
 	for (;;) {
 		/* relaxed: the block is private until the CAS publishes it */
 		atomic_store_explicit(&n->strong,
@@ -163,7 +169,7 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 struct wref__cb *wref__cb_get(void *obj)
 {
 	bool made = false;
-	return cb_get(obj, false, NULL, &made);
+	return cb_get(obj, false, NULL, NULL, &made);
 }
 
 void wref__cb_hold(struct wref__cb *cb)
@@ -488,7 +494,7 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	wref__check(obj, "wref_ref_new");
 	bool made = false;
 	if (!fn) {
-		struct wref__cb *cb = cb_get(obj, true, NULL, &made);
+		struct wref__cb *cb = cb_get(obj, true, NULL, NULL, &made);
 		if (!cb)
 			return NULL;
 		if (made)
@@ -513,16 +519,17 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	n->watch.is_ref = true;
 	/* the object's first weak use: a new block is published with our
 	 * watch linked and our hold counted, no lock */
-	struct wref__cb *cb = cb_get(obj, false, &n->watch, &made);
+	struct wref__cb *cb = cb_get(obj, false, &n->watch, &n->cb, &made);
 	if (!cb) {
 		int err = errno;
-		wref_release(n); /* never attached: n->cb is NULL */
+		n->cb = NULL;
+		wref_release(n); /* never attached */
 		errno = err;
 		return NULL;
 	}
-	n->cb = cb;
 	if (made)
-		return n;
+		return n; /* n->cb was set before the block's publication */
+	n->cb = cb; /* n is still private: its watch is linked below */
 	wref__cb_hold(cb);
 	wref__lock(&cb->lock);
 	if (!(wref__cb_flags(cb) & WREF_CB_DEAD))
