@@ -48,7 +48,8 @@ static void reg_fork_release(void)
 
 __attribute__((constructor)) static void finalize_init(void)
 {
-	pthread_atfork(reg_fork_prepare, reg_fork_release, reg_fork_release);
+	wref__on_fork(WREF_FORK_FINALIZERS, reg_fork_prepare, reg_fork_release,
+		      reg_fork_release);
 }
 
 static void reg_link(struct wref_finalizer *f)

@@ -44,3 +44,8 @@ tests_check_death_calls_LDADD = $(WREF_TEST_LIBS)
 ## issue 12: the upgrade fast path in the built libwref.so (objdump)
 TESTS += tests/check_disasm.sh
 EXTRA_DIST += tests/check_disasm.sh
+
+## issue 14: the test hooks are in lib/libwref_test.la only, never in the
+## built libwref.so (nm, strings)
+TESTS += tests/check_hooks.sh
+EXTRA_DIST += tests/check_hooks.sh
