@@ -2,8 +2,10 @@
  * internal.h - libwref internals shared by the lib/ sources (never installed).
  * "rule N" in lib/, include/ and tests/ is rule N of docs/design.md.
  *
- * Layers import only downward: alloc/rcu -> object -> ref -> executor ->
- * table -> containers -> method/finalize/signal.
+ * Layers import only downward (file level; docs/design.md, "Layers"):
+ * alloc, lock, hooks, thread -> rcu -> object -> ref -> executor -> fork ->
+ * table -> valmap/keymap/set -> method/finalize/signal -> runtime.
+ * Still open (issue 14): object <-> ref and object <-> executor.
  */
 #ifndef WREF_INTERNAL_H
 #define WREF_INTERNAL_H
@@ -500,10 +502,12 @@ WREF_HIDDEN void wref__executor_atfork_child(void);
 WREF_HIDDEN void wref__executor_stop(void);
 WREF_HIDDEN int wref__exec_set_mode(int mode);
 
-/* ---- runtime.c ------------------------------------------------------------ */
+/* ---- hooks.c ------------------------------------------------------------ */
 /* Register @fn to run in wref_shutdown() (and at exit) after the executor
  * drained: upper layers (atexit finalizers) hook in here.  Idempotent. */
 WREF_HIDDEN void wref__on_shutdown(void (*fn)(void));
+/* run them, in registration order (runtime.c) */
+WREF_HIDDEN void wref__run_shutdown_hooks(void);
 
 /* ---- fork.c ---------------------------------------------------------------- */
 /* Upper layers' fork steps, in fixed slots of fork.c's documented order

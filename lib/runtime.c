@@ -1,7 +1,7 @@
 /*
- * runtime.c - library set-up: configuration, the shutdown hooks, and the
- * shutdown and exit drain.  Per-thread state is lib/thread.c's, fork
- * handling lib/fork.c's.
+ * runtime.c - library set-up: configuration, and the shutdown and exit
+ * drain (which runs the hooks of lib/hooks.c).  Per-thread state is
+ * lib/thread.c's, fork handling lib/fork.c's.
  */
 #include "internal.h"
 
@@ -20,40 +20,9 @@ static void retire_all(void)
 	wref__rcu_flush_wait();
 }
 
-/* ---- shutdown hooks ------------------------------------------------------------ */
-
-#define MAX_HOOKS 8
-static void (*_Atomic hooks[MAX_HOOKS])(void);
-
-void wref__on_shutdown(void (*fn)(void))
-{
-	for (int i = 0; i < MAX_HOOKS; i++) {
-		void (*cur)(void) = NULL;
-		/* release: pairs with the acquire in run_hooks (what the
-		 * registrant set up before happens-before its hook); relaxed
-		 * on failure: only compared */
-		if (atomic_compare_exchange_strong_explicit(&hooks[i], &cur, fn,
-				memory_order_release, memory_order_relaxed) ||
-		    cur == fn)
-			return;
-	}
-	abort(); /* more layers than slots: a build error, not a runtime one */
-}
-
 int wref_init(const wref_config *cfg)
 {
 	return wref__exec_set_mode(cfg ? cfg->exec_mode : WREF_EXEC_THREAD);
-}
-
-static void run_hooks(void)
-{
-	for (int i = 0; i < MAX_HOOKS; i++) {
-		/* acquire: pairs with the release CAS in wref__on_shutdown */
-		void (*fn)(void) = atomic_load_explicit(&hooks[i],
-							memory_order_acquire);
-		if (fn)
-			fn();
-	}
 }
 
 void wref_shutdown(void)
@@ -63,7 +32,7 @@ void wref_shutdown(void)
 	if (wref__exec_cannot_wait())
 		return;
 	wref_flush();
-	run_hooks();
+	wref__run_shutdown_hooks();
 	wref_flush();
 	wref__executor_stop();
 	/* deferred frees of dead objects' memory, retired by any thread, and
@@ -81,7 +50,7 @@ void wref_shutdown(void)
 static void exit_shutdown(void)
 {
 	if (wref__exec_cannot_wait())
-		run_hooks();
+		wref__run_shutdown_hooks();
 	else
 		wref_shutdown();
 }
