@@ -187,6 +187,7 @@ static struct wref__thread *late_guard_try(void)
 	struct wref__thread *me = &wref__late;
 	/* seq_cst: as in wref__fork_guard_try */
 	atomic_fetch_add(&me->in_submit, 1);
+	/* seq_cst: the Dekker's second half */
 	if (!atomic_load(&forking))
 		return me;
 	/* release: pairs with the load in wref__threads_wait_guards */
@@ -204,6 +205,7 @@ struct wref__thread *wref__fork_guard_try(void)
 	 * wref__threads_wait_guards): either it sees in_submit set and waits
 	 * for us, or we see forking and stay out */
 	atomic_store(&me->in_submit, 1);
+	/* seq_cst: the Dekker's second half */
 	if (!atomic_load(&forking))
 		return me;
 	/* release: pairs with the load in wref__threads_wait_guards */
