@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include <urcu-bp.h>
+#include <urcu/list.h>
 #include <urcu/wfcqueue.h>
 
 #include "wref.h"
