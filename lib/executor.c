@@ -80,7 +80,7 @@ static void run_item(struct wref__work *w)
 /* the next item of the current batch, or NULL when it is used up */
 static struct wref__work *batch_next(void)
 {
-	struct wref__tstats *g = wref__fork_guard_enter();
+	struct wref__thread *g = wref__fork_guard_enter();
 	struct cds_wfcq_node *n =
 		__cds_wfcq_dequeue_blocking(&batch_head, &batch_tail);
 	wref__fork_guard_leave(g);
@@ -92,7 +92,7 @@ static void *ex_main(void *unused)
 	(void)unused;
 	tls_in_cb = true; /* wref_flush() from here would wait on itself */
 	for (;;) {
-		struct wref__tstats *g = wref__fork_guard_enter();
+		struct wref__thread *g = wref__fork_guard_enter();
 		enum cds_wfcq_ret r = __cds_wfcq_splice_blocking(&batch_head,
 				&batch_tail, &q_head, &q_tail);
 		wref__fork_guard_leave(g);
@@ -228,7 +228,7 @@ static void park(struct wref__work *w)
 static bool enqueue(struct wref__work *w)
 {
 	cds_wfcq_node_init(&w->node);
-	struct wref__tstats *g = wref__fork_guard_try();
+	struct wref__thread *g = wref__fork_guard_try();
 	if (!g) {
 		park(w);
 		return false;
@@ -410,7 +410,7 @@ int wref__exec_set_mode(int mode)
  * still queued, belongs to the child now and runs on a new executor
  * started lazily (rule 18).  fork_prepare waited until no thread was
  * inside a queue operation (wref__fork_guard_enter), so both queues are
- * whole.  This runs before the child creates any thread (runtime.c):
+ * whole.  This runs before the child creates any thread (fork.c):
  * a flush barrier on a waiter's stack (out of memory) is still intact.
  */
 void wref__executor_atfork_prepare(void)

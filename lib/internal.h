@@ -2,8 +2,10 @@
  * internal.h - libwref internals shared by the lib/ sources (never installed).
  * "rule N" in lib/, include/ and tests/ is rule N of docs/design.md.
  *
- * Layers import only downward: alloc/rcu -> object -> ref -> executor ->
- * table -> containers -> method/finalize/signal.
+ * Layers import only downward (file level; docs/design.md, "Layers"):
+ * alloc, lock, hooks, thread -> rcu -> object -> ref -> executor -> fork ->
+ * table -> valmap/keymap/set -> method/finalize/signal -> runtime.
+ * Still open (issue 14): object <-> ref and object <-> executor.
  */
 #ifndef WREF_INTERNAL_H
 #define WREF_INTERNAL_H
@@ -34,6 +36,7 @@
 #include <stdint.h>
 
 #include <urcu-bp.h>
+#include <urcu/list.h>
 #include <urcu/wfcqueue.h>
 
 #include "wref.h"
@@ -68,8 +71,10 @@ void __tsan_release(void *addr);
 WREF_HIDDEN void *wref__alloc(size_t n);  /* NULL + errno ENOMEM */
 WREF_HIDDEN void *wref__zalloc(size_t n); /* zeroed */
 WREF_HIDDEN void wref__free(void *p);
-/* Test hook: the @n-th allocation from now fails (0 = the next one);
- * negative disables.  Also set by the WREF_FAIL_ALLOC environment variable. */
+/* Test hooks, only in the test build (-DWREF_TEST_HOOKS, lib/libwref_test.la;
+ * never in the installed library): the @n-th allocation from now fails (0 =
+ * the next one); negative disables.  Also set by the WREF_FAIL_ALLOC
+ * environment variable. */
 WREF_HIDDEN void wref__alloc_fail_after(long n);
 /* Test hook: the @n-th allocation from now and every one after it fail,
  * until wref__alloc_fail_after(-1). */
@@ -103,30 +108,9 @@ WREF_HIDDEN void wref__rcu_flush_local(void);
 /* the same, waiting for a fork in progress: only for a thread holding no
  * read lock and no library lock (wref_shutdown) */
 WREF_HIDDEN void wref__rcu_flush_wait(void);
-struct wref__tstats;
-/* fork: stop new hand-overs to call_rcu and queue operations (then wait
- * for in_submit == 0 on every thread), and let them go again */
-WREF_HIDDEN void wref__rcu_fork_block(bool on);
-WREF_HIDDEN bool wref__forking(void);
-/* Bracket an operation on a liburcu queue that a fork() must not cut in
- * half (call_rcu, the executor's queue): fork_prepare waits until no
- * thread is inside one.  _try returns NULL while a fork is in progress
- * (the caller must then not touch the queue); _enter waits for the fork,
- * so only a thread holding no read lock and no library lock may use it.
- * Not re-entrant; never around user code. */
-WREF_HIDDEN struct wref__tstats *wref__fork_guard_try(void);
-WREF_HIDDEN struct wref__tstats *wref__fork_guard_enter(void);
-WREF_HIDDEN void wref__fork_guard_leave(struct wref__tstats *me);
-/* take @s's retired list (any thread's), without handing it over */
-WREF_HIDDEN struct rcu_head *wref__rcu_steal(struct wref__tstats *s);
-/* @list with @more appended */
-WREF_HIDDEN struct rcu_head *wref__rcu_chain(struct rcu_head *list,
-					     struct rcu_head *more);
-/* make a stolen list this thread's own pending retirements */
+/* make a list of retired heads (taken from other threads: shutdown, the
+ * fork child) this thread's own pending retirements */
 WREF_HIDDEN void wref__rcu_adopt(struct rcu_head *list);
-/* an exiting thread: hand its retired list to call_rcu, waiting for a
- * fork in progress (it will not get another chance) */
-WREF_HIDDEN void wref__rcu_flush_exiting(struct wref__tstats *s);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
 		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
@@ -289,7 +273,11 @@ WREF_HIDDEN void wref__defer_death(struct wref__work *w);
 WREF_HIDDEN void wref__enter(void);
 WREF_HIDDEN void wref__leave(void);
 
-/* ---- per-thread statistics ------------------------------------------- */
+/* ---- thread.c: per-thread state ---------------------------------------
+ * One struct wref__thread per thread that used the library (its TLS), on a
+ * registry that wref_stats, wref_shutdown and the fork handlers walk: the
+ * thread's statistics, the memory it retired (rcu.c) and its fork-guard
+ * flag.  Registered on first use (rule 10), unregistered at thread exit. */
 enum {
 	WREF_ST_CREATED,
 	WREF_ST_DIED,
@@ -299,46 +287,82 @@ enum {
 	WREF_ST_RUN,
 	WREF_ST_N
 };
-struct wref__tstats {
-	_Atomic uint64_t v[WREF_ST_N];
-	/* memory this thread retired, not yet handed to call_rcu (rcu.c);
-	 * wref_shutdown() may take it from another thread */
+struct wref__thread {
+	/* statistics: only this thread writes its slots (wref__late's: by
+	 * RMW); wref_stats() sums snapshots */
+	_Atomic uint64_t stats[WREF_ST_N];
+	/* memory this thread retired, not yet handed to call_rcu (rcu.c),
+	 * linked through rcu_head.next.next; wref_shutdown() and the fork
+	 * child may take it from another thread */
 	_Atomic(struct rcu_head *) retired;
 	unsigned nretired; /* owner only: the batch threshold */
-	/* inside call_rcu() or an executor queue operation: fork() waits
-	 * until no thread is (liburcu cannot finish an enqueue, a splice or
-	 * a dequeue that a vanished thread began) */
+	/* fork guard: inside call_rcu() or an executor queue operation;
+	 * fork() waits until no thread is (liburcu cannot finish an
+	 * enqueue, a splice or a dequeue that a vanished thread began) */
 	_Atomic int in_submit;
-	struct wref__tstats *next;
+	struct cds_list_head node; /* the registry, under its lock */
 	bool registered;
-	bool exited; /* its key destructor ran: later calls use wref__late */
+	bool exited; /* its exit ran: later calls use wref__late */
 };
-WREF_HIDDEN extern __thread struct wref__tstats wref__tls_stats
+WREF_HIDDEN extern __thread struct wref__thread wref__tls_thread
 	__attribute__((tls_model("initial-exec")));
-/* The block of threads whose statistics destructor already ran (a later
- * pthread-key destructor calls the library): never a thread's TLS, always
- * registered; counters by atomic RMW, in_submit a count of threads. */
-WREF_HIDDEN extern struct wref__tstats wref__late;
+/* The block of threads whose exit already ran (a later pthread-key
+ * destructor calls the library): never a thread's TLS, always registered;
+ * counters by atomic RMW, in_submit a count of threads. */
+WREF_HIDDEN extern struct wref__thread wref__late;
 /* register this thread's block; false (nothing done) if the thread is
  * exiting and must use wref__late */
-WREF_HIDDEN bool wref__stats_register(void);
+WREF_HIDDEN bool wref__thread_register(void);
+/* the step run at a registered thread's exit before it leaves the
+ * registry (rcu.c: hand over its retired memory); set once, at load */
+WREF_HIDDEN void wref__thread_set_exit_step(void (*fn)(struct wref__thread *));
 WREF_HIDDEN void wref__stat_add_late(int i, uint64_t n);
 static inline void wref__stat_add(int i, uint64_t n)
 {
-	struct wref__tstats *s = &wref__tls_stats;
-	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+	struct wref__thread *t = &wref__tls_thread;
+	if (wref_unlikely(!t->registered) && !wref__thread_register()) {
 		wref__stat_add_late(i, n);
 		return;
 	}
 	/* relaxed load+store, not an RMW: only this thread writes its slot;
 	 * wref_stats() reads it with relaxed loads (a snapshot) */
-	atomic_store_explicit(&s->v[i],
-		atomic_load_explicit(&s->v[i], memory_order_relaxed) + n,
+	atomic_store_explicit(&t->stats[i],
+		atomic_load_explicit(&t->stats[i], memory_order_relaxed) + n,
 		memory_order_relaxed);
 }
-/* fork child: fold the vanished threads' counters; returns what they had
- * retired, for wref__rcu_adopt() once call_rcu works in the child */
-WREF_HIDDEN struct rcu_head *wref__stats_atfork_child(void);
+/* retired lists: linked through rcu_head.next.next */
+static inline struct rcu_head *wref__retired_next(struct rcu_head *h)
+{
+	return (struct rcu_head *)h->next.next;
+}
+/* @list with @more appended */
+WREF_HIDDEN struct rcu_head *wref__retired_chain(struct rcu_head *list,
+						 struct rcu_head *more);
+/* take @t's retired list (any thread's), without handing it over */
+WREF_HIDDEN struct rcu_head *wref__thread_take_retired(struct wref__thread *t);
+/* shutdown: take every thread's retired list, after waiting for owners
+ * that are handing theirs over right now */
+WREF_HIDDEN struct rcu_head *wref__threads_take_retired(void);
+/* Fork guard.  Bracket an operation on a liburcu queue that a fork() must
+ * not cut in half (call_rcu, the executor's queue): the fork handler waits
+ * until no thread is inside one.  _try returns NULL while a fork is in
+ * progress (the caller must then not touch the queue); _enter waits for
+ * the fork, so only a thread holding no read lock and no library lock may
+ * use it.  Not re-entrant; never around user code. */
+WREF_HIDDEN struct wref__thread *wref__fork_guard_try(void);
+WREF_HIDDEN struct wref__thread *wref__fork_guard_enter(void);
+WREF_HIDDEN void wref__fork_guard_leave(struct wref__thread *me);
+/* the fork flag: set by the prepare handler, cleared after the fork */
+WREF_HIDDEN void wref__fork_block(bool on);
+WREF_HIDDEN bool wref__forking(void);
+/* fork.c's steps: wait until no thread is inside a guard (after the flag
+ * is set); hold the registry across fork(); release it in the parent; in
+ * the child, fold the vanished threads' counters and return what they had
+ * retired (for wref__rcu_adopt once call_rcu works in the child) */
+WREF_HIDDEN void wref__threads_wait_guards(void);
+WREF_HIDDEN void wref__threads_fork_lock(void);
+WREF_HIDDEN void wref__threads_fork_parent(void);
+WREF_HIDDEN struct rcu_head *wref__threads_fork_child(void);
 
 /* ---- ref.c: control block and watches --------------------------------- */
 
@@ -533,9 +557,24 @@ WREF_HIDDEN void wref__executor_atfork_child(void);
 WREF_HIDDEN void wref__executor_stop(void);
 WREF_HIDDEN int wref__exec_set_mode(int mode);
 
-/* ---- runtime.c ------------------------------------------------------------ */
+/* ---- hooks.c ------------------------------------------------------------ */
 /* Register @fn to run in wref_shutdown() (and at exit) after the executor
  * drained: upper layers (atexit finalizers) hook in here.  Idempotent. */
 WREF_HIDDEN void wref__on_shutdown(void (*fn)(void));
+/* run them, in registration order (runtime.c) */
+WREF_HIDDEN void wref__run_shutdown_hooks(void);
+
+/* ---- fork.c ---------------------------------------------------------------- */
+/* Upper layers' fork steps, in fixed slots of fork.c's documented order
+ * (prepare: slots in this order, before the core's steps; parent and
+ * child: after the core's, in the reverse order).  Registering again
+ * replaces a slot's steps; a NULL step is skipped. */
+enum wref__fork_slot {
+	WREF_FORK_TIERS,      /* valmap retention tiers: registry + tier locks */
+	WREF_FORK_FINALIZERS, /* finalize.c: the at-exit registry lock */
+	WREF_FORK_NSLOTS
+};
+WREF_HIDDEN void wref__on_fork(enum wref__fork_slot slot, void (*prepare)(void),
+			       void (*parent)(void), void (*child)(void));
 
 #endif /* WREF_INTERNAL_H */

@@ -477,13 +477,13 @@ static void reg_child(void)
 	pthread_mutex_unlock(&reg_lock);
 }
 
-/* registered on the first tier, after the core's handlers: prepare
- * handlers run in reverse order, so ours take the tier locks before the
- * core takes liburcu's (a tier lock holder may be inside call_rcu) */
+/* registered on the first tier, in fork.c's tier slot: its prepare takes
+ * the tier locks before the core takes liburcu's (a tier lock holder may
+ * be inside call_rcu) */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_register(void)
 {
-	pthread_atfork(reg_prepare, reg_parent, reg_child);
+	wref__on_fork(WREF_FORK_TIERS, reg_prepare, reg_parent, reg_child);
 	wref__on_shutdown(timer_shutdown_hook);
 }
 
