@@ -372,6 +372,74 @@ START_TEST(test_init_busy_batch)
 }
 END_TEST
 
+/*
+ * Issue 18: the executor's pending count is its own (what it took into its
+ * batch and has not finished), no longer a global counter bumped by every
+ * producer.  The window in which a batch has left the shared queue but is
+ * not yet counted must still read pending: here a thread calls
+ * wref_init(INLINE) without pause while the executor moves from gate 0 to
+ * the gate-1 callback queued behind it (taking gate 1 off the shared queue
+ * in a batch of its own).  Gate 1 is pending throughout: every call must
+ * return -EBUSY.
+ */
+static _Atomic int spam_stop;
+static _Atomic long spam_zero, spam_calls;
+static void *init_spammer(void *p)
+{
+	(void)p;
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	while (!atomic_load(&spam_stop)) {
+		int ret = wref_init(&inl);
+		atomic_fetch_add(&spam_calls, 1);
+		if (ret == 0) {
+			atomic_fetch_add(&spam_zero, 1);
+			wref_config thr = { .exec_mode = WREF_EXEC_THREAD };
+			wref_init(&thr); /* put it back; the test fails anyway */
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_init_busy_batch_taken)
+{
+	atomic_store(&spam_zero, 0);
+	atomic_store(&spam_calls, 0);
+	for (int round = 0; round < 50; round++) {
+		atomic_store(&gate, 0);
+		atomic_store(&gate_started, 0);
+		atomic_store(&gate1, 0);
+		atomic_store(&gate1_started, 0);
+		atomic_store(&cb_runs[0], 0);
+		atomic_store(&cb_runs[1], 0);
+		wref_ref *g0 = kill_with(cb_gate, 0);
+		wait_started(); /* gate 0 is the executor's whole batch */
+		wref_ref *g1 = kill_with(cb_gate1, 1); /* on the shared queue */
+		atomic_store(&spam_stop, 0);
+		pthread_t t;
+		ck_assert_int_eq(pthread_create(&t, NULL, init_spammer, NULL),
+				 0);
+		atomic_store(&gate, 1); /* the executor takes gate 1 */
+		while (!atomic_load(&gate1_started))
+			sched_yield();
+		atomic_store(&spam_stop, 1);
+		pthread_join(t, NULL);
+		atomic_store(&gate1, 1);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(atomic_load(&cb_runs[0]), 1);
+		ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+		wref_release(g0);
+		wref_release(g1);
+	}
+	ck_assert_msg(atomic_load(&spam_zero) == 0, "wref_init returned 0 "
+		      "%ld times of %ld with a callback pending",
+		      atomic_load(&spam_zero), atomic_load(&spam_calls));
+	/* nothing pending any more: the mode changes */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(NULL), 0);
+}
+END_TEST
+
 /* INLINE -> THREAD: another thread's inline callback, running, is pending
  * too; before the fix only the calling thread's inline queue was looked at
  * (returned 0 every run) */
@@ -671,6 +739,11 @@ static int child_checks(int nqueued, int running_at_fork)
 			return 11; /* queued in the parent: ran in the child */
 	if (atomic_load(&cb_runs[0]) != 0)
 		return 12; /* the one running at fork time is the parent's */
+	/* nothing is pending here once flushed (the parent's running item
+	 * and its executor's batch count no more): the mode changes */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	if (wref_init(&inl) != 0 || wref_init(NULL) != 0)
+		return 21;
 	/* the library works: objects, refs, callbacks, flush */
 	void *o = wref_new(&obj_type, 8);
 	if (!o)
@@ -858,10 +931,13 @@ static void cb_fork(wref_ref *r, void *arg)
 		usleep(200);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* the child: only this thread, still inside the callback */
+		/* the child: only this thread, still inside the callback,
+		 * which is pending: no mode change */
+		wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+		int busy = wref_init(&inl) == -EBUSY;
 		void *o = wref_new(&obj_type, 8);
 		wref_release(o);
-		_exit(o ? 0 : 1);
+		_exit(o && busy ? 0 : 1);
 	}
 	int st = 0;
 	int ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st);
@@ -1032,6 +1108,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_init_busy);
 	tcase_add_test(tc, test_init_busy_batch);
 	tcase_add_test(tc, test_init_busy_other_thread_inline);
+	tcase_add_test(tc, test_init_busy_batch_taken);
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
