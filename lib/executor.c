@@ -138,9 +138,13 @@ static bool take_batch(void)
 		   CDS_WFCQ_RET_SRC_EMPTY;
 	if (got) {
 		for (n = __cds_wfcq_first_blocking(&h, &t); n;
-		     n = __cds_wfcq_next_blocking(&h, &t, n))
-			count += counted(caa_container_of(n, struct wref__work,
-							  node));
+		     n = __cds_wfcq_next_blocking(&h, &t, n)) {
+			struct wref__work *w = caa_container_of(n,
+					struct wref__work, node);
+			/* TSan: pairs with the release in to_executor() */
+			wref__tsan_acquire(w);
+			count += counted(w);
+		}
 		/* the last node's next is NULL: nothing links after it */
 		ex_batch.next = caa_container_of(h.node.next,
 						 struct wref__work, node);
@@ -202,8 +206,6 @@ static void *ex_main(void *unused)
 			/* before the item runs: a fork in it must find the
 			 * rest of the batch, without it */
 			ex_batch.next = work_next(w);
-			/* TSan: pairs with the release in wref__defer() */
-			wref__tsan_acquire(w);
 			if (run_item(w)) /* outside the fork guard: user code */
 				/* release: pairs with the acquire in
 				 * exec_busy(); the executor is the only
