@@ -8,6 +8,7 @@
 #include "internal.h" /* wref__executor_stop */
 
 #include <libgen.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 static char self_dir[4096];
@@ -975,6 +976,79 @@ START_TEST(test_fork_in_callback_during_stop)
 }
 END_TEST
 
+/*
+ * A callback on the executor forks and the child returns from it: that
+ * thread is the child's executor and goes on with the rest of its batch
+ * (issue 18: the batch is a plain chain the fork child keeps).  The item
+ * queued behind the forking one, in the same batch, runs in the child
+ * (where it reports through the pipe and exits) and in the parent.
+ */
+static pid_t fk_parent;
+static int fk_fds[2];
+static _Atomic int fk_child_status;
+static void cb_after_fork(wref_ref *r, void *arg)
+{
+	if (getpid() != fk_parent) {
+		/* the child, on the executor thread it inherited: this item
+		 * is pending while it runs, so no mode change */
+		wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+		unsigned char c = wref_init(&inl) == -EBUSY ? 0 : 41;
+		if (write(fk_fds[1], &c, 1) != 1)
+			_exit(98);
+		_exit(c);
+	}
+	cb_count(r, arg);
+}
+
+static void cb_fork_return(wref_ref *r, void *arg)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		return; /* the child goes on with the executor's batch */
+	int st = 0, code = 100;
+	if (pid > 0) {
+		unsigned char c = 99;
+		for (int i = 0; i < 20000; i++) { /* 20 s */
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				code = WIFEXITED(st) ? WEXITSTATUS(st) : 101;
+				break;
+			}
+			usleep(1000);
+		}
+		if (code == 100)
+			kill(pid, SIGKILL); /* it never ran the next item */
+		if (code == 0 && read(fk_fds[0], &c, 1) == 1)
+			code = c;
+	}
+	atomic_store(&fk_child_status, code);
+	cb_count(r, arg);
+}
+
+START_TEST(test_fork_in_callback_child_goes_on)
+{
+	fk_parent = getpid();
+	atomic_store(&fk_child_status, -1);
+	ck_assert_int_eq(pipe(fk_fds), 0);
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	wref_ref *g = kill_with(cb_gate, 0);
+	wait_started();
+	/* both behind the gate: one batch once it opens */
+	wref_ref *f = kill_with(cb_fork_return, 1);
+	wref_ref *a = kill_with(cb_after_fork, 2);
+	atomic_store(&gate, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&fk_child_status), 0);
+	for (int i = 0; i <= 2; i++)
+		ck_assert_int_eq(atomic_load(&cb_runs[i]), 1);
+	close(fk_fds[0]);
+	close(fk_fds[1]);
+	wref_release(g);
+	wref_release(f);
+	wref_release(a);
+}
+END_TEST
+
 /* wref_flush racing wref_shutdown: a barrier queued after the stopping
  * executor's last look at the queue must still be run (by a new
  * executor), or the flusher waits forever */
@@ -1126,6 +1200,7 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, test_fork_idle);
 		tcase_add_test(tc, test_fork_during_flush);
 		tcase_add_test(tc, test_fork_in_callback_during_stop);
+		tcase_add_test(tc, test_fork_in_callback_child_goes_on);
 	}
 	tcase_add_test(tc, test_fork_fresh);
 	suite_add_tcase(s, tc);
