@@ -159,15 +159,21 @@ static bool take_batch(void)
 	return got;
 }
 
-/* Before a sleep, poll the queue a while: a producer's next death usually
- * comes within a microsecond or two, and a futex wait and wake cost both
- * threads several (and the executor's rcu flush before each sleep).
- * True if work came. */
+/* Before a sleep, poll the queue a while (~5 us here): a producer's next
+ * death usually comes within a microsecond or two, and a futex wait and
+ * wake cost both threads several (and the executor's rcu flush before each
+ * sleep).  Every 32nd turn yields instead: where threads outnumber cores
+ * the poll hands its CPU to a thread waiting for it (the producer, the
+ * call_rcu thread) rather than burn it (measured on 2 CPUs: 5-10% faster
+ * end to end than a pause-only poll).  True if work came. */
 #define EX_POLL 128
 static bool ex_poll(void)
 {
-	for (int i = 0; i < EX_POLL; i++) {
-		caa_cpu_relax();
+	for (int i = 1; i <= EX_POLL; i++) {
+		if (i % 32 == 0)
+			sched_yield();
+		else
+			caa_cpu_relax();
 		if (!cds_wfcq_empty(&q_head, &q_tail))
 			return true;
 	}
