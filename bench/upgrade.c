@@ -4,10 +4,13 @@
  *
  *  - upgrade + release (wref_ref_get + wref_release) vs a plain atomic
  *    fetch_add/fetch_sub pair on a counter: 1 thread; 2 threads on their
- *    own objects; 2 threads on one shared object (target <= 1.10x);
+ *    own objects; 2 threads on one shared object (target <= 1.25x, issue
+ *    12);
  *  - wref_new + wref_release of an object never weakly referenced vs
  *    malloc + free (jemalloc in the default build) of the same total size
- *    (target <= 1.15x); and new + release with one weak ref;
+ *    (issue 12's target, <= 1.25x calloc + free, is judged by the peers
+ *    suite, whose limit_bench measures jemalloc's calloc); and new +
+ *    release with one weak ref;
  *  - header and control-block sizes.
  *
  * usage: bench/upgrade [--quick] [--reps N] [--profile wref|limit|wref-shared|limit-shared|new|malloc]
@@ -272,8 +275,8 @@ int main(int argc, char **argv)
 		"new+release, no weak ref (vs malloc+free)",
 		"new+weak ref+release (vs malloc+free)",
 	};
-	static const char *targets[C_N] = { "<= 1.10", "<= 1.10", "<= 1.10",
-					    "<= 1.15", "-" };
+	static const char *targets[C_N] = { "<= 1.25", "<= 1.25", "<= 1.25",
+					    "see suite", "-" };
 	printf("libwref bench/upgrade (%s): %ld pairs per measurement, "
 	       "median of %d interleaved repetitions, %d CPUs, thread CPU "
 	       "time\n\n", WREF_BENCH_LINK, iters, reps, ncpu);

@@ -14,8 +14,9 @@
  *      it to C, then releases its strong ref;
  *   B  holds one strong ref; retains once more and releases twice, racing
  *      A's migration (its RMWs may hit the inline word or the side table);
- *   C  upgrades through the weak ref (twice), uses and releases what it
- *      got, and releases the weak ref (racing the death: the callback must
+ *   C  upgrades through the weak ref (twice: an upgrade may find the
+ *      count at 0, between a release's fetch_sub and its CAS to DEAD, and
+ *      revive it), uses and releases what it got, and releases the weak ref (racing the death: the callback must
  *      be queued exactly once iff the ref is still held at death).
  * Safety (assertions, checked in every state that reaches them):
  *   S1 no upgrade succeeds once the object is dead (sticky death), and no
@@ -32,9 +33,13 @@
  *   BROKEN_MIGRATE_STORE  publish the side table with a plain store, not a
  *                         CAS against the inline count it copied (a racing
  *                         retain or release is lost)
- *   BROKEN_NOT_STICKY     the last release stores 0, not DEAD, and an
- *                         upgrade succeeds on any count but 0 (a failed
- *                         upgrade's increment revives the dead object)
+ *   BROKEN_NOT_STICKY     the release that takes the count to 0 destroys
+ *                         the object without marking the count DEAD, so
+ *                         an upgrade that finds 0 revives a dead object
+ *   BROKEN_NO_TICKET      an upgrade that revives a count of 0 takes no
+ *                         hold on the side table for the releaser whose
+ *                         CAS 0 -> DEAD is still to come (that CAS can
+ *                         then touch a freed side table)
  *   BROKEN_CB_NOLOCK      the weak ref's release cancels its callback and
  *                         lets go without the side table's lock (the
  *                         death's collection of armed callbacks races it)
@@ -85,14 +90,22 @@ inline st_unhold()
 inline die_side()
 {
 	ST_LIVE();
-	lock();
-	st_dead = true;
-	held_at_death = ref_held;
 	if
-	:: ref_armed -> ref_armed = false; cb_queued++
-	:: else -> skip
+	:: !ref_armed ->
+		/* no watch linked (read without the lock): every link was
+		 * made by a strong holder before its release, so none can
+		 * appear now; the ref's release already cancelled it */
+		skip
+	:: else ->
+		lock();
+		st_dead = true;
+		held_at_death = ref_held;
+		if
+		:: ref_armed -> ref_armed = false; cb_queued++
+		:: else -> skip
+		fi;
+		unlock()
 	fi;
-	unlock();
 	destroyed++;
 	assert(destroyed == 1);
 	assert(!obj_freed);
@@ -139,25 +152,33 @@ inline release()
 	:: OBJ_ALIVE(); w = W;
 	   if
 	   :: w == SIDE ->
+		/* one fetch_sub; the thread that takes it to 0 then tries
+		 * one CAS 0 -> DEAD (rcuref_t): an upgrade may revive 0 in
+		 * between, and then takes a hold on the table for us */
 		ST_LIVE();
-		c = st_strong;
+		atomic { c = st_strong; st_strong-- };
 		assert(c > 0 && c < DEAD);
 		if
 		:: c == 1 ->
 #ifdef BROKEN_NOT_STICKY
-			atomic { if :: st_strong == 1 -> st_strong = 0; ok = true
-				    :: else -> ok = false fi };
+			die_side()   /* dies at 0, never marks it DEAD */
 #else
-			atomic { if :: st_strong == 1 -> st_strong = DEAD; ok = true
+			ST_LIVE();   /* S3: the CAS touches the table */
+			atomic { if :: st_strong == 0 -> st_strong = DEAD; ok = true
 				    :: else -> ok = false fi };
+			if
+			:: ok -> die_side()
+#ifdef BROKEN_NO_TICKET
+			:: else -> skip
+#else
+			:: else -> st_unhold()  /* the reviver's ticket */
 #endif
-			if :: ok -> die_side(); break :: else -> skip fi
-		:: else ->
-			atomic { if :: st_strong == c -> st_strong = c - 1; ok = true
-				    :: else -> ok = false fi };
-			if :: ok -> break :: else -> skip fi
-		fi
-	   :: else ->
+			fi
+#endif
+		:: else -> skip
+		fi;
+		break
+   :: else ->
 		assert(w != DEAD_INL && w > 0);
 		if
 		:: w == INL(1) ->
@@ -220,13 +241,20 @@ proctype C()
 		/* upgrade: one fetch_add on memory the weak ref keeps alive */
 		ST_LIVE();
 		atomic { c = st_strong; st_strong++ };
-#ifdef BROKEN_NOT_STICKY
 		if
-		:: c > 0 ->
+		:: c < DEAD ->
+			if
+			:: c == 0 ->
+				/* revived a count whose releaser has yet to
+				 * try its CAS: hold the table for it */
+#ifndef BROKEN_NO_TICKET
+				ST_LIVE();
+				atomic { st_holds++ }
 #else
-		if
-		:: c > 0 && c < DEAD ->
+				skip
 #endif
+			:: else -> skip
+			fi;
 			/* S1: a live, undestroyed object */
 			assert(destroyed == 0 && !obj_freed);
 			release()

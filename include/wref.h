@@ -138,7 +138,10 @@ typedef void (*wref_callback)(wref_ref *ref, void *arg);
  * ref).  With @cb, @cb(ref, @arg) runs exactly once on the executor if the
  * ref is still held when @obj dies; releasing the ref first cancels it.
  * Without @cb the ref is shared: every call returns the same handle,
- * retained once more.  Returns a new strong ref to the handle, or NULL with
+ * retained once more; it lives in the object's control block (no memory of
+ * its own) and cannot itself be weakly referenced (EINVAL, like Python's
+ * weakref.ref objects; a callback ref can be).  Returns a new strong ref to
+ * the handle, or NULL with
  * errno EINVAL (NULL @obj, WREF_TYPE_NO_WEAK type), ENOENT (@obj is dead,
  * e.g. called from its own destroy: so are every container insert, method,
  * finalizer and signal connection on it) or ENOMEM.

@@ -1,6 +1,7 @@
 /*
- * alloc.c - the one place libwref allocates, and the allocation-failure
- * injection hook used by the tests.
+ * alloc.c - the one place libwref allocates, and (in the test build only,
+ * -DWREF_TEST_HOOKS: lib/libwref_test.la) the allocation-failure injection
+ * hook used by the tests.
  *
  * Which allocator (issue 15).  libwref.so has no DT_NEEDED on jemalloc: a
  * dlopen of Debian's libjemalloc.so.2 after start-up fails ("cannot
@@ -54,6 +55,11 @@
 #include <dlfcn.h>
 #endif
 
+#ifdef WREF_TEST_HOOKS
+/* ---- failure injection (test build only) ------------------------------
+ * Never in libwref.so or libwref_core: tests/check_hooks.sh checks that the
+ * installed library neither has these symbols nor reads WREF_FAIL_ALLOC. */
+
 /* -1: injection off; n >= 0: the allocation after n more succeeds fails;
  * FAIL_ALL: every allocation fails (wref__alloc_fail_from) */
 #define FAIL_ALL LONG_MAX
@@ -88,7 +94,7 @@ __attribute__((constructor)) static void alloc_env(void)
 
 static bool inject_failure(void)
 {
-	/* relaxed: read-mostly flag, off in production; the countdown is
+	/* relaxed: read-mostly flag, off unless a test armed it; the countdown is
 	 * a single RMW so each failure is claimed once */
 	long cd = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
 	if (wref_likely(cd < 0))
@@ -109,6 +115,12 @@ static bool inject_failure(void)
 				      memory_order_relaxed);
 	return false;
 }
+#else
+static inline bool inject_failure(void)
+{
+	return false;
+}
+#endif
 
 /* ---- allocator choice ------------------------------------------------- */
 

@@ -129,7 +129,7 @@ static bool take_batch(void)
 	unsigned long count = 0;
 
 	__cds_wfcq_init(&h, &t);
-	struct wref__tstats *g = wref__fork_guard_enter();
+	struct wref__thread *g = wref__fork_guard_enter();
 	/* relaxed: ordered before the splice's exchanges (full barriers);
 	 * a reader that finds the queue emptied by them sees it (the fence
 	 * in exec_busy()) */
@@ -362,7 +362,7 @@ static void queued(void)
 static bool enqueue(struct wref__work *w)
 {
 	cds_wfcq_node_init(&w->node);
-	struct wref__tstats *g = wref__fork_guard_try();
+	struct wref__thread *g = wref__fork_guard_try();
 	if (!g) {
 		park(w);
 		return false;
@@ -377,7 +377,7 @@ static bool enqueue(struct wref__work *w)
  * were parked instead (in order) */
 static bool enqueue_all(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t)
 {
-	struct wref__tstats *g = wref__fork_guard_try();
+	struct wref__thread *g = wref__fork_guard_try();
 	if (!g) {
 		struct cds_wfcq_node *n;
 		while ((n = __cds_wfcq_dequeue_blocking(h, t)) != NULL)
@@ -623,7 +623,7 @@ int wref__exec_set_mode(int mode)
  * whole, and the executor's batch is a plain chain, whole at any point.
  * If a callback on the executor forked, this thread is that executor,
  * in the child too: it goes on with its batch once the callback returns.
- * This runs before the child creates any thread (runtime.c): a flush
+ * This runs before the child creates any thread (fork.c): a flush
  * barrier on a waiter's stack (out of memory) is still intact.
  */
 void wref__executor_atfork_prepare(void)

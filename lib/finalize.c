@@ -26,16 +26,18 @@ struct wref_finalizer {
 	void *arg;                /* constant */
 	struct wref__watch watch; /* on cb->watches while armed */
 	struct wref__work work;   /* the death run on the executor */
-	/* at-exit registry link, under reg_lock */
-	struct wref_finalizer *rnext, **rpprev; /* rpprev NULL = not listed */
+	/* at-exit registry link, under reg_lock; pointing to itself while
+	 * not listed */
+	struct cds_list_head rnode;
 };
 
 /* armed finalizers with the at-exit flag; not a hot path */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wref_finalizer *reg_head;
+static CDS_LIST_HEAD(reg_list);
 
-/* fork: the child must not inherit reg_lock held by a thread that is gone
- * (its exit runs the at-exit hook, which takes the lock) */
+/* fork (fork.c, slot WREF_FORK_FINALIZERS): the child must not inherit
+ * reg_lock held by a thread that is gone (its exit runs the at-exit hook,
+ * which takes the lock) */
 static void reg_fork_prepare(void)
 {
 	pthread_mutex_lock(&reg_lock);
@@ -48,27 +50,19 @@ static void reg_fork_release(void)
 
 __attribute__((constructor)) static void finalize_init(void)
 {
-	pthread_atfork(reg_fork_prepare, reg_fork_release, reg_fork_release);
+	wref__on_fork(WREF_FORK_FINALIZERS, reg_fork_prepare, reg_fork_release,
+		      reg_fork_release);
 }
 
-static void reg_link(struct wref_finalizer *f)
+static bool reg_listed(struct wref_finalizer *f)
 {
-	f->rnext = reg_head;
-	if (reg_head)
-		reg_head->rpprev = &f->rnext;
-	f->rpprev = &reg_head;
-	reg_head = f;
+	return !cds_list_empty(&f->rnode);
 }
 
+/* cds_list_del_init: unlinking twice is harmless */
 static void reg_unlink(struct wref_finalizer *f)
 {
-	if (!f->rpprev)
-		return;
-	*f->rpprev = f->rnext;
-	if (f->rnext)
-		f->rnext->rpprev = f->rpprev;
-	f->rnext = NULL;
-	f->rpprev = NULL;
+	cds_list_del_init(&f->rnode);
 }
 
 static bool claim(struct wref_finalizer *f, int to)
@@ -138,23 +132,21 @@ static void fin_fire(struct wref__watch *w)
 static void fin_atexit_hook(void)
 {
 	for (;;) {
-		struct wref_finalizer *run = NULL, *f, *next;
+		struct wref_finalizer *f, *next;
+		CDS_LIST_HEAD(run);
 
 		pthread_mutex_lock(&reg_lock);
-		for (f = reg_head; f; f = next) {
-			next = f->rnext;
+		cds_list_for_each_entry_safe(f, next, &reg_list, rnode) {
 			if (!claim(f, FIN_CLAIMED))
 				continue; /* its winner unlinks it */
-			reg_unlink(f);
-			f->rnext = run; /* reuse the link: @f is ours now */
-			run = f;
+			/* onto our private list: @f is ours now */
+			cds_list_move(&f->rnode, &run);
 		}
 		pthread_mutex_unlock(&reg_lock);
-		if (!run)
+		if (cds_list_empty(&run))
 			return;
-		for (f = run; f; f = next) {
-			next = f->rnext;
-			f->rnext = NULL;
+		cds_list_for_each_entry_safe(f, next, &run, rnode) {
+			CDS_INIT_LIST_HEAD(&f->rnode); /* not listed */
 			wref__watch_del(f->cb, &f->watch);
 			f->fn(f->arg);
 			wref_release(f); /* the library's ref */
@@ -176,13 +168,17 @@ static void hook_once(void)
 /* list or unlist @f for the at-exit run; under reg_lock */
 static void set_atexit_locked(struct wref_finalizer *f, bool on)
 {
-	/* relaxed: a won claim happens-before its winner's reg_unlink under
-	 * this lock, so an ARMED read here is never re-listed after it */
-	if (on && !f->rpprev &&
-	    atomic_load_explicit(&f->state, memory_order_relaxed) == FIN_ARMED)
-		reg_link(f);
-	else if (!on)
-		reg_unlink(f);
+	/* relaxed (both loads): a won claim happens-before its winner's
+	 * reg_unlink under this lock, so an ARMED read here is never
+	 * re-listed after it; and the at-exit hook claims under this lock,
+	 * so a finalizer it moved to its private run list reads claimed
+	 * here and is left alone (unlinking it would race with its walk) */
+	bool armed = atomic_load_explicit(&f->state, memory_order_relaxed) ==
+		     FIN_ARMED;
+	if (on && armed && !reg_listed(f))
+		cds_list_add(&f->rnode, &reg_list);
+	else if (!on && armed)
+		reg_unlink(f); /* a claimed one is its winner's to unlink */
 }
 
 wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg), void *arg,
@@ -204,6 +200,7 @@ wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg), void *arg,
 	f->fn = fn;
 	f->arg = arg;
 	atomic_init(&f->state, FIN_ARMED);
+	CDS_INIT_LIST_HEAD(&f->rnode);
 	f->watch.fire = fin_fire;
 	f->watch.owner = f;
 	wref_retain(f); /* the library's ref, owned by the claim's winner */

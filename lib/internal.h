@@ -2,8 +2,10 @@
  * internal.h - libwref internals shared by the lib/ sources (never installed).
  * "rule N" in lib/, include/ and tests/ is rule N of docs/design.md.
  *
- * Layers import only downward: alloc/rcu -> object -> ref -> executor ->
- * table -> containers -> method/finalize/signal.
+ * Layers import only downward (file level; docs/design.md, "Layers"):
+ * alloc, lock, hooks, thread -> rcu -> object -> ref -> executor -> fork ->
+ * table -> valmap/keymap/set -> method/finalize/signal -> runtime.
+ * Still open (issue 14): object <-> ref and object <-> executor.
  */
 #ifndef WREF_INTERNAL_H
 #define WREF_INTERNAL_H
@@ -34,6 +36,7 @@
 #include <stdint.h>
 
 #include <urcu-bp.h>
+#include <urcu/list.h>
 #include <urcu/wfcqueue.h>
 
 #include "wref.h"
@@ -68,8 +71,10 @@ void __tsan_release(void *addr);
 WREF_HIDDEN void *wref__alloc(size_t n);  /* NULL + errno ENOMEM */
 WREF_HIDDEN void *wref__zalloc(size_t n); /* zeroed */
 WREF_HIDDEN void wref__free(void *p);
-/* Test hook: the @n-th allocation from now fails (0 = the next one);
- * negative disables.  Also set by the WREF_FAIL_ALLOC environment variable. */
+/* Test hooks, only in the test build (-DWREF_TEST_HOOKS, lib/libwref_test.la;
+ * never in the installed library): the @n-th allocation from now fails (0 =
+ * the next one); negative disables.  Also set by the WREF_FAIL_ALLOC
+ * environment variable. */
 WREF_HIDDEN void wref__alloc_fail_after(long n);
 /* Test hook: the @n-th allocation from now and every one after it fail,
  * until wref__alloc_fail_after(-1). */
@@ -103,30 +108,9 @@ WREF_HIDDEN void wref__rcu_flush_local(void);
 /* the same, waiting for a fork in progress: only for a thread holding no
  * read lock and no library lock (wref_shutdown) */
 WREF_HIDDEN void wref__rcu_flush_wait(void);
-struct wref__tstats;
-/* fork: stop new hand-overs to call_rcu and queue operations (then wait
- * for in_submit == 0 on every thread), and let them go again */
-WREF_HIDDEN void wref__rcu_fork_block(bool on);
-WREF_HIDDEN bool wref__forking(void);
-/* Bracket an operation on a liburcu queue that a fork() must not cut in
- * half (call_rcu, the executor's queue): fork_prepare waits until no
- * thread is inside one.  _try returns NULL while a fork is in progress
- * (the caller must then not touch the queue); _enter waits for the fork,
- * so only a thread holding no read lock and no library lock may use it.
- * Not re-entrant; never around user code. */
-WREF_HIDDEN struct wref__tstats *wref__fork_guard_try(void);
-WREF_HIDDEN struct wref__tstats *wref__fork_guard_enter(void);
-WREF_HIDDEN void wref__fork_guard_leave(struct wref__tstats *me);
-/* take @s's retired list (any thread's), without handing it over */
-WREF_HIDDEN struct rcu_head *wref__rcu_steal(struct wref__tstats *s);
-/* @list with @more appended */
-WREF_HIDDEN struct rcu_head *wref__rcu_chain(struct rcu_head *list,
-					     struct rcu_head *more);
-/* make a stolen list this thread's own pending retirements */
+/* make a list of retired heads (taken from other threads: shutdown, the
+ * fork child) this thread's own pending retirements */
 WREF_HIDDEN void wref__rcu_adopt(struct rcu_head *list);
-/* an exiting thread: hand its retired list to call_rcu, waiting for a
- * fork in progress (it will not get another chance) */
-WREF_HIDDEN void wref__rcu_flush_exiting(struct wref__tstats *s);
 #define wref__rcu_tsan_after_gp(h)                                         \
 	do {                                                               \
 		wref__tsan_acquire(&wref__tsan_rcu_sync);                  \
@@ -247,8 +231,8 @@ WREF_HIDDEN void wref__obj_free(void *obj);
 WREF_HIDDEN bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 				       struct wref__hdr *h);
 /* the upgrade on a block's counter: one fetch_add; fails forever once DEAD
- * (the last release moves the count from 1 straight to DEAD, so there is
- * no zero to revive) */
+ * (sticky: only the CAS 0 -> DEAD of the release that took the count to 0
+ * sets it; an upgrade that finds 0 before that CAS revives the count) */
 static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt,
 				    struct wref__hdr *h)
 {
@@ -289,7 +273,11 @@ WREF_HIDDEN void wref__defer_death(struct wref__work *w);
 WREF_HIDDEN void wref__enter(void);
 WREF_HIDDEN void wref__leave(void);
 
-/* ---- per-thread statistics ------------------------------------------- */
+/* ---- thread.c: per-thread state ---------------------------------------
+ * One struct wref__thread per thread that used the library (its TLS), on a
+ * registry that wref_stats, wref_shutdown and the fork handlers walk: the
+ * thread's statistics, the memory it retired (rcu.c) and its fork-guard
+ * flag.  Registered on first use (rule 10), unregistered at thread exit. */
 enum {
 	WREF_ST_CREATED,
 	WREF_ST_DIED,
@@ -299,46 +287,82 @@ enum {
 	WREF_ST_RUN,
 	WREF_ST_N
 };
-struct wref__tstats {
-	_Atomic uint64_t v[WREF_ST_N];
-	/* memory this thread retired, not yet handed to call_rcu (rcu.c);
-	 * wref_shutdown() may take it from another thread */
+struct wref__thread {
+	/* statistics: only this thread writes its slots (wref__late's: by
+	 * RMW); wref_stats() sums snapshots */
+	_Atomic uint64_t stats[WREF_ST_N];
+	/* memory this thread retired, not yet handed to call_rcu (rcu.c),
+	 * linked through rcu_head.next.next; wref_shutdown() and the fork
+	 * child may take it from another thread */
 	_Atomic(struct rcu_head *) retired;
 	unsigned nretired; /* owner only: the batch threshold */
-	/* inside call_rcu() or an executor queue operation: fork() waits
-	 * until no thread is (liburcu cannot finish an enqueue, a splice or
-	 * a dequeue that a vanished thread began) */
+	/* fork guard: inside call_rcu() or an executor queue operation;
+	 * fork() waits until no thread is (liburcu cannot finish an
+	 * enqueue, a splice or a dequeue that a vanished thread began) */
 	_Atomic int in_submit;
-	struct wref__tstats *next;
+	struct cds_list_head node; /* the registry, under its lock */
 	bool registered;
-	bool exited; /* its key destructor ran: later calls use wref__late */
+	bool exited; /* its exit ran: later calls use wref__late */
 };
-WREF_HIDDEN extern __thread struct wref__tstats wref__tls_stats
+WREF_HIDDEN extern __thread struct wref__thread wref__tls_thread
 	__attribute__((tls_model("initial-exec")));
-/* The block of threads whose statistics destructor already ran (a later
- * pthread-key destructor calls the library): never a thread's TLS, always
- * registered; counters by atomic RMW, in_submit a count of threads. */
-WREF_HIDDEN extern struct wref__tstats wref__late;
+/* The block of threads whose exit already ran (a later pthread-key
+ * destructor calls the library): never a thread's TLS, always registered;
+ * counters by atomic RMW, in_submit a count of threads. */
+WREF_HIDDEN extern struct wref__thread wref__late;
 /* register this thread's block; false (nothing done) if the thread is
  * exiting and must use wref__late */
-WREF_HIDDEN bool wref__stats_register(void);
+WREF_HIDDEN bool wref__thread_register(void);
+/* the step run at a registered thread's exit before it leaves the
+ * registry (rcu.c: hand over its retired memory); set once, at load */
+WREF_HIDDEN void wref__thread_set_exit_step(void (*fn)(struct wref__thread *));
 WREF_HIDDEN void wref__stat_add_late(int i, uint64_t n);
 static inline void wref__stat_add(int i, uint64_t n)
 {
-	struct wref__tstats *s = &wref__tls_stats;
-	if (wref_unlikely(!s->registered) && !wref__stats_register()) {
+	struct wref__thread *t = &wref__tls_thread;
+	if (wref_unlikely(!t->registered) && !wref__thread_register()) {
 		wref__stat_add_late(i, n);
 		return;
 	}
 	/* relaxed load+store, not an RMW: only this thread writes its slot;
 	 * wref_stats() reads it with relaxed loads (a snapshot) */
-	atomic_store_explicit(&s->v[i],
-		atomic_load_explicit(&s->v[i], memory_order_relaxed) + n,
+	atomic_store_explicit(&t->stats[i],
+		atomic_load_explicit(&t->stats[i], memory_order_relaxed) + n,
 		memory_order_relaxed);
 }
-/* fork child: fold the vanished threads' counters; returns what they had
- * retired, for wref__rcu_adopt() once call_rcu works in the child */
-WREF_HIDDEN struct rcu_head *wref__stats_atfork_child(void);
+/* retired lists: linked through rcu_head.next.next */
+static inline struct rcu_head *wref__retired_next(struct rcu_head *h)
+{
+	return (struct rcu_head *)h->next.next;
+}
+/* @list with @more appended */
+WREF_HIDDEN struct rcu_head *wref__retired_chain(struct rcu_head *list,
+						 struct rcu_head *more);
+/* take @t's retired list (any thread's), without handing it over */
+WREF_HIDDEN struct rcu_head *wref__thread_take_retired(struct wref__thread *t);
+/* shutdown: take every thread's retired list, after waiting for owners
+ * that are handing theirs over right now */
+WREF_HIDDEN struct rcu_head *wref__threads_take_retired(void);
+/* Fork guard.  Bracket an operation on a liburcu queue that a fork() must
+ * not cut in half (call_rcu, the executor's queue): the fork handler waits
+ * until no thread is inside one.  _try returns NULL while a fork is in
+ * progress (the caller must then not touch the queue); _enter waits for
+ * the fork, so only a thread holding no read lock and no library lock may
+ * use it.  Not re-entrant; never around user code. */
+WREF_HIDDEN struct wref__thread *wref__fork_guard_try(void);
+WREF_HIDDEN struct wref__thread *wref__fork_guard_enter(void);
+WREF_HIDDEN void wref__fork_guard_leave(struct wref__thread *me);
+/* the fork flag: set by the prepare handler, cleared after the fork */
+WREF_HIDDEN void wref__fork_block(bool on);
+WREF_HIDDEN bool wref__forking(void);
+/* fork.c's steps: wait until no thread is inside a guard (after the flag
+ * is set); hold the registry across fork(); release it in the parent; in
+ * the child, fold the vanished threads' counters and return what they had
+ * retired (for wref__rcu_adopt once call_rcu works in the child) */
+WREF_HIDDEN void wref__threads_wait_guards(void);
+WREF_HIDDEN void wref__threads_fork_lock(void);
+WREF_HIDDEN void wref__threads_fork_parent(void);
+WREF_HIDDEN struct rcu_head *wref__threads_fork_child(void);
 
 /* ---- ref.c: control block and watches --------------------------------- */
 
@@ -358,37 +382,106 @@ struct wref__watch {
 	 * code: queue that with wref__defer) */
 	void (*fire)(struct wref__watch *w);
 	void *owner;                         /* wref object (payload ptr) */
-	struct wref__watch *fnext;           /* private to the dying thread */
 	bool is_ref;                         /* a wref_ref (getweakrefs) */
-	bool pinned; /* set before fire(): the dying thread pinned owner */
+	/* set before fire(): the dying thread pinned owner; a fire that
+	 * keeps that strong ref (hands it on) clears it */
+	bool pinned;
+	/* the watch owner's own word, never touched by ref.c (it fills the
+	 * struct's tail padding): a container entry keeps its retirement
+	 * count here (table.h) */
+	_Atomic uint32_t aux;
 };
 
+/*
+ * The control block ("side table", docs/core.md): 64 bytes, one jemalloc
+ * size class, and it is also the object's shared callback-less weak ref:
+ * the handle wref_ref_new(obj, NULL, NULL) returns is &cb->sh's payload, a
+ * wref object of type wref__shared_type living inside the block.  Types
+ * with hash and equal (by-value container members) get a struct
+ * wref__cb_byval instead: the type's hash, computed once, and an rcu_head
+ * for the deferred free of a by-value member's memory.
+ */
 struct wref__cb {
+	/* the shared weak ref's header: its strong count (users' refs to
+	 * the shared handle) and wref__shared_type | WREF_TC_PIN */
+	struct wref__hdr sh;
 	/* the object's strong count from the block's creation on (sticky:
 	 * see "Strong counts" above); upgrades need no RCU section, as the
 	 * weak ref, entry or watch owner that upgrades holds the block */
 	_Atomic uint64_t strong;
-	/* holds: 1 for the object until its memory is freed, 1 per weak ref
-	 * handle, 1 per container entry / watch owner that needs the block */
-	_Atomic uint64_t holds;
 	struct wref__hdr *mem;     /* the object's memory (constant) */
-	const wref_type *type;
-	uint64_t hash;
+	/* under lock; read without it only by the dying thread, which
+	 * skips the lock when there is no watch (wref__cb_kill) */
+	_Atomic(struct wref__watch *) watches;
+	/* holds: 1 for the object until its memory is freed, 1 for the
+	 * live shared handle, 1 per callback ref, container entry, method,
+	 * finalizer or connection, 1 per revival ticket (object.c).  32
+	 * bits: each hold is an allocation of 48 bytes or more */
+	_Atomic uint32_t holds;
 	wref__lock_t lock;
-	bool dead;                 /* under lock */
-	struct wref__watch *watches; /* under lock */
-	struct wref_ref *shared;   /* the shared callback-less ref, under lock */
-	size_t nrefs;              /* live wref_ref handles, under lock */
-	struct rcu_head rcu;       /* frees the object's memory after death */
+	_Atomic uint16_t flags;    /* WREF_CB_*, see below */
+	bool shared;               /* the shared handle is live (under lock) */
+	bool pad_;
+	/* deaths of the shared handle taken over by a revival, not yet
+	 * accounted by their wref__shared_died (under lock) */
+	uint32_t revived;
+	/* trashcan link while the dying object waits for its destroy in
+	 * the out-of-memory spill (object.c; the dying thread's only) */
+	struct wref__hdr *spill;
 };
+#ifndef WREF_DEBUG
+_Static_assert(sizeof(struct wref__cb) == 64, "a control block is 64 bytes");
+#endif
+struct wref__cb_byval {
+	struct wref__cb cb;
+	uint64_t hash;             /* the type's hash of the object */
+	struct rcu_head rcu;       /* frees a by-value member after a GP */
+};
+/* flags: DEAD under lock (an atomic RMW, so MEM_RCU can be set beside it
+ * without the lock); BYVAL constant */
+#define WREF_CB_DEAD 1u    /* watches collected: no new watch links */
+#define WREF_CB_MEM_RCU 4u /* see wref__cb_mem_rcu */
+#define WREF_CB_BYVAL 8u   /* a struct wref__cb_byval */
+static inline uint32_t wref__cb_flags(struct wref__cb *cb)
+{
+	/* relaxed: DEAD is read under the lock that orders it; MEM_RCU by
+	 * the dying thread, see wref__cb_mem_rcu */
+	return atomic_load_explicit(&cb->flags, memory_order_relaxed);
+}
+static inline struct wref__cb_byval *wref__cb_byval(struct wref__cb *cb)
+{
+	return caa_container_of(cb, struct wref__cb_byval, cb);
+}
+/* the shared weak ref handle of type wref__shared_type */
+WREF_HIDDEN extern const wref_type wref__shared_type;
+/* its death (from die(): no destroy, no trashcan, no user code) */
+WREF_HIDDEN void wref__shared_died(struct wref__hdr *h);
+/* the hash of @cb's object: the type's (by-value types), else identity */
+WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
+static inline uint64_t wref__cb_hash(struct wref__cb *cb)
+{
+	if (wref__cb_flags(cb) & WREF_CB_BYVAL)
+		return wref__cb_byval(cb)->hash;
+	return wref__hash_ptr(wref__payload(cb->mem));
+}
 
 /* the control block of the live object @obj (created on first use);
  * NULL + errno EINVAL (NO_WEAK) or ENOMEM.  Does not take a hold. */
 WREF_HIDDEN struct wref__cb *wref__cb_get(void *obj);
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
 WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
-/* identity hash of a pointer (also the default hash of a block) */
-WREF_HIDDEN uint64_t wref__hash_ptr(const void *p);
+/* @cb's object (held strongly by the caller) joins a by-value container,
+ * whose lookups call equal on members' memory under RCU without a ref:
+ * its memory is then freed after a grace period (wref__obj_free) */
+static inline void wref__cb_mem_rcu(struct wref__cb *cb)
+{
+	/* relaxed: the caller holds a strong ref, and its release happens-
+	 * before the death that reads the flag (release/acq_rel on the
+	 * count) */
+	if (!(wref__cb_flags(cb) & WREF_CB_MEM_RCU))
+		atomic_fetch_or_explicit(&cb->flags, WREF_CB_MEM_RCU,
+					 memory_order_relaxed);
+}
 /* new strong ref to the referent, or NULL; lock-free */
 static inline void *wref__cb_upgrade(struct wref__cb *cb)
 {
@@ -427,7 +520,8 @@ static inline _Atomic uint64_t *wref__test_cnt(void *obj)
 	return cb ? &cb->strong : NULL;
 }
 /* link @w on @cb; -ENOENT if the referent is already dead.  The caller
- * holds a strong ref to w->owner (which becomes pinnable). */
+ * holds a strong ref to w->owner (which becomes pinnable) and to @cb's
+ * object (the dying thread relies on it: wref__cb_kill) */
 WREF_HIDDEN int wref__watch_add(struct wref__cb *cb, struct wref__watch *w);
 /* unlink @w; false if it was not linked (already fired or firing) */
 WREF_HIDDEN bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w);
@@ -466,9 +560,24 @@ WREF_HIDDEN void wref__executor_atfork_child(void);
 WREF_HIDDEN void wref__executor_stop(void);
 WREF_HIDDEN int wref__exec_set_mode(int mode);
 
-/* ---- runtime.c ------------------------------------------------------------ */
+/* ---- hooks.c ------------------------------------------------------------ */
 /* Register @fn to run in wref_shutdown() (and at exit) after the executor
  * drained: upper layers (atexit finalizers) hook in here.  Idempotent. */
 WREF_HIDDEN void wref__on_shutdown(void (*fn)(void));
+/* run them, in registration order (runtime.c) */
+WREF_HIDDEN void wref__run_shutdown_hooks(void);
+
+/* ---- fork.c ---------------------------------------------------------------- */
+/* Upper layers' fork steps, in fixed slots of fork.c's documented order
+ * (prepare: slots in this order, before the core's steps; parent and
+ * child: after the core's, in the reverse order).  Registering again
+ * replaces a slot's steps; a NULL step is skipped. */
+enum wref__fork_slot {
+	WREF_FORK_TIERS,      /* valmap retention tiers: registry + tier locks */
+	WREF_FORK_FINALIZERS, /* finalize.c: the at-exit registry lock */
+	WREF_FORK_NSLOTS
+};
+WREF_HIDDEN void wref__on_fork(enum wref__fork_slot slot, void (*prepare)(void),
+			       void (*parent)(void), void (*child)(void));
 
 #endif /* WREF_INTERNAL_H */

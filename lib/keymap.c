@@ -74,6 +74,8 @@ int wref_keymap_set(wref_keymap *m, void *key, void *value)
 	wref__rcu_unlock();
 	if (old)
 		wref__entry_removed(old);
+	else
+		wref__table_grow_check(&m->t);
 	return 0;
 }
 

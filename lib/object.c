@@ -31,7 +31,9 @@ static void misuse(const struct wref__hdr *h, const char *fmt, ...)
 		(const void *)(h + 1), type_name(h));
 	abort();
 #else
-	if (!atomic_flag_test_and_set(&warned_misuse))
+	/* relaxed: a print-once flag; it orders nothing */
+	if (!atomic_flag_test_and_set_explicit(&warned_misuse,
+					       memory_order_relaxed))
 		fprintf(stderr, "libwref: misuse: %s (object %p); further "
 			"misuse is not reported\n", msg, (const void *)(h + 1));
 #endif
@@ -61,7 +63,9 @@ const wref_type *wref__type(const struct wref__hdr *h)
 
 static void warn_saturated(struct wref__hdr *h)
 {
-	if (!atomic_flag_test_and_set(&warned_saturation))
+	/* relaxed: a print-once flag; it orders nothing */
+	if (!atomic_flag_test_and_set_explicit(&warned_saturation,
+					       memory_order_relaxed))
 		fprintf(stderr, "libwref: warning: strong count of %p (type "
 			"%s) saturated; the object is pinned forever\n",
 			(void *)(h + 1), type_name(h));
@@ -79,8 +83,17 @@ bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 			   struct wref__hdr *h)
 {
 	/* dead, sticky: the stray increment stays inside the dead zone */
-	if (old >= WREF_UNDERFLOW_ZONE || old == 0)
+	if (old >= WREF_UNDERFLOW_ZONE)
 		return false;
+	if (old == 0) {
+		/* revived a count a release took to 0 but has not yet marked
+		 * DEAD: that releaser's CAS 0 -> DEAD will fail and drop one
+		 * hold on the block, which must outlive the CAS: this is that
+		 * hold (the "ticket"; our own hold on the block keeps it
+		 * allocated until then).  formal-model: BROKEN_NO_TICKET */
+		wref__cb_hold(caa_container_of(cnt, struct wref__cb, strong));
+		return true;
+	}
 	saturate_cnt(cnt, h);
 	return true;
 }
@@ -228,8 +241,7 @@ void *wref_retain(void *obj)
 		}
 	}
 	/* a block's counter: as an upgrade (saturation included), but the
-	 * caller holds a ref, so failing means misuse (a block's count is
-	 * never 0: it starts at the inline count and ends DEAD) */
+	 * caller holds a ref, so failing means misuse (dead) */
 	if (!wref__cnt_tryget(&wref__word_cb(w)->strong, h))
 		retain_misuse(h, WREF_DEAD);
 	return obj;
@@ -266,8 +278,10 @@ struct trashcan {
 	 * work queued then is held until the object's destroy returned */
 	struct wref__work **hold_tail;
 	/* queued destroys the array could not take (out of memory), chained
-	 * through the dead objects themselves: see spill_push() */
+	 * through the dead objects themselves, and the callbacks their
+	 * deaths held: see spill_push() */
 	struct wref__hdr *spill;
+	struct wref__work *spill_held;
 };
 static __thread struct trashcan tls_can
 	__attribute__((tls_model("initial-exec")));
@@ -301,13 +315,22 @@ static void submit_held(struct wref__work *w)
 /*
  * When the trashcan cannot grow, a dying object is chained through its own
  * dead memory, so destroys still loop instead of recursing (rule 9, also
- * out of memory): an object with a control block through the block's
- * rcu_head (unused until the object's memory is retired), one without
- * through its dead header word, which becomes DEAD | link >> 4: still in
- * the dead zone, which no reader ever writes (upgrades and misuse reports
- * only read it).  Headers are 16-byte aligned (malloc's alignment); an
- * allocator that did otherwise makes us run the destroy now instead.
+ * out of memory): an object with a control block through the block's spill
+ * link (unused otherwise), one without through its dead header word, which
+ * becomes DEAD | link >> 4: still in the dead zone, which no reader ever
+ * writes (misuse reports only read it).  Headers are 16-byte aligned
+ * (malloc's alignment); an allocator that did otherwise makes us run the
+ * destroy now instead.  The callbacks such a death held wait on the
+ * thread's spill_held chain until the queued destroys ran: still after
+ * their own destroy.
  */
+static void held_append(struct wref__work **chain, struct wref__work *held)
+{
+	while (*chain)
+		chain = (struct wref__work **)(void *)&(*chain)->node.next;
+	*chain = held;
+}
+
 static bool spill_push(struct trashcan *t, struct wref__hdr *h,
 		       struct wref__work *held)
 {
@@ -315,16 +338,16 @@ static bool spill_push(struct trashcan *t, struct wref__hdr *h,
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
 	struct wref__cb *cb = wref__word_cb(w);
 	if (cb) {
-		cb->rcu.next.next = (struct cds_wfcq_node *)(void *)t->spill;
-		cb->rcu.func = (void (*)(struct rcu_head *))(uintptr_t)held;
+		cb->spill = t->spill;
 	} else {
-		if (((uintptr_t)t->spill & 15) || held)
+		if ((uintptr_t)t->spill & 15)
 			return false; /* cannot happen: see above */
 		/* relaxed: only this thread reads the link back */
 		atomic_store_explicit(&h->word,
 			WREF_DEAD | ((uint64_t)(uintptr_t)t->spill >> 4),
 			memory_order_relaxed);
 	}
+	held_append(&t->spill_held, held);
 	t->spill = h;
 	return true;
 }
@@ -338,16 +361,14 @@ static bool spill_pop(struct trashcan *t, struct can_item *out)
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_relaxed);
 	struct wref__cb *cb = wref__word_cb(w);
 	if (cb) {
-		t->spill = (struct wref__hdr *)(void *)cb->rcu.next.next;
-		out->held = (struct wref__work *)(uintptr_t)cb->rcu.func;
-		cb->rcu.next.next = NULL;
-		cb->rcu.func = NULL;
+		t->spill = cb->spill;
+		cb->spill = NULL;
 	} else {
 		t->spill = (struct wref__hdr *)(uintptr_t)((w - WREF_DEAD) << 4);
 		atomic_store_explicit(&h->word, WREF_DEAD, memory_order_relaxed);
-		out->held = NULL;
 	}
 	out->h = h;
+	out->held = NULL; /* on t->spill_held */
 	return true;
 }
 
@@ -369,6 +390,12 @@ static void can_drain(struct trashcan *t)
 		if (can_pop(t, &it)) {
 			destroy_and_free(it.h);
 			submit_held(it.held);
+			continue;
+		}
+		if (t->spill_held) {
+			struct wref__work *held = t->spill_held;
+			t->spill_held = NULL;
+			submit_held(held);
 			continue;
 		}
 		if (!wref__inline_pending())
@@ -443,7 +470,9 @@ static void quarantine_drain(void)
 static void mem_free(struct wref__hdr *h)
 {
 	static atomic_flag hooked = ATOMIC_FLAG_INIT;
-	if (!atomic_flag_test_and_set(&hooked))
+	/* relaxed: wref__on_shutdown is idempotent and locks its own
+	 * registry; the flag only saves the call */
+	if (!atomic_flag_test_and_set_explicit(&hooked, memory_order_relaxed))
 		wref__on_shutdown(quarantine_drain);
 	/* relaxed: only spreads the slots; the exchange orders the memory */
 	size_t i = atomic_fetch_add_explicit(&q_next, 1,
@@ -469,10 +498,11 @@ static inline void mem_free(struct wref__hdr *h)
 
 static void free_after_gp(struct rcu_head *head)
 {
-	struct wref__cb *cb = caa_container_of(head, struct wref__cb, rcu);
+	struct wref__cb_byval *b = caa_container_of(head,
+			struct wref__cb_byval, rcu);
 	wref__rcu_tsan_after_gp(head);
-	mem_free(cb->mem);
-	wref__cb_unhold(cb); /* the object's own hold */
+	mem_free(b->cb.mem);
+	wref__cb_unhold(&b->cb); /* the object's own hold */
 }
 
 void wref__obj_free(void *obj)
@@ -482,11 +512,24 @@ void wref__obj_free(void *obj)
 #ifdef WREF_DEBUG
 	h->magic = WREF_MAGIC_DEAD;
 #endif
-	if (cb)
-		/* weak readers may still be looking at the header */
-		wref__call_rcu(&cb->rcu, free_after_gp);
-	else
+	if (!cb) {
 		mem_free(h);
+		return;
+	}
+	/* MEM_RCU read relaxed: set by a strong holder, whose release
+	 * happens-before our death (its release and the CAS that set DEAD) */
+	if (wref__cb_flags(cb) & WREF_CB_MEM_RCU) {
+		/* a by-value container's lookups may still read it (the flag
+		 * implies a struct wref__cb_byval: such types have equal) */
+		wref__call_rcu(&wref__cb_byval(cb)->rcu, free_after_gp);
+		return;
+	}
+	/* nothing reaches a dead object's memory but its strong holders
+	 * (none are left) and the lock-protected pins of watch owners,
+	 * whose destroy unlinked them: upgrades read the block only
+	 * (docs/core.md, "Who frees what") */
+	mem_free(h);
+	wref__cb_unhold(cb); /* the object's own hold */
 }
 
 static void destroy_and_free(struct wref__hdr *h)
@@ -504,6 +547,12 @@ static void die(struct wref__hdr *h)
 	struct trashcan *t = &tls_can;
 	/* relaxed: written while strong refs were held; we own the object */
 	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
+	if (tc == ((uintptr_t)&wref__shared_type | WREF_TC_PIN)) {
+		/* a shared weak ref: library memory inside its block, no
+		 * destroy and no user code, so no trashcan either */
+		wref__shared_died(h);
+		return;
+	}
 	wref__stat_add(WREF_ST_DIED, 1);
 	t->depth++;
 	/* unpublish now, so weak refs and containers read dead as soon as
@@ -536,6 +585,42 @@ static void die(struct wref__hdr *h)
 	t->depth--;
 }
 
+/* die() for an object with neither a block nor the PIN bit (the sole-owner
+ * release path): no watches, no callbacks, no unpublishing */
+__attribute__((noinline)) static void die_plain(struct wref__hdr *h)
+{
+	struct trashcan *t = &tls_can;
+	const wref_type *ty = wref__type(h);
+	wref__stat_add(WREF_ST_DIED, 1);
+	if (wref_unlikely(t->depth || (ty->flags & WREF__TYPE_OWN_FREE))) {
+		t->depth++;
+		if (t->depth > 1 && can_push(h, NULL)) {
+			t->depth--;
+			return;
+		}
+		destroy_and_free(h);
+		if (t->depth == 1 && (t->n || t->spill ||
+				      wref__inline_pending()))
+			can_drain(t);
+		t->depth--;
+		return;
+	}
+	if (ty->destroy) {
+		t->depth = 1;
+		ty->destroy(wref__payload(h));
+	}
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC_DEAD;
+#endif
+	mem_free(h);
+	if (ty->destroy) {
+		/* what the destroy released was queued here (rule 9) */
+		if (t->n || t->spill || wref__inline_pending())
+			can_drain(t);
+		t->depth = 0;
+	}
+}
+
 static void release_slow(struct wref__hdr *h, uint64_t c)
 {
 	if (c == 0) {
@@ -553,43 +638,55 @@ static void release_slow(struct wref__hdr *h, uint64_t c)
 	/* c >= WREF_SAT: saturated, pinned forever; leave the count alone */
 }
 
-/* release on a block's counter (the object was weakly referenced) */
-static void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
+/* release on a block's counter (the object was weakly referenced): slow
+ * path of release_cnt, @c the count before our decrement */
+static void release_cnt_slow(struct wref__hdr *h, _Atomic uint64_t *cnt,
+			     uint64_t c)
 {
-	/* relaxed: the CAS below carries the ordering */
-	uint64_t c = atomic_load_explicit(cnt, memory_order_relaxed);
-	for (;;) {
-		if (wref_likely(c - 2 < WREF_SAT - 2)) {
-			/* release: pairs with the acq_rel of the CAS that
-			 * sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(cnt, &c,
-					c - 1, memory_order_release,
-					memory_order_relaxed))
-				return;
-			continue;
+	if (c == 1) {
+		/* we took it to 0: mark it DEAD unless an upgrade revived it
+		 * meanwhile (and took a hold on the block for this CAS) */
+		uint64_t z = 0;
+		/* acq_rel: every holder's release (their fetch_subs, one
+		 * release sequence) happens-before destroy; exactly one
+		 * thread ever sets DEAD */
+		if (atomic_compare_exchange_strong_explicit(cnt, &z, WREF_DEAD,
+				memory_order_acq_rel, memory_order_relaxed)) {
+			die(h);
+			return;
 		}
-		if (c == 1) {
-			/* acq_rel: every other holder's release happens-before
-			 * destroy; exactly one thread ever sets DEAD */
-			if (atomic_compare_exchange_weak_explicit(cnt, &c,
-					WREF_DEAD, memory_order_acq_rel,
-					memory_order_relaxed)) {
-				die(h);
-				return;
-			}
-			continue;
-		}
-		release_slow(h, c);
+		/* revived (or killed by the reviver's own last release):
+		 * drop the ticket the reviver took for us */
+		wref__cb_unhold(caa_container_of(cnt, struct wref__cb, strong));
 		return;
 	}
+	/* relaxed: undo our decrement; only counts are at stake here */
+	atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
+	if (c == 0)
+		misuse(h, "wref_release of an object with no strong ref "
+		       "(over-release)");
+	else
+		release_slow(h, c); /* dead or saturated (pinned) */
+}
+
+/* One fetch_sub, as Linux's rcuref_t: the count passes through 0 only in
+ * the window before the releaser's CAS 0 -> DEAD, where an upgrade may
+ * revive it (docs/core.md, formal-model/side_table.pml). */
+static inline void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
+{
+	/* release: pairs with the acq_rel CAS that sets DEAD */
+	uint64_t c = atomic_fetch_sub_explicit(cnt, 1, memory_order_release);
+	if (wref_likely(c - 2 < WREF_SAT - 2))
+		return;
+	release_cnt_slow(h, cnt, c);
 }
 
 /*
- * The count never passes through 0: the last release moves it from 1
- * straight to DEAD with one CAS (decrements are CASes, so two releasers
- * can never both see themselves last, and an upgrade's fetch_add never
- * finds a 0 it could revive).  A releaser touches the header only while
- * its own ref still counts, so the memory cannot be freed under it.  An
+ * An inline count never passes through 0: the last release moves it from
+ * 1 straight to DEAD with one CAS (decrements are CASes, so two releasers
+ * can never both see themselves last); a block's count may, for the window
+ * release_cnt describes.  A releaser touches the header only while its
+ * own ref still counts, so the memory cannot be freed under it.  An
  * inline count is changed only by CASes (retain included), so the CAS that
  * moves it into a block (wref__cb_get) cannot lose a concurrent change: a
  * releaser whose CAS fails on a word that became a block follows it there.
@@ -614,7 +711,7 @@ void wref_release(void *obj)
 		 * so no RMW is needed */
 		atomic_store_explicit(&h->word, WREF_DEAD,
 				      memory_order_relaxed);
-		die(h);
+		die_plain(h);
 		return;
 	}
 	for (;;) {

@@ -1,12 +1,12 @@
 /*
  * ref.c - control blocks, watches, and weak references.
  *
- * The control block is allocated on an object's first weak use and CASed
- * into its header.  It carries the back pointer that upgraders read under
- * RCU (cleared at death), the list of watches (callback refs, container
- * entries) and the shared callback-less ref.  Its own memory lives until
- * the last hold goes: the object's hold is dropped after the object's
- * memory is freed (after a grace period), each ref and entry holds one.
+ * The control block (docs/core.md: the side table) is allocated on an
+ * object's first weak use and CASed into its header, taking over the
+ * strong count.  It carries the list of watches (callback refs, container
+ * entries) and is itself the shared callback-less ref.  Its memory lives
+ * until the last hold goes: the object's hold is dropped when the object's
+ * memory is freed (at death), each ref and entry holds one.
  */
 #include "internal.h"
 
@@ -49,18 +49,64 @@ static struct wref__cb *live_block(struct wref__cb *cb)
 	return cb;
 }
 
+/* make @cb's shared handle live with one user ref; under cb->lock, or
+ * before the block is published */
+static void shared_arm(struct wref__cb *cb)
+{
+	/* relaxed: nobody holds the dead (or new) handle: its readers pin
+	 * it under cb->lock, which we hold or which is not reachable yet */
+	atomic_store_explicit(&cb->sh.word, WREF_INL(1), memory_order_relaxed);
+#ifdef WREF_DEBUG
+	cb->sh.magic = WREF_MAGIC;
+#endif
+}
+
+/* a new block for @obj, private until published; born with its shared
+ * handle live (@shared) or with @first (a callback ref's watch) linked:
+ * either one's hold is counted beside the object's */
+static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
+				  struct wref__watch *first)
+{
+	bool byval = t->hash && t->equal;
+	struct wref__cb *n = wref__zalloc(byval ? sizeof(struct wref__cb_byval)
+					       : sizeof(struct wref__cb));
+	if (!n)
+		return NULL;
+	n->mem = wref__hdr(obj);
+	atomic_init(&n->holds, shared || first ? 2 : 1);
+	if (first) {
+		first->next = NULL;
+		first->pprev = (struct wref__watch **)&n->watches;
+		atomic_init(&n->watches, first);
+	}
+	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
+	n->shared = shared;
+	atomic_init(&n->sh.tc, (uintptr_t)&wref__shared_type | WREF_TC_PIN);
+	if (shared)
+		shared_arm(n);
+	else
+		atomic_init(&n->sh.word, WREF_DEAD);
+	if (byval)
+		wref__cb_byval(n)->hash = t->hash(obj);
+	return n;
+}
+
 /*
  * The first weak use moves the strong count out of the header word into a
  * new block: the block's counter is set to the inline count n, then one CAS
  * replaces INL(n) by the block's address.  Inline counts change only by
  * CAS, so a racing retain or release makes ours fail and we copy the new
- * count (docs/core.md; formal-model/side_table.pml checks it).
+ * count (docs/core.md; formal-model/side_table.pml checks it).  With
+ * @shared the new block's shared handle is born live (*@made set): a first
+ * wref_ref_new(obj, NULL, NULL) takes no lock.
  *
  * A dead object (e.g. called from its own destroy) gets ENOENT: it must
  * neither grow a block its running death would never clear nor get a new
  * watch or ref on the block it has (its watches were collected).
  */
-struct wref__cb *wref__cb_get(void *obj)
+static struct wref__cb *cb_get(void *obj, bool shared,
+			       struct wref__watch *first,
+			       struct wref__cb **first_cb, bool *made)
 {
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the CAS publishing the block (below, in the
@@ -77,13 +123,14 @@ struct wref__cb *wref__cb_get(void *obj)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct wref__cb *n = wref__zalloc(sizeof *n);
+	struct wref__cb *n = block_new(obj, t, shared, first);
 	if (!n)
 		return NULL;
-	atomic_init(&n->holds, 1); /* the object's hold */
-	n->mem = h;
-	n->type = t;
-	n->hash = t->hash ? t->hash(obj) : wref__hash_ptr(obj);
+	/* the first watch's owner names its block before the CAS publishes
+	 * both: wref_weak_refs may hand the owner to another thread as soon
+	 * as the block is reachable */
+	if (first_cb)
+		*first_cb = n;
 	for (;;) {
 		/* relaxed: the block is private until the CAS publishes it */
 		atomic_store_explicit(&n->strong,
@@ -96,20 +143,33 @@ struct wref__cb *wref__cb_get(void *obj)
 				(uint64_t)(uintptr_t)n | WREF_W_CB,
 				memory_order_acq_rel, memory_order_acquire)) {
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
+			if (shared) /* the handle counts as an object */
+				wref__stat_add(WREF_ST_CREATED, 1);
+			*made = true;
 			return n;
 		}
 		if (w & WREF_W_CB)
 			break; /* another thread's block won */
 		if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
 			/* cannot happen while the caller holds its ref */
+			if (first)
+				first->pprev = NULL;
 			wref__free(n);
 			errno = ENOENT;
 			return NULL;
 		}
 		/* a racing retain or release: copy the new count */
 	}
+	if (first) /* linked only in our lost block */
+		first->pprev = NULL;
 	wref__free(n);
 	return live_block(wref__word_cb(w));
+}
+
+struct wref__cb *wref__cb_get(void *obj)
+{
+	bool made = false;
+	return cb_get(obj, false, NULL, NULL, &made);
 }
 
 void wref__cb_hold(struct wref__cb *cb)
@@ -129,18 +189,35 @@ void wref__cb_unhold(struct wref__cb *cb)
 	wref__stat_add(WREF_ST_CB_FREE, 1);
 }
 
-static void watch_link(struct wref__cb *cb, struct wref__watch *w)
+/* the first watch on @cb's list (under cb->lock) */
+static struct wref__watch *watch_first(struct wref__cb *cb)
 {
-	w->next = cb->watches;
-	if (w->next)
-		w->next->pprev = &w->next;
-	w->pprev = &cb->watches;
-	cb->watches = w;
+	/* relaxed: under cb->lock, which orders the list */
+	return atomic_load_explicit(&cb->watches, memory_order_relaxed);
 }
 
-static void watch_unlink(struct wref__watch *w)
+static void watch_link(struct wref__cb *cb, struct wref__watch *w)
 {
-	*w->pprev = w->next;
+	w->next = watch_first(cb);
+	if (w->next)
+		w->next->pprev = &w->next;
+	w->pprev = (struct wref__watch **)&cb->watches;
+	/* relaxed: under cb->lock; the dying thread's lock-free look at
+	 * the list (wref__cb_kill) is ordered by the count, see there */
+	atomic_store_explicit(&cb->watches, w, memory_order_relaxed);
+}
+
+/* w->pprev is &cb->watches (the _Atomic head, which the dying thread may
+ * read without the lock: stored atomically) or a watch's next (plain);
+ * under cb->lock */
+static void watch_unlink(struct wref__cb *cb, struct wref__watch *w)
+{
+	if (w->pprev == (struct wref__watch **)&cb->watches)
+		/* relaxed: as in watch_link */
+		atomic_store_explicit(&cb->watches, w->next,
+				      memory_order_relaxed);
+	else
+		*w->pprev = w->next;
 	if (w->next)
 		w->next->pprev = w->pprev;
 	w->next = NULL;
@@ -152,7 +229,7 @@ int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
 	int ret = -ENOENT;
 	wref__pinnable(w->owner);
 	wref__lock(&cb->lock);
-	if (!cb->dead) {
+	if (!(wref__cb_flags(cb) & WREF_CB_DEAD)) {
 		watch_link(cb, w);
 		ret = 0;
 	}
@@ -166,7 +243,7 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
 	wref__lock(&cb->lock);
 	linked = w->pprev != NULL;
 	if (linked)
-		watch_unlink(w);
+		watch_unlink(cb, w);
 	wref__unlock(&cb->lock);
 	return linked;
 }
@@ -186,12 +263,20 @@ void wref__cb_kill(struct wref__cb *cb)
 	void *pinned[KILL_BATCH];
 	size_t n, i;
 
+	/* relaxed: every watch was linked by a strong holder of the object
+	 * (wref__watch_add), whose release happens-before this death (the
+	 * acq_rel CAS that set DEAD): an empty list stays empty, and no
+	 * remover can find a watch of ours to race with, so no lock */
+	if (!atomic_load_explicit(&cb->watches, memory_order_relaxed))
+		return; /* WREF_CB_DEAD only matters to linked watches */
 	do {
 		n = 0;
 		wref__rcu_lock();
 		wref__lock(&cb->lock);
-		cb->dead = true;
-		for (w = cb->watches; w && n < KILL_BATCH; w = next) {
+		/* relaxed: under cb->lock */
+		atomic_fetch_or_explicit(&cb->flags, WREF_CB_DEAD,
+					 memory_order_relaxed);
+		for (w = watch_first(cb); w && n < KILL_BATCH; w = next) {
 			next = w->next;
 			/* an owner we cannot pin is dying: its destroy
 			 * unlinks, unless it is a ref whose callback is still
@@ -200,7 +285,7 @@ void wref__cb_kill(struct wref__cb *cb)
 			if (!pin && !(w->is_ref &&
 				      ((struct wref_ref *)w->owner)->owed))
 				continue;
-			watch_unlink(w);
+			watch_unlink(cb, w);
 			w->pinned = pin;
 			pinned[n] = pin ? w->owner : NULL;
 			batch[n++] = w;
@@ -208,6 +293,13 @@ void wref__cb_kill(struct wref__cb *cb)
 		wref__unlock(&cb->lock);
 		for (i = 0; i < n; i++)
 			batch[i]->fire(batch[i]);
+		/* a fire that kept the owner's pin (a callback ref hands it
+		 * to its callback) cleared w->pinned; the watch is still
+		 * readable inside the section (pinned, held, or retired
+		 * through RCU) */
+		for (i = 0; i < n; i++)
+			if (!batch[i]->pinned)
+				pinned[i] = NULL;
 		wref__rcu_unlock();
 		for (i = 0; i < n; i++)
 			wref_release(pinned[i]); /* NULL: not pinned */
@@ -265,26 +357,29 @@ static void ref_queue(struct wref_ref *r)
 static void ref_fire(struct wref__watch *w)
 {
 	struct wref_ref *r = caa_container_of(w, struct wref_ref, watch);
-	if (w->pinned)
-		wref_retain(r); /* the handle stays valid inside the callback */
+	/* keep the dying thread's pin: the handle stays valid inside the
+	 * callback, and ref_run releases it (an owed ref has no pin) */
+	w->pinned = false;
 	ref_queue(r);
 }
 
 /* has the referent died (DEAD set) without its watches collected yet?
- * Under cb->lock with cb->dead false, so its memory is still there. */
+ * Under cb->lock with WREF_CB_DEAD clear, so its memory is still there. */
 static bool referent_dying(struct wref__cb *cb)
 {
 	/* under cb->lock; the dying thread takes the lock after setting
-	 * DEAD, so a count seen as live is ordered before it */
+	 * DEAD when there are watches (ours is linked), so a count seen as
+	 * live is ordered before it */
 	return wref__cb_dead(cb);
 }
 
 /*
- * The user's last ref to @ref is gone: called at once by the releasing
- * thread (never deferred), so the ref's release linearises here.  An armed
- * callback is cancelled if the referent is alive; if the referent already
- * died, the callback is owed: either cb_kill has yet to collect it (it
- * fires owed refs it cannot pin) or it already skipped it (we queue it).
+ * The user's last ref to the callback ref @ref is gone: called at once by
+ * the releasing thread (never deferred), so the ref's release linearises
+ * here.  An armed callback is cancelled if the referent is alive; if the
+ * referent already died, the callback is owed: either cb_kill has yet to
+ * collect it (it fires owed refs it cannot pin) or it already skipped it
+ * (we queue it).
  */
 void wref__ref_unpublish(void *ref)
 {
@@ -292,23 +387,20 @@ void wref__ref_unpublish(void *ref)
 	struct wref__cb *cb = r->cb;
 	bool queue = false;
 	if (!cb)
-		return; /* never attached (lost a creation race) */
+		return; /* never attached (wref_ref_new failed) */
 	wref__lock(&cb->lock);
-	if (r->fn && r->watch.pprev) {
-		if (cb->dead) {
-			watch_unlink(&r->watch); /* skipped by cb_kill */
+	if (r->watch.pprev) {
+		if (wref__cb_flags(cb) & WREF_CB_DEAD) {
+			watch_unlink(cb, &r->watch); /* skipped by cb_kill */
 			r->owed = queue = true;
 		} else if (referent_dying(cb)) {
 			r->owed = true; /* cb_kill will fire it */
 		} else {
-			watch_unlink(&r->watch); /* cancelled before death */
+			watch_unlink(cb, &r->watch); /* cancelled before death */
 		}
 		if (r->owed)
 			atomic_init(&r->owed_parties, 2);
-	} else if (!r->fn && cb->shared == r) {
-		cb->shared = NULL;
 	}
-	cb->nrefs--;
 	wref__unlock(&cb->lock);
 	if (queue) {
 		r->watch.pinned = false;
@@ -316,12 +408,81 @@ void wref__ref_unpublish(void *ref)
 	}
 }
 
-/* pin the shared ref if there is a live one; under cb->lock */
-static struct wref_ref *shared_get(struct wref__cb *cb)
+/* ---- the shared callback-less ref: the block itself ---------------------- */
+
+static struct wref__cb *shared_block(const wref_ref *r)
 {
-	struct wref_ref *r = cb->shared;
-	/* its destroy clears cb->shared under the lock, so r is valid here */
-	return r && wref__tryget(wref__hdr(r)) ? r : NULL;
+	return caa_container_of(wref__hdr(r), struct wref__cb, sh);
+}
+
+/* the block a handle upgrades through */
+static inline struct wref__cb *ref_block(const wref_ref *r)
+{
+	/* relaxed: the type never changes (only the PIN bit, set before the
+	 * handle is handed out) */
+	uintptr_t tc = atomic_load_explicit(&wref__hdr(r)->tc,
+					    memory_order_relaxed);
+	if (tc == ((uintptr_t)&wref__shared_type | WREF_TC_PIN))
+		return shared_block(r);
+	return r->cb;
+}
+
+static void shared_destroy(void *p)
+{
+	(void)p; /* never called: die() hands the handle to shared_died */
+}
+
+const wref_type wref__shared_type = {
+	.name = "wref_ref",
+	.destroy = shared_destroy,
+	.flags = WREF_TYPE_NO_WEAK | WREF__TYPE_OWN_FREE,
+};
+
+/*
+ * The shared handle's last user ref went (its count is DEAD).  Its memory
+ * is the block's: the handle is not freed but disarmed, and dropping its
+ * hold may free the block.  A wref_ref_new that found the handle DEAD
+ * before we got the lock revived it (shared_get) and took this death
+ * over: then the handle stays live.
+ */
+void wref__shared_died(struct wref__hdr *h)
+{
+	struct wref__cb *cb = caa_container_of(h, struct wref__cb, sh);
+	wref__stat_add(WREF_ST_DIED, 1);
+	wref__lock(&cb->lock);
+	if (cb->revived) {
+		cb->revived--;
+		wref__unlock(&cb->lock);
+		return;
+	}
+	cb->shared = false;
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC_DEAD;
+#endif
+	wref__unlock(&cb->lock);
+	wref__cb_unhold(cb); /* the handle's hold */
+}
+
+/* a new user ref to @cb's shared handle, arming or reviving it; under
+ * cb->lock */
+static wref_ref *shared_get(struct wref__cb *cb)
+{
+	struct wref__hdr *h = &cb->sh;
+	if (wref__tryget(h))
+		return wref__payload(h);
+	wref__stat_add(WREF_ST_CREATED, 1); /* armed or revived */
+	if (!cb->shared) {
+		shared_arm(cb);
+		cb->shared = true;
+		wref__cb_hold(cb);
+	} else {
+		/* its last ref went and its death waits for our lock: the
+		 * handle's memory is the block, which that death's hold
+		 * keeps; revive it and let that death account nothing */
+		shared_arm(cb);
+		cb->revived++;
+	}
+	return wref__payload(h);
 }
 
 wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
@@ -331,41 +492,48 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 		return NULL;
 	}
 	wref__check(obj, "wref_ref_new");
-	struct wref__cb *cb = wref__cb_get(obj);
-	if (!cb)
-		return NULL;
-	struct wref_ref *r;
+	bool made = false;
 	if (!fn) {
+		struct wref__cb *cb = cb_get(obj, true, NULL, NULL, &made);
+		if (!cb)
+			return NULL;
+		if (made)
+			return wref__payload(&cb->sh); /* born live: no lock */
 		wref__lock(&cb->lock);
-		r = shared_get(cb);
+		wref_ref *r = shared_get(cb);
 		wref__unlock(&cb->lock);
-		if (r)
-			return r;
+		return r;
 	}
 	struct wref_ref *n = wref_new(&wref__ref_type, sizeof *n);
 	if (!n)
 		return NULL;
-	wref__pinnable(n); /* shared_get and cb_kill pin refs */
+	/* relaxed: @n is ours alone until returned; cb_kill pins refs, so
+	 * their last release must take the atomic path (wref__pinnable) */
+	atomic_store_explicit(&wref__hdr(n)->tc,
+			      (uintptr_t)&wref__ref_type | WREF_TC_PIN,
+			      memory_order_relaxed);
 	n->fn = fn;
 	n->arg = arg;
-	wref__lock(&cb->lock);
-	if (!fn && (r = shared_get(cb)) != NULL) {
-		wref__unlock(&cb->lock);
-		wref_release(n); /* lost the race; n->cb is NULL */
-		return r;
+	n->watch.fire = ref_fire;
+	n->watch.owner = n;
+	n->watch.is_ref = true;
+	/* the object's first weak use: a new block is published with our
+	 * watch linked and our hold counted, no lock */
+	struct wref__cb *cb = cb_get(obj, false, &n->watch, &n->cb, &made);
+	if (!cb) {
+		int err = errno;
+		n->cb = NULL;
+		wref_release(n); /* never attached */
+		errno = err;
+		return NULL;
 	}
-	n->cb = cb;
+	if (made)
+		return n; /* n->cb was set before the block's publication */
+	n->cb = cb; /* n is still private: its watch is linked below */
 	wref__cb_hold(cb);
-	cb->nrefs++;
-	if (fn) {
-		n->watch.fire = ref_fire;
-		n->watch.owner = n;
-		n->watch.is_ref = true;
-		if (!cb->dead)
-			watch_link(cb, &n->watch);
-	} else {
-		cb->shared = n;
-	}
+	wref__lock(&cb->lock);
+	if (!(wref__cb_flags(cb) & WREF_CB_DEAD))
+		watch_link(cb, &n->watch);
 	wref__unlock(&cb->lock);
 	return n;
 }
@@ -375,7 +543,7 @@ void *wref_ref_get(wref_ref *r)
 	if (wref_unlikely(!r))
 		return NULL;
 	wref__check(r, "wref_ref_get");
-	return wref__cb_upgrade(r->cb);
+	return wref__cb_upgrade(ref_block(r));
 }
 
 bool wref_ref_alive(const wref_ref *r)
@@ -384,7 +552,7 @@ bool wref_ref_alive(const wref_ref *r)
 		return false;
 	wref__check(r, "wref_ref_alive");
 	/* the ref's hold keeps its block; no read-side section needed */
-	return !wref__cb_dead(r->cb);
+	return !wref__cb_dead(ref_block(r));
 }
 
 int wref_ref_call(wref_ref *r, int (*fn)(void *obj, void *arg), void *arg)
@@ -402,14 +570,43 @@ int wref_ref_call(wref_ref *r, int (*fn)(void *obj, void *arg), void *arg)
 
 uint64_t wref_ref_hash(const wref_ref *r)
 {
-	return r ? r->cb->hash : 0;
+	return r ? wref__cb_hash(ref_block(r)) : 0;
 }
 
 bool wref_ref_equal(const wref_ref *a, const wref_ref *b)
 {
 	if (a == b)
 		return true;
-	return a && b && a->cb == b->cb;
+	return a && b && ref_block(a) == ref_block(b);
+}
+
+/* count @h (a live handle), and pin it into @out while there is room;
+ * under cb->lock */
+static void collect(struct wref__hdr *h, wref_ref **out, size_t cap,
+		    size_t *total)
+{
+	if (*total < cap) {
+		if (wref__tryget(h))
+			out[(*total)++] = wref__payload(h);
+		return;
+	}
+	if (wref__count(h) != 0) /* a snapshot for the count */
+		(*total)++;
+}
+
+/* the live handles of @cb (wref_weak_count / wref_weak_refs); under
+ * cb->lock.  A callback ref is live while its watch is linked (its
+ * release unlinks it or marks it owed; a death unlinks it after pinning
+ * it, and the referent is then dead, which callers exclude). */
+static size_t handles(struct wref__cb *cb, wref_ref **out, size_t cap)
+{
+	size_t total = 0;
+	if (cb->shared)
+		collect(&cb->sh, out, cap, &total);
+	for (struct wref__watch *w = watch_first(cb); w; w = w->next)
+		if (w->is_ref && !((struct wref_ref *)w->owner)->owed)
+			collect(wref__hdr(w->owner), out, cap, &total);
+	return total;
 }
 
 size_t wref_weak_count(const void *obj)
@@ -420,23 +617,9 @@ size_t wref_weak_count(const void *obj)
 	if (!cb)
 		return 0;
 	wref__lock(&cb->lock);
-	size_t n = cb->nrefs;
+	size_t n = handles(cb, NULL, 0);
 	wref__unlock(&cb->lock);
 	return n;
-}
-
-/* count @r, and pin it into @out while there is room; under cb->lock */
-static void collect(struct wref_ref *r, wref_ref **out, size_t cap,
-		    size_t *total)
-{
-	struct wref__hdr *h = wref__hdr(r);
-	if (*total < cap) {
-		if (wref__tryget(h))
-			out[(*total)++] = r;
-		return;
-	}
-	if (wref__count(h) != 0) /* a snapshot for the count */
-		(*total)++;
 }
 
 size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap)
@@ -446,13 +629,8 @@ size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap)
 	struct wref__cb *cb = wref__cb_peek(wref__hdr(obj));
 	if (!cb)
 		return 0;
-	size_t total = 0;
 	wref__lock(&cb->lock);
-	if (cb->shared)
-		collect(cb->shared, out, cap, &total);
-	for (struct wref__watch *w = cb->watches; w; w = w->next)
-		if (w->is_ref)
-			collect(w->owner, out, cap, &total);
+	size_t total = handles(cb, out, cap);
 	wref__unlock(&cb->lock);
 	return total;
 }

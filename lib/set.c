@@ -56,8 +56,10 @@ int wref_set_add(wref_set *s, void *obj)
 	 * (identity): whatever is found is a live equal member */
 	struct wref__entry *got = wref__entry_add_unique(e, h, &k);
 	wref__rcu_unlock();
-	if (got == e)
+	if (got == e) {
+		wref__table_grow_check(&s->t);
 		return 0;
+	}
 	wref__entry_discard(e);
 	return -EEXIST;
 }

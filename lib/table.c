@@ -1,13 +1,12 @@
 /*
  * table.c - the weak-entry table layer (see table.h): entries on cds_lfht
  * with prompt removal by identity, the retirement count, container
- * teardown, key hashing and the retention clock.
+ * teardown, key hashing, foreach and the container constructor.
  */
 #include "table.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- entries ------------------------------------------------------------ */
 
@@ -29,12 +28,11 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 	e->mem = cb ? cb->mem : NULL;
 	e->watch.next = NULL;
 	e->watch.pprev = NULL;
-	e->watch.fnext = NULL;
 	e->watch.fire = entry_fire;
 	e->watch.owner = t->owner;
 	e->watch.is_ref = false;
 	e->watch.pinned = false;
-	atomic_init(&e->refs, cb ? 2 : 1);
+	atomic_init(wref__entry_refs(e), cb ? 2 : 1);
 	if (cb)
 		wref__cb_hold(cb);
 }
@@ -142,7 +140,8 @@ void wref__entry_put(struct wref__entry *e)
 {
 	/* acq_rel: every putter's uses of the entry happen-before retire
 	 * (an RMW rather than release + fence: TSan does not model fences) */
-	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(wref__entry_refs(e), 1,
+				      memory_order_acq_rel) != 1)
 		return;
 	wref__entry_table(e)->ops->retire(e);
 }
@@ -206,6 +205,8 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	t->ops = ops;
 	t->owner = owner;
 	atomic_init(&t->len, 0);
+	atomic_init(&t->buckets, init);
+	atomic_init(&t->growing, 0);
 	/* the flavour is urcu-bp (included first by internal.h): no thread
 	 * registration needed; liburcu registers its fork handlers with the
 	 * flavour on the first table */
@@ -216,42 +217,108 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	return 0;
 }
 
-/* One walk of the table: unlink every entry it meets inside one read-side
- * section, chaining them through their work link (free: we own each one's
- * table count, so none can retire and use it), then finish them outside
- * it (retirement may queue executor work).  A single walk ends even while
- * inserts continue; it meets every entry present during the whole walk.
- * Returns how many entries it unlinked. */
-static size_t clear_walk(struct wref__table *t)
+static void grow_run(struct wref__work *w)
 {
-	struct wref__entry *list = NULL;
-	size_t n = 0;
+	struct wref__table *t = caa_container_of(w, struct wref__table, grow);
+	for (;;) {
+		size_t n = wref__table_len(t);
+		/* relaxed: only this work writes buckets */
+		unsigned long b = atomic_load_explicit(&t->buckets,
+						       memory_order_relaxed);
+		if (n < 2 * b || b >= (1UL << 30))
+			break;
+		while (2 * b <= n && b < (1UL << 30))
+			b <<= 1;
+		/* on the executor: not inside a read-side section, as
+		 * cds_lfht_resize (a grace period) requires */
+		cds_lfht_resize(t->ht, b);
+		atomic_store_explicit(&t->buckets, b, memory_order_relaxed);
+	}
+	/* release: pairs with the exchange in wref__table_grow (a later grow
+	 * sees our buckets) */
+	atomic_store_explicit(&t->growing, 0, memory_order_release);
+	wref_release(t->owner); /* may destroy the container: last */
+}
+
+void wref__table_grow(struct wref__table *t)
+{
+	/* acq_rel: acquire pairs with grow_run's release (the work item is
+	 * free again); release is not needed but harmless */
+	if (atomic_exchange_explicit(&t->growing, 1, memory_order_acq_rel))
+		return;
+	wref_retain(t->owner); /* the work keeps the container */
+	t->grow.run = grow_run;
+	wref__defer(&t->grow);
+}
+
+/* the entries a clear walk unlinked, finished after its read-side
+ * section (the entry's own memory has no link to spare: its watch may
+ * still be armed, see struct wref__entry) */
+#define CLEAR_STACK 64
+struct clear_list {
+	struct wref__entry **v;
+	size_t n, cap;
+	struct wref__entry *stack[CLEAR_STACK];
+};
+
+/* room for one more; false if out of memory */
+static bool clear_room(struct clear_list *l)
+{
+	if (l->n < l->cap)
+		return true;
+	struct wref__entry **v = wref__alloc(2 * l->cap * sizeof *v);
+	if (!v)
+		return false;
+	for (size_t i = 0; i < l->n; i++)
+		v[i] = l->v[i];
+	if (l->v != l->stack)
+		wref__free(l->v);
+	l->v = v;
+	l->cap *= 2;
+	return true;
+}
+
+/* One walk of the table: unlink every entry it meets inside one read-side
+ * section, collecting them (we own each one's table count, so none can
+ * retire), then finish them outside it (retirement may queue executor
+ * work).  A single walk ends even while inserts continue; it meets every
+ * entry present during the whole walk, unless the list cannot grow (out
+ * of memory): then it stops early and *@more is set.  Returns how many
+ * entries it unlinked. */
+static size_t clear_walk(struct wref__table *t, bool *more)
+{
+	struct clear_list l = { .cap = CLEAR_STACK };
+	l.v = l.stack;
+	*more = false;
 	struct cds_lfht_iter it;
 	wref__rcu_lock();
 	for (struct wref__entry *e = wref__table_first(t, &it); e;
 	     e = wref__table_next(t, &it)) {
-		if (!wref__entry_unlink(e))
-			continue;
-		e->work.node.next = list ? &list->work.node : NULL;
-		list = e;
-		n++;
+		if (!clear_room(&l)) {
+			*more = true;
+			break;
+		}
+		if (wref__entry_unlink(e))
+			l.v[l.n++] = e;
 	}
 	wref__rcu_unlock();
-	while (list) {
-		struct wref__entry *e = list;
-		list = e->work.node.next ? caa_container_of(e->work.node.next,
-				struct wref__entry, work.node) : NULL;
-		wref__entry_removed(e);
-	}
-	return n;
+	for (size_t i = 0; i < l.n; i++)
+		wref__entry_removed(l.v[i]);
+	if (l.v != l.stack)
+		wref__free(l.v);
+	return l.n;
 }
 
 /* Remove every entry present when the call starts (entries inserted
  * meanwhile may stay).  The old form repeated passes until one unlinked
- * nothing, which never ends while inserts outpace it (issue 16). */
+ * nothing, which never ends while inserts outpace it (issue 16); a walk
+ * is repeated only when it ran out of memory. */
 void wref__table_clear(struct wref__table *t)
 {
-	clear_walk(t);
+	bool more;
+	do
+		clear_walk(t, &more);
+	while (more);
 }
 
 static void table_gone_run(struct wref__work *w)
@@ -269,7 +336,8 @@ void wref__table_fini(struct wref__table *t)
 		return;
 	/* nobody inserts any more (the container is dying; deaths only
 	 * unlink): walk until a walk finds nothing */
-	while (clear_walk(t))
+	bool more;
+	while (clear_walk(t, &more) || more)
 		;
 	struct table_gone *g = wref__alloc(sizeof *g);
 	if (!g) {
@@ -342,7 +410,10 @@ struct wref__cb *wref__key_cb(void *obj, bool by_value)
 			return NULL;
 		}
 	}
-	return wref__cb_get(obj);
+	struct wref__cb *cb = wref__cb_get(obj);
+	if (cb && by_value)
+		wref__cb_mem_rcu(cb); /* objkey_match reads its memory */
+	return cb;
 }
 
 int wref__objkey_init(struct wref__objkey *k, const void *obj, bool by_value)
@@ -368,7 +439,7 @@ uint64_t wref__objkey_hash(const struct wref__objkey *k)
 	if (!k->by_value)
 		return wref__hash_ptr(k->obj);
 	if (k->cb)
-		return k->cb->hash; /* the type's hash, computed once */
+		return wref__cb_hash(k->cb); /* the type's, computed once */
 	return wref__type(wref__hdr(k->obj))->hash(k->obj);
 }
 
@@ -384,39 +455,20 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 		return 1;
 	if (!k->by_value)
 		return 0;
-	const wref_type *kt = wref__type(wref__hdr(k->obj));
-	if (e->cb->type->equal != kt->equal)
-		return 0;
-	/* a dead entry never matches; the header is valid for the
-	 * read-side section (see struct wref__entry) */
+	/* a dead entry never matches.  Its memory stays valid for the
+	 * read-side section all the same: a by-value member's block has
+	 * MEM_RCU (wref__key_cb), so its header (type) and payload are freed
+	 * after a grace period */
 	if (wref__cb_dead(e->cb))
 		return 0;
-	return kt->equal(wref__payload(e->mem), k->obj);
+	struct wref__hdr *mem = e->mem;
+	const wref_type *kt = wref__type(wref__hdr(k->obj));
+	if (wref__type(mem)->equal != kt->equal)
+		return 0;
+	return kt->equal(wref__payload(mem), k->obj);
 }
 
-/* ---- clock ----------------------------------------------------------------- */
-
-static uint64_t (*_Atomic clock_fn)(void);
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t wref__clock_ms(void)
-{
-	/* relaxed: a test hook, set before use */
-	uint64_t (*fn)(void) = atomic_load_explicit(&clock_fn,
-						    memory_order_relaxed);
-	return fn ? fn() : mono_ms();
-}
-
-void wref__clock_set(uint64_t (*fn)(void))
-{
-	atomic_store(&clock_fn, fn);
-}
+/* ---- foreach ------------------------------------------------------------- */
 
 static void unhold(struct wref__entry **v, size_t n);
 

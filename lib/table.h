@@ -71,25 +71,43 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
-/* Cold fields first and the lookup's hot fields (mem, node) last, so a
- * container can put its key right after them on the same cache line. */
+/* Cold fields first and the lookup's hot fields (cb, mem, node) last, so
+ * a container can put its key right after them on the same cache line.
+ * 72 bytes.
+ *
+ * The watch is live while the entry is linked on its block; the rcu head
+ * and the work item are used only from retirement on, when the watch is
+ * unlinked for good (its count was dropped: wref__watch_del returned true,
+ * or the fire is over) and nothing reads it again, so they share its
+ * memory.  The retirement count lives in the watch's aux word, which
+ * neither the rcu head nor the work item covers. */
 struct wref__entry {
-	struct wref__watch watch; /* fire = prompt removal */
 	union {
+		struct wref__watch watch; /* fire = prompt removal */
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
 	/* control block of the watched object, held; NULL for a placeholder
 	 * entry that watches nothing (a CREATE_ONCE pending entry) */
 	struct wref__cb *cb;
-	_Atomic uint32_t refs;    /* retirement count, see above */
-	/* the watched object's header (cb->mem), read by upgrades instead
-	 * of cb->obj: while a reader can find the entry the header is valid,
-	 * because a death unlinks the entry before the header's memory is
-	 * retired (call_rcu), and a dead header has its DEAD bit set */
+	/* cb->mem, the object's header (constant), here so that a hit can
+	 * fetch the block's line and the header's line at once (vm_match).
+	 * Read only by prefetches and by by-value matches, whose members'
+	 * memory outlives the read-side section (the block's mem_rcu flag,
+	 * set by wref__key_cb): any other object's memory is freed at its
+	 * death */
 	struct wref__hdr *mem;
 	struct cds_lfht_node node;
 };
+_Static_assert(offsetof(struct wref__watch, aux) >= sizeof(struct rcu_head) &&
+	       offsetof(struct wref__watch, aux) >= sizeof(struct wref__work),
+	       "the retirement count must survive the rcu head and work item");
+
+/* the retirement count (see above) */
+static inline _Atomic uint32_t *wref__entry_refs(struct wref__entry *e)
+{
+	return &e->watch.aux;
+}
 
 /* A container's payload starts with its struct wref__table (the table is
  * found from an entry through the watch's owner, which saves a pointer per
@@ -98,6 +116,11 @@ struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
 	void *owner; /* the container object: owner of every entry's watch */
+	/* the lfht's buckets as we last sized it (a power of two): an add
+	 * that takes len to twice this queues a resize (wref__table_grow) */
+	_Atomic unsigned long buckets;
+	_Atomic uint32_t growing;  /* a resize is queued (grow holds owner) */
+	struct wref__work grow;
 	/* live entries: changed only by the winner of an lfht add/del.  Kept
 	 * off the read-mostly lines above and the container's fields below by
 	 * padding, not by alignment: wref payloads are only 16-byte aligned */
@@ -133,6 +156,25 @@ static inline size_t wref__table_len(struct wref__table *t)
 	 * adder incremented: the counter can be transiently "negative" */
 	size_t n = atomic_load_explicit(&t->len, memory_order_relaxed);
 	return (ptrdiff_t)n < 0 ? 0 : n;
+}
+
+/* Queue a resize of the lfht to the largest power of two <= len (load
+ * factor 1 to 2), unless one is queued; outside read-side sections. */
+WREF_HIDDEN void wref__table_grow(struct wref__table *t);
+/* After an insert (outside the read-side section): grow the lfht if len
+ * reached twice its buckets.  liburcu's own policy (AUTO_RESIZE |
+ * ACCOUNTING) resizes only when a committed count (per-CPU batches of
+ * 1024) is a power of two and 8 times the size, lazily: after a burst of
+ * inserts a table could stay at any load up to 8, and lookups walk those
+ * chains (issue 18 item 1). */
+static inline void wref__table_grow_check(struct wref__table *t)
+{
+	/* relaxed: hints; wref__table_grow's exchange decides, and its work
+	 * re-reads both */
+	unsigned long b = atomic_load_explicit(&t->buckets,
+					       memory_order_relaxed);
+	if (wref_unlikely(wref__table_len(t) >= 2 * b))
+		wref__table_grow(t);
 }
 
 /* Prepare @e (memory owned by the caller, zeroed or not) for @t, watching
@@ -175,9 +217,10 @@ static inline bool wref__entry_tryhold(struct wref__entry *e)
 {
 	/* relaxed: the entry's memory is protected by the read-side section;
 	 * what we read through it afterwards was published by the add */
-	uint32_t r = atomic_load_explicit(&e->refs, memory_order_relaxed);
+	_Atomic uint32_t *refs = wref__entry_refs(e);
+	uint32_t r = atomic_load_explicit(refs, memory_order_relaxed);
 	while (r != 0)
-		if (atomic_compare_exchange_weak_explicit(&e->refs, &r, r + 1,
+		if (atomic_compare_exchange_weak_explicit(refs, &r, r + 1,
 				memory_order_relaxed, memory_order_relaxed))
 			return true;
 	return false;
@@ -185,7 +228,8 @@ static inline bool wref__entry_tryhold(struct wref__entry *e)
 static inline void wref__entry_hold(struct wref__entry *e)
 {
 	/* relaxed: the caller already holds a count */
-	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(wref__entry_refs(e), 1,
+				  memory_order_relaxed);
 }
 /* Drop a count; the last one calls ops->retire. */
 WREF_HIDDEN void wref__entry_put(struct wref__entry *e);
@@ -252,15 +296,6 @@ static inline void *wref__entry_upgrade(struct wref__entry *e)
 
 /* hash of a byte string (keys of valmap) */
 WREF_HIDDEN uint64_t wref__hash_bytes(const void *p, size_t n);
-
-/* Millisecond clock for the retention tier; tests replace it with
- * wref__clock_set (NULL restores CLOCK_MONOTONIC). */
-WREF_HIDDEN uint64_t wref__clock_ms(void);
-WREF_HIDDEN void wref__clock_set(uint64_t (*fn)(void));
-
-/* Test hook: run every retention tier's expiry/eviction now (queued on
- * the executor) and wait for it with wref_flush(). */
-WREF_HIDDEN void wref__retain_sync(void);
 
 /* The key object's control block for an insert (EINVAL for NULL, NO_WEAK,
  * or @by_value without hash/equal), or NULL. */

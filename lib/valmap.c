@@ -11,68 +11,39 @@
  * section; later callers pin the placeholder and sleep on its futex word
  * until the creator replaces it by the real entry (or fails).
  *
- * Retention tier (retain_ms, retain_max): an access stamps the entry's
- * last-access time (relaxed store) and, if the entry is not yet retained,
- * wins a CAS on its tier state, takes a strong ref to the object and an
- * entry count, and pushes the entry on the tier's lock-free inbox.  The
- * tier's list (under its mutex, never taken on the access path) is kept
- * in recorded-stamp order; entries touched since they were recorded are
- * moved to the tail when they reach the head, so the head is the least
- * recently used.  Expiry and LRU trimming run as executor work ("tier
- * work", so wref_flush waits for the releases, rule 14), queued by a
- * global timer thread while a tier holds anything, and by the access path
- * when a tier exceeds retain_max.  In inline mode the timer only marks the
- * tier due and the map's next call runs the work (no user code on the
- * timer thread).  Removal and retention agree through the entry's tstate
- * (TS_*): see tier_touch and vm_forget.
+ * Retention (retain_ms, retain_max): the map's tier (tier.h) is touched
+ * by every access that returns a value and forgets an entry a user-side
+ * removal takes out.
  */
 #include "table.h"
+#include "tier.h"
 
 #include <limits.h>
-#include <linux/futex.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-struct tier;
 
 struct wref_valmap {
 	struct wref__table t;
 	unsigned flags;
-	struct tier *tier; /* NULL: no retention */
+	struct wref__tier *tier; /* NULL: no retention */
 };
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
-/* Retention state of an entry.  The tier's hold (a strong ref to the
- * object, an entry count, one in tier->n) is taken by tier_touch BEFORE
- * it moves the state 0 -> HELD; whoever then moves it off HELD owns the
- * strong ref and the n count: evict (HELD -> 0, CAS) or vm_forget
- * (-> REMOVED, exchange).  REMOVED is sticky: a removed entry is never
- * retained again.  The entry count goes with the list node (dropped by
- * whoever takes the node out of the inbox/list). */
-enum { TS_IDLE = 0, TS_HELD = 1, TS_REMOVED = 2 };
-
-/* The key follows the table entry's hot fields (mem, node) directly; the
+/* The key follows the table entry's hot fields (cb, mem, node) directly; the
  * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
- * after the key, 8-byte aligned, and exists only when needed. */
+ * after the key, 8-byte aligned, and exists only when needed.  A plain
+ * entry is VM_KEY + len bytes: 88 with a 12-byte key (jemalloc's 96-byte
+ * class; it would be 80 without the entry's mem, which buys a parallel
+ * fetch of the block and the header on a hit). */
 struct vm_entry {
 	struct wref__entry e;
-	size_t len;
+	uint32_t len;
 	unsigned char key[];
 };
+#define VM_KEY offsetof(struct vm_entry, key)
 
 union vm_part {
-	struct vm_ret { /* a real entry of a tier map */
-		_Atomic uint64_t stamp;         /* last access, ms */
-		_Atomic uint32_t tstate;        /* TS_* (see tier_touch) */
-		bool inlist;                    /* under tier->lock */
-		uint64_t rstamp;                /* recorded stamp, lock */
-		struct vm_entry *tnext, *tprev; /* LRU, under lock */
-		struct vm_entry *inext;         /* inbox link */
-	} r;
+	struct wref__tier_node r; /* a real entry of a tier map */
 	struct vm_pend { /* a placeholder (e.cb NULL, CREATE_ONCE) */
 		_Atomic uint32_t state;         /* futex word: PEND_* */
 		int err;                        /* make's errno */
@@ -80,19 +51,27 @@ union vm_part {
 	} p;
 };
 
-static inline size_t key_room(size_t len)
+/* offset of the part after a key of @len bytes */
+static inline size_t part_off(size_t len)
 {
-	return (len + 7) & ~(size_t)7;
+	return (VM_KEY + len + 7) & ~(size_t)7;
 }
 
-static inline struct vm_ret *R(struct vm_entry *v)
+static inline union vm_part *vm_part(struct vm_entry *v)
 {
-	return &((union vm_part *)(void *)(v->key + key_room(v->len)))->r;
+	return (union vm_part *)(void *)((char *)v + part_off(v->len));
 }
 
-static inline struct vm_pend *P(struct vm_entry *v)
+/* the retention node of an entry of a tier map */
+static inline struct wref__tier_node *tnode(struct vm_entry *v)
 {
-	return &((union vm_part *)(void *)(v->key + key_room(v->len)))->p;
+	return &vm_part(v)->r;
+}
+
+/* the placeholder part of a CREATE_ONCE pending entry */
+static inline struct vm_pend *pend(struct vm_entry *v)
+{
+	return &vm_part(v)->p;
 }
 
 struct vkey {
@@ -100,20 +79,59 @@ struct vkey {
 	size_t n;
 };
 
-static inline struct vm_entry *vm(struct wref__entry *e)
+static inline struct vm_entry *vm_entry_of(struct wref__entry *e)
 {
 	return caa_container_of(e, struct vm_entry, e);
+}
+
+/* memcmp(a, b, n) == 0, inline for short keys: whole overlapping loads
+ * instead of a call (keys are rarely longer than 16 bytes) */
+static inline bool key_eq(const unsigned char *a, const unsigned char *b,
+			  size_t n)
+{
+	uint64_t x, y, u, w;
+	if (n > 16)
+		return !memcmp(a, b, n);
+	if (n >= 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8);
+		memcpy(&w, b + n - 8, 8);
+		return ((x ^ y) | (u ^ w)) == 0;
+	}
+	if (n >= 4) {
+		uint32_t p, q, r, t;
+		memcpy(&p, a, 4);
+		memcpy(&q, b, 4);
+		memcpy(&r, a + n - 4, 4);
+		memcpy(&t, b + n - 4, 4);
+		return ((p ^ q) | (r ^ t)) == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
 }
 
 static int vm_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct vkey *k = key;
-	struct vm_entry *v = vm(caa_container_of(node, struct wref__entry,
-						 node));
+	struct vm_entry *v = vm_entry_of(caa_container_of(node,
+					 struct wref__entry, node));
 	/* TSan: lfht calls match on nodes it meets; pairs with the release
 	 * before the node's add */
 	wref__tsan_acquire(node);
-	return v->len == k->n && (k->n == 0 || !memcmp(v->key, k->p, k->n));
+	if (v->len != k->n)
+		return 0;
+	/* lfht calls match only on a node whose hash is ours: almost surely
+	 * the hit, so start the misses of the hit now, in parallel and in
+	 * the shadow of the key compare and the rest of the lookup: the
+	 * block's line (the upgrade's RMW) and the object's header (the
+	 * caller's release reads it).  Prefetches never fault: a dead
+	 * object's freed header is harmless */
+	__builtin_prefetch(v->e.cb, 1);
+	__builtin_prefetch(v->e.mem);
+	return key_eq(v->key, k->p, k->n);
 }
 
 static void vm_retire(struct wref__entry *e)
@@ -121,7 +139,13 @@ static void vm_retire(struct wref__entry *e)
 	wref__entry_free_rcu(e);
 }
 
-static void vm_forget(struct wref__entry *e);
+/* a user-side removal: the tier drops its hold now (rule 17) */
+static void vm_forget(struct wref__entry *e)
+{
+	struct wref_valmap *m = e->watch.owner;
+	if (m->tier && e->cb)
+		wref__tier_forget(m->tier, tnode(vm_entry_of(e)));
+}
 
 static const struct wref__table_ops vm_ops = {
 	.match = vm_match,
@@ -133,570 +157,47 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 				 struct wref__cb *cb)
 {
 	bool part = !cb || m->tier;
-	if (k->n > SIZE_MAX - sizeof(struct vm_entry) - sizeof(union vm_part)
-			- 8) {
+	if (k->n > UINT32_MAX) { /* the length is 32 bits */
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct vm_entry *v = wref__alloc(sizeof *v + key_room(k->n) +
-					 (part ? sizeof(union vm_part) : 0));
+	struct vm_entry *v = wref__alloc(part ? part_off(k->n) +
+					 sizeof(union vm_part) : VM_KEY + k->n);
 	if (!v)
 		return NULL;
 	wref__entry_init(&m->t, &v->e, cb);
-	v->len = k->n;
+	v->len = (uint32_t)k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
 	if (!cb) {
-		atomic_init(&P(v)->state, PEND_WAIT);
-		P(v)->err = 0;
-		P(v)->maker = pthread_self();
+		atomic_init(&pend(v)->state, PEND_WAIT);
+		pend(v)->err = 0;
+		pend(v)->maker = pthread_self();
 	} else if (m->tier) {
-		atomic_init(&R(v)->stamp, 0);
-		atomic_init(&R(v)->tstate, 0);
-		R(v)->inlist = false;
+		wref__tier_node_init(tnode(v), &v->e);
 	}
 	return v;
 }
 
-/* ---- retention tier ------------------------------------------------------- */
-
-struct tier {
-	struct wref__work work;
-	_Atomic uint32_t refs;     /* map, queued work, registry scan */
-	_Atomic uint32_t queued;   /* work is on the executor */
-	_Atomic uint32_t due;      /* inline mode: the timer found work due;
-				      the map's next call runs it */
-	_Atomic size_t n;          /* retained (inbox + list) */
-	_Atomic(struct vm_entry *) inbox;
-	uint64_t retain_ms;
-	size_t retain_max;
-	pthread_mutex_t lock;
-	struct vm_entry *head, *tail; /* LRU list, under lock */
-	bool dead;                    /* under lock: the map is gone */
-	struct wref_valmap *m;        /* valid while !dead */
-	struct tier *rnext, **rpprev; /* registry, under reg_lock */
-	uint64_t next_poll;           /* registry, under reg_lock */
-	uint64_t sync_gen;            /* registry, under reg_lock */
-};
-
-/* registry of tiers + the timer thread that queues their work */
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tier *reg_head;              /* under reg_lock */
-static bool timer_running;                 /* under reg_lock */
-static pthread_t timer_th;                 /* under reg_lock, if running */
-static uintptr_t timer_gen;                /* under reg_lock: a timer whose
-					      generation is not this exits */
-static _Atomic uint32_t timer_seq;         /* futex word: kicks */
-static uint64_t sync_gen;                  /* under reg_lock */
-
-/* wake the timer thread to look at the registry again */
-static void timer_kick(void)
+/* the entry's object, a new strong ref, or NULL (dead, or a placeholder);
+ * inside a read-side section */
+static inline void *upgrade(struct wref__entry *e)
 {
-	atomic_fetch_add(&timer_seq, 1);
-	wref__futex_wake(&timer_seq, 1);
+	struct wref__cb *cb = e->cb;
+	return cb ? wref__cb_upgrade(cb) : NULL;
 }
 
-static void tier_unref(struct tier *tr)
+/* an access to @v's entry, whose object the caller pinned, inside a
+ * read-side section: true if the tier's work is to be queued */
+static inline bool touch(struct wref_valmap *m, struct vm_entry *v)
 {
-	/* acq_rel: every holder's uses happen-before the free */
-	if (atomic_fetch_sub_explicit(&tr->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	pthread_mutex_destroy(&tr->lock);
-	wref__free(tr);
+	return m->tier && wref__tier_touch(m->tier, tnode(v));
 }
 
-static void tier_run(struct wref__work *w);
-
-/* queue the tier's work unless queued; never inside a read-side section */
-static void tier_schedule(struct tier *tr)
+static inline void vm_poll(struct wref_valmap *m)
 {
-	if (atomic_exchange(&tr->queued, 1))
-		return;
-	/* relaxed: the caller holds a ref (map pinned or registry lock) */
-	atomic_fetch_add_explicit(&tr->refs, 1, memory_order_relaxed);
-	tr->work.run = tier_run;
-	wref__defer(&tr->work);
-}
-
-static void list_append(struct tier *tr, struct vm_entry *v)
-{
-	R(v)->tnext = NULL;
-	R(v)->tprev = tr->tail;
-	if (tr->tail)
-		R(tr->tail)->tnext = v;
-	else
-		tr->head = v;
-	tr->tail = v;
-}
-
-static void list_unlink(struct tier *tr, struct vm_entry *v)
-{
-	if (R(v)->tprev)
-		R(R(v)->tprev)->tnext = R(v)->tnext;
-	else
-		tr->head = R(v)->tnext;
-	if (R(v)->tnext)
-		R(R(v)->tnext)->tprev = R(v)->tprev;
-	else
-		tr->tail = R(v)->tprev;
-}
-
-/* move the inbox into the list; under tr->lock */
-static void drain_inbox(struct tier *tr)
-{
-	/* acquire: pairs with the release CAS in tier_touch() */
-	struct vm_entry *v = atomic_exchange_explicit(&tr->inbox, NULL,
-						      memory_order_acquire);
-	/* the inbox is LIFO: reverse it to keep access order */
-	struct vm_entry *rev = NULL;
-	while (v) {
-		struct vm_entry *next = R(v)->inext;
-		R(v)->inext = rev;
-		rev = v;
-		v = next;
-	}
-	for (v = rev; v; v = rev) {
-		rev = R(v)->inext;
-		/* acquire: pairs with the exchange in vm_forget() */
-		if (atomic_load_explicit(&R(v)->tstate, memory_order_acquire) ==
-		    TS_REMOVED) {
-			/* forgotten before its push landed: forget took the
-			 * strong ref and the n count; the node's count is
-			 * ours (not the last: retire is a call_rcu anyway) */
-			wref__entry_put(&v->e);
-			continue;
-		}
-		/* relaxed: the stamp is a hint for ordering */
-		R(v)->rstamp = atomic_load_explicit(&R(v)->stamp,
-						   memory_order_relaxed);
-		R(v)->inlist = true;
-		list_append(tr, v);
-	}
-}
-
-/* take @v out of the tier; under tr->lock.  Returns the object whose
- * strong ref the caller must release (outside the lock), or NULL if a
- * removal's forget owns it.  The entry's tier count is dropped here (its
- * retire only queues a call_rcu). */
-static void *evict(struct tier *tr, struct vm_entry *v)
-{
-	list_unlink(tr, v);
-	R(v)->inlist = false;
-	void *obj = NULL;
-	uint32_t held = TS_HELD;
-	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
-	 * before); release pairs with a later touch's CAS from 0 (it sees
-	 * the node out of the list) */
-	if (atomic_compare_exchange_strong_explicit(&R(v)->tstate, &held,
-			TS_IDLE, memory_order_acq_rel, memory_order_relaxed)) {
-		obj = wref__payload(v->e.cb->mem);
-		atomic_fetch_sub(&tr->n, 1);
-	}
-	wref__entry_put(&v->e);
-	return obj;
-}
-
-#define EVICT_BATCH 64
-
-/* One pass of expiry and trimming.  Returns true if it stopped early
- * with a full batch (call again). */
-static bool tier_pass(struct tier *tr)
-{
-	void *objs[EVICT_BATCH];
-	size_t k = 0;
-	bool more = false;
-	uint64_t now = wref__clock_ms();
-
-	pthread_mutex_lock(&tr->lock);
-	drain_inbox(tr);
-	/* each entry may be moved to the tail once per pass */
-	size_t budget = atomic_load(&tr->n) + 1;
-	while (tr->head) {
-		struct vm_entry *v = tr->head;
-		/* relaxed: a hint (the access path's store) */
-		uint64_t s = atomic_load_explicit(&R(v)->stamp,
-						  memory_order_relaxed);
-		bool over = tr->dead || (tr->retain_max &&
-					 atomic_load(&tr->n) > tr->retain_max);
-		if (s != R(v)->rstamp && !tr->dead && budget) {
-			budget--;
-			R(v)->rstamp = s; /* touched since recorded */
-			list_unlink(tr, v);
-			list_append(tr, v);
-			continue;
-		}
-		if (!over && (s > now || now - s < tr->retain_ms))
-			break; /* the oldest is still young */
-		if (k == EVICT_BATCH) {
-			more = true;
-			break;
-		}
-		objs[k++] = evict(tr, v);
-	}
-	pthread_mutex_unlock(&tr->lock);
-	for (size_t i = 0; i < k; i++)
-		wref_release(objs[i]);
-	return more;
-}
-
-static void tier_run(struct wref__work *w)
-{
-	struct tier *tr = caa_container_of(w, struct tier, work);
-	atomic_store(&tr->queued, 0);
-	while (tier_pass(tr))
-		;
-	tier_unref(tr);
-}
-
-/* Called inside a read-side section with @obj pinned by the caller.
- * Returns true if the tier's work should be queued (after unlock). */
-static bool tier_touch(struct tier *tr, struct vm_entry *v)
-{
-	uint64_t now = wref__clock_ms();
-	/* relaxed: a timestamp read only as an expiry hint; re-store only
-	 * when it changed, so hot entries keep their line clean */
-	if (atomic_load_explicit(&R(v)->stamp, memory_order_relaxed) != now)
-		atomic_store_explicit(&R(v)->stamp, now, memory_order_relaxed);
-	/* relaxed pre-check: the common case is already retained (or
-	 * removed: TS_REMOVED refuses every touch) */
-	if (atomic_load_explicit(&R(v)->tstate, memory_order_relaxed))
-		return false;
-	/* the hold first, then the claim (see TS_*): a forget or evict that
-	 * moves the state off HELD always finds the hold taken */
-	if (!wref__entry_tryhold(&v->e))
-		return false; /* being retired: not worth retaining */
-	void *obj = wref_retain(wref__payload(v->e.cb->mem));
-	/* counted before the claim, so that whoever drops it never takes
-	 * the count below what the list holds */
-	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
-	uint32_t z = TS_IDLE;
-	/* acq_rel: release publishes our hold to the evict/forget that
-	 * moves the state off HELD; acquire pairs with evict's CAS to 0 */
-	if (!atomic_compare_exchange_strong_explicit(&R(v)->tstate, &z,
-			TS_HELD, memory_order_acq_rel, memory_order_relaxed)) {
-		/* retained meanwhile, or removed: undo.  Neither put nor
-		 * release is the last (the caller pins obj; a valmap retire
-		 * only queues a call_rcu, fine inside a read-side section) */
-		atomic_fetch_sub(&tr->n, 1);
-		wref_release(obj);
-		wref__entry_put(&v->e);
-		return false;
-	}
-	/* relaxed: the push's release CAS publishes the entry */
-	struct vm_entry *h = atomic_load_explicit(&tr->inbox,
-						  memory_order_relaxed);
-	do
-		R(v)->inext = h;
-	/* release: pairs with the acquire exchange in drain_inbox() */
-	while (!atomic_compare_exchange_weak_explicit(&tr->inbox, &h, v,
-			memory_order_release, memory_order_relaxed));
-	if (n == 1) {
-		/* the tier was empty: the timer may sleep without a deadline */
-		timer_kick();
-	}
-	return tr->retain_max && n > tr->retain_max;
-}
-
-/* a user-side removal: drop the tier's hold now (rule 17).  The exchange
- * to TS_REMOVED both refuses later touches and decides who owns a hold:
- * the old code read the state, then evicted, so a touch between the two
- * (or whose push landed after the drain) kept the removed entry retained
- * for up to retain_ms (issue 16 item 4). */
-static void vm_forget(struct wref__entry *e)
-{
-	struct wref_valmap *m = e->watch.owner;
-	struct tier *tr = m->tier;
-	struct vm_entry *v = vm(e);
-	if (!tr || !e->cb)
-		return;
-	/* acq_rel: acquire pairs with the toucher's CAS (its hold happened
-	 * before); release pairs with the acquire load in drain_inbox() */
-	if (atomic_exchange_explicit(&R(v)->tstate, TS_REMOVED,
-				     memory_order_acq_rel) != TS_HELD)
-		return;
-	/* the tier's strong ref and its n count are ours */
-	atomic_fetch_sub(&tr->n, 1);
-	pthread_mutex_lock(&tr->lock);
-	drain_inbox(tr); /* drops v's node count if its push landed */
-	bool inlist = R(v)->inlist;
-	if (inlist) {
-		list_unlink(tr, v);
-		R(v)->inlist = false;
-	}
-	pthread_mutex_unlock(&tr->lock);
-	/* neither is the last: the caller holds the table count, and the
-	 * object is held by us (a push still in flight is reaped by the next
-	 * drain, which sees TS_REMOVED) */
-	if (inlist)
-		wref__entry_put(e);
-	wref_release(wref__payload(e->cb->mem));
-}
-
-#define SCAN_BATCH 32
-
-/* Collect (with a ref each) up to SCAN_BATCH tiers due at @now (all with
- * @now == UINT64_MAX); under reg_lock.  *@next: the earliest next poll. */
-static size_t due_tiers(struct tier **out, uint64_t now, uint64_t *next)
-{
-	size_t n = 0;
-	*next = UINT64_MAX;
-	for (struct tier *tr = reg_head; tr; tr = tr->rnext) {
-		bool all = now == UINT64_MAX;
-		if (all ? tr->sync_gen == sync_gen : !atomic_load(&tr->n))
-			continue;
-		uint64_t period = tr->retain_ms / 4 ? tr->retain_ms / 4 : 1;
-		if (!all && tr->next_poll > now + period)
-			tr->next_poll = now + period; /* newly non-empty */
-		if (all || tr->next_poll <= now) {
-			if (n == SCAN_BATCH) {
-				*next = 0; /* more: scan again at once */
-				break;
-			}
-			/* relaxed: the registry lock keeps @tr alive */
-			atomic_fetch_add_explicit(&tr->refs, 1,
-						  memory_order_relaxed);
-			out[n++] = tr;
-			if (all)
-				tr->sync_gen = sync_gen;
-			else
-				tr->next_poll = now + period;
-		}
-		if (!all && tr->next_poll < *next)
-			*next = tr->next_poll;
-	}
-	return n;
-}
-
-/* queue the work of the tiers collected by due_tiers, outside reg_lock.
- * Inline mode runs queued work on the queuing thread: the timer thread
- * must not (user destroys would run there, issue 16 item 13), so it only
- * marks the tier due and the map's next call runs the work (tier_poll). */
-static void run_due(struct tier **v, size_t n, bool from_timer)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (from_timer && wref__exec_inline())
-			atomic_store(&v[i]->due, 1);
-		else
-			tier_schedule(v[i]);
-		tier_unref(v[i]);
-	}
-}
-
-/* inline mode: run the expiry the timer found due, on this (program)
- * thread; at the start of every map call, outside locks and read-side
- * sections */
-static inline void tier_poll(struct wref_valmap *m)
-{
-	struct tier *tr = m->tier;
-	/* relaxed pre-check: the flag only asks for a pass, which takes the
-	 * tier lock; the exchange below claims it */
-	if (tr && wref_unlikely(atomic_load_explicit(&tr->due,
-						     memory_order_relaxed)) &&
-	    atomic_exchange(&tr->due, 0))
-		tier_schedule(tr);
-}
-
-static void *timer_main(void *gen)
-{
-	for (;;) {
-		struct tier *due[SCAN_BATCH];
-		uint32_t seq = atomic_load(&timer_seq);
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000 +
-			       (uint64_t)ts.tv_nsec / 1000000, next;
-		pthread_mutex_lock(&reg_lock);
-		if ((uintptr_t)gen != timer_gen) { /* stopped by the hook */
-			pthread_mutex_unlock(&reg_lock);
-			return NULL;
-		}
-		size_t n = due_tiers(due, now, &next);
-		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n, true);
-		if (next <= now)
-			continue;
-		struct timespec to, *tp = NULL;
-		if (next != UINT64_MAX) {
-			uint64_t d = next - now;
-			to.tv_sec = (time_t)(d / 1000);
-			to.tv_nsec = (long)(d % 1000) * 1000000;
-			tp = &to;
-		}
-		syscall(SYS_futex, &timer_seq, FUTEX_WAIT_PRIVATE, seq, tp,
-			NULL, 0);
-	}
-	return NULL;
-}
-
-/* under reg_lock */
-static void timer_start(void)
-{
-	if (timer_running)
-		return;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&timer_th, NULL, timer_main,
-			   (void *)timer_gen) == 0)
-		timer_running = true;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
-/* wref_shutdown hook: once no map with a retention tier is left, the
- * timer thread is stopped and joined (a later tier starts a new one) */
-static void timer_shutdown_hook(void)
-{
-	pthread_mutex_lock(&reg_lock);
-	pthread_t th = timer_th;
-	bool join = timer_running && !reg_head;
-	if (join) {
-		timer_running = false;
-		timer_gen++;
-	}
-	pthread_mutex_unlock(&reg_lock);
-	if (join) {
-		timer_kick();
-		pthread_join(th, NULL);
-	}
-}
-
-/* fork: the registry lock and every tier's lock are held across the fork
- * (no tier is mid-update in the child) and released on both sides, as the
- * core does with its locks (re-initialising a held mutex upsets TSan) */
-static void reg_prepare(void)
-{
-	pthread_mutex_lock(&reg_lock);
-	for (struct tier *tr = reg_head; tr; tr = tr->rnext)
-		pthread_mutex_lock(&tr->lock);
-}
-static void reg_unlock_all(void)
-{
-	for (struct tier *tr = reg_head; tr; tr = tr->rnext)
-		pthread_mutex_unlock(&tr->lock);
-}
-static void reg_parent(void)
-{
-	reg_unlock_all();
-	pthread_mutex_unlock(&reg_lock);
-}
-static void reg_child(void)
-{
-	reg_unlock_all();
-	/* the timer thread is gone: restart it if tiers exist */
-	timer_running = false;
-	if (reg_head)
-		timer_start();
-	pthread_mutex_unlock(&reg_lock);
-}
-
-/* registered on the first tier, after the core's handlers: prepare
- * handlers run in reverse order, so ours take the tier locks before the
- * core takes liburcu's (a tier lock holder may be inside call_rcu) */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void atfork_register(void)
-{
-	pthread_atfork(reg_prepare, reg_parent, reg_child);
-	wref__on_shutdown(timer_shutdown_hook);
-}
-
-static struct tier *tier_new(struct wref_valmap *m,
-			     const wref_map_options *opt)
-{
-	pthread_once(&atfork_once, atfork_register);
-	struct tier *tr = wref__zalloc(sizeof *tr);
-	if (!tr)
-		return NULL;
-	atomic_init(&tr->refs, 1);
-	tr->retain_ms = opt->retain_ms;
-	tr->retain_max = opt->retain_max;
-	tr->m = m;
-	pthread_mutex_init(&tr->lock, NULL);
-	pthread_mutex_lock(&reg_lock);
-	tr->rnext = reg_head;
-	if (reg_head)
-		reg_head->rpprev = &tr->rnext;
-	tr->rpprev = &reg_head;
-	reg_head = tr;
-	tr->next_poll = UINT64_MAX;
-	timer_start();
-	pthread_mutex_unlock(&reg_lock);
-	return tr;
-}
-
-/* the objects a dead map's tier held, released on the executor */
-struct tier_gone {
-	struct wref__work work;
-	size_t n;
-	void *objs[];
-};
-
-static void tier_gone_run(struct wref__work *w)
-{
-	struct tier_gone *g = caa_container_of(w, struct tier_gone, work);
-	for (size_t i = 0; i < g->n; i++)
-		wref_release(g->objs[i]);
-	wref__free(g);
-}
-
-/* The map is being destroyed (before its table is torn down, so that the
- * teardown's forget finds nothing held): take everything the tier holds.
- * The entries' puts happen here, while the table exists; the objects are
- * released on the executor (the header's promise: not inside the
- * caller's wref_release, which may hold a lock their destroy takes; the
- * old code released them right here, issue 16 item 7). */
-static void tier_kill(struct tier *tr)
-{
-	pthread_mutex_lock(&reg_lock);
-	*tr->rpprev = tr->rnext;
-	if (tr->rnext)
-		tr->rnext->rpprev = tr->rpprev;
-	pthread_mutex_unlock(&reg_lock);
-	pthread_mutex_lock(&tr->lock);
-	tr->dead = true;
-	drain_inbox(tr);
-	size_t cap = 0;
-	for (struct vm_entry *v = tr->head; v; v = R(v)->tnext)
-		cap++;
-	/* no touch can come any more (the map has no user left), so the
-	 * list is all there is */
-	struct tier_gone *g = cap ? wref__alloc(sizeof *g +
-						cap * sizeof(void *)) : NULL;
-	if (g) {
-		g->n = 0;
-		while (tr->head) {
-			void *obj = evict(tr, tr->head);
-			if (obj)
-				g->objs[g->n++] = obj;
-		}
-	}
-	pthread_mutex_unlock(&tr->lock);
-	if (g) {
-		g->work.run = tier_gone_run;
-		wref__defer(&g->work);
-	} else {
-		/* empty, or out of memory: release here (cascades of this
-		 * death, flattened by the trashcan) */
-		while (tier_pass(tr))
-			;
-	}
-	tier_unref(tr);
-}
-
-void wref__retain_sync(void)
-{
-	struct tier *due[SCAN_BATCH];
-	uint64_t next;
-	size_t n;
-	pthread_mutex_lock(&reg_lock);
-	sync_gen++;
-	pthread_mutex_unlock(&reg_lock);
-	do {
-		pthread_mutex_lock(&reg_lock);
-		n = due_tiers(due, UINT64_MAX, &next);
-		pthread_mutex_unlock(&reg_lock);
-		run_due(due, n, false);
-	} while (next == 0);
-	wref_flush();
+	if (m->tier)
+		wref__tier_poll(m->tier);
 }
 
 /* ---- the map ---------------------------------------------------------------- */
@@ -705,7 +206,7 @@ static void valmap_destroy(void *p)
 {
 	struct wref_valmap *m = p;
 	if (m->tier)
-		tier_kill(m->tier);
+		wref__tier_kill(m->tier);
 	wref__table_fini(&m->t);
 }
 
@@ -721,7 +222,8 @@ wref_valmap *wref_valmap_new(const wref_map_options *opt)
 	if (!m || !opt)
 		return m;
 	m->flags = opt->flags;
-	if (opt->retain_ms && !(m->tier = tier_new(m, opt))) {
+	if (opt->retain_ms && !(m->tier = wref__tier_new(opt->retain_ms,
+							   opt->retain_max))) {
 		wref_release(m);
 		errno = ENOMEM;
 		return NULL;
@@ -744,18 +246,18 @@ void *wref_valmap_get(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_get");
 	if (bad_args(m, key, len))
 		return NULL;
-	tier_poll(m);
+	vm_poll(m);
 	struct vkey k = { key, len };
 	uint64_t h = wref__hash_bytes(key, len);
 	bool kick = false;
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
-	void *obj = e ? wref__entry_upgrade(e) : NULL;
-	if (obj && m->tier)
-		kick = tier_touch(m->tier, vm(e));
+	void *obj = e ? upgrade(e) : NULL;
+	if (obj)
+		kick = touch(m, vm_entry_of(e));
 	wref__rcu_unlock();
 	if (kick)
-		tier_schedule(m->tier);
+		wref__tier_schedule(m->tier);
 	if (!obj)
 		errno = ENOENT;
 	return obj;
@@ -767,7 +269,7 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 		wref__check(m, "wref_valmap_set");
 	if (!m || (!key && len) || !obj)
 		return -EINVAL;
-	tier_poll(m);
+	vm_poll(m);
 	struct wref__cb *cb = wref__key_cb(obj, false);
 	if (!cb)
 		return -errno;
@@ -780,13 +282,14 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 	wref__entry_arm(&v->e);
 	wref__rcu_lock();
 	struct wref__entry *old = wref__entry_add_replace(&v->e, h, &k);
-	if (m->tier)
-		kick = tier_touch(m->tier, v);
+	kick = touch(m, v);
 	wref__rcu_unlock();
 	if (old)
 		wref__entry_removed(old);
+	else
+		wref__table_grow_check(&m->t);
 	if (kick)
-		tier_schedule(m->tier);
+		wref__tier_schedule(m->tier);
 	return 0;
 }
 
@@ -796,10 +299,10 @@ static bool pend_wait(struct vm_entry *p)
 {
 	uint32_t s;
 	/* acquire: pairs with the release store in pend_resolve() */
-	while ((s = atomic_load_explicit(&P(p)->state, memory_order_acquire)) ==
+	while ((s = atomic_load_explicit(&pend(p)->state, memory_order_acquire)) ==
 	       PEND_WAIT)
-		wref__futex_wait(&P(p)->state, PEND_WAIT);
-	int err = P(p)->err;
+		wref__futex_wait(&pend(p)->state, PEND_WAIT);
+	int err = pend(p)->err;
 	wref__entry_put(&p->e);
 	if (s == PEND_FAILED) {
 		errno = err;
@@ -810,10 +313,254 @@ static bool pend_wait(struct vm_entry *p)
 
 static void pend_resolve(struct vm_entry *p, uint32_t state, int err)
 {
-	P(p)->err = err;
+	pend(p)->err = err;
 	/* release: pairs with the acquire in pend_wait() */
-	atomic_store_explicit(&P(p)->state, state, memory_order_release);
-	wref__futex_wake(&P(p)->state, INT_MAX);
+	atomic_store_explicit(&pend(p)->state, state, memory_order_release);
+	wref__futex_wake(&pend(p)->state, INT_MAX);
+}
+
+/* ---- get_or_create --------------------------------------------------------
+ * A loop of steps on a struct goc: find (one read-side section: a live
+ * value, a placeholder to wait for, or a vacancy that our entry fills),
+ * prepare (our entry, outside any section), and with CREATE_ONCE make
+ * behind our linked placeholder, then publish the real entry. */
+
+struct goc {
+	struct wref_valmap *m;
+	struct vkey k;
+	uint64_t h;
+	void *(*make)(const void *key, size_t len, void *arg);
+	void *arg;
+	bool once;                /* WREF_MAP_CREATE_ONCE */
+	bool kick;                /* queue the tier's work at the end */
+	bool added;               /* we linked an entry: the table grew */
+	struct vm_entry *p;       /* our placeholder (CREATE_ONCE) */
+	struct vm_entry *v;       /* our real entry (armed) */
+	void *mine;               /* our object (v's referent) */
+	void *ret;                /* the result (a strong ref) */
+	struct wref__entry *gone; /* dead entry we replaced */
+};
+
+enum goc_step { GOC_HIT, GOC_WAIT, GOC_AGAIN, GOC_PREPARE, GOC_LINKED };
+
+/* our entry (placeholder or real) becomes the key's entry, replacing the
+ * dead @e or into an empty slot; inside the read-side section */
+static bool goc_link(struct goc *g, struct wref__entry *e)
+{
+	struct vm_entry *ours = g->once ? g->p : g->v;
+	bool linked;
+	if (e)
+		linked = wref__entry_replace(e, &ours->e, g->h, &g->k);
+	else
+		linked = wref__entry_add_unique(&ours->e, g->h, &g->k) ==
+			 &ours->e;
+	if (linked && e)
+		g->gone = e; /* the dead entry we displaced */
+	g->added |= linked && !e;
+	if (linked && !g->once)
+		g->kick |= touch(g->m, g->v);
+	return linked;
+}
+
+/* One read-side section: GOC_HIT (g->ret), GOC_WAIT (*@wait pinned),
+ * GOC_AGAIN, GOC_PREPARE (our entry is needed first) or GOC_LINKED. */
+static enum goc_step goc_find(struct goc *g, struct vm_entry **wait)
+{
+	enum goc_step step;
+	wref__rcu_lock();
+	struct wref__entry *e = wref__table_lookup(&g->m->t, g->h, &g->k);
+	if (e && e->cb && (g->ret = upgrade(e))) {
+		g->kick |= touch(g->m, vm_entry_of(e));
+		step = GOC_HIT; /* a live value */
+	} else if (e && !e->cb) {
+		/* someone is making it; a placeholder retiring: look again */
+		*wait = wref__entry_tryhold(e) ? vm_entry_of(e) : NULL;
+		step = *wait ? GOC_WAIT : GOC_AGAIN;
+	} else if (!(g->once ? g->p : g->v)) {
+		step = GOC_PREPARE; /* absent or dead: ours is needed */
+	} else {
+		step = goc_link(g, e) ? GOC_LINKED : GOC_AGAIN;
+	}
+	wref__rcu_unlock();
+	return step;
+}
+
+/* wait for the placeholder @wait (pinned) to be resolved; false with
+ * errno if that cannot be (our own make asks for its key) or its make
+ * failed */
+static bool goc_wait(struct vm_entry *wait)
+{
+	if (pthread_equal(pend(wait)->maker, pthread_self())) {
+		/* make asked for its own key: waiting would never end */
+		wref__entry_put(&wait->e);
+		errno = EDEADLK;
+		return false;
+	}
+	return pend_wait(wait);
+}
+
+/* call make and build our real entry (armed); false with errno */
+static bool goc_make(struct goc *g)
+{
+	errno = 0;
+	g->mine = g->make(g->k.p, g->k.n, g->arg);
+	if (!g->mine) {
+		if (!errno)
+			errno = ENOMEM;
+		return false;
+	}
+	struct wref__cb *cb = wref__key_cb(g->mine, false);
+	if (!cb || !(g->v = vm_alloc(g->m, &g->k, cb))) {
+		int err = errno ? errno : ENOMEM;
+		wref_release(g->mine);
+		g->mine = NULL;
+		errno = err;
+		return false;
+	}
+	wref__entry_arm(&g->v->e);
+	return true;
+}
+
+/* our entry, before linking it: a placeholder (CREATE_ONCE), or the made
+ * object's entry; false with errno */
+static bool goc_prepare(struct goc *g)
+{
+	if (!g->once)
+		return goc_make(g);
+	g->p = vm_alloc(g->m, &g->k, NULL);
+	if (!g->p)
+		return false;
+	wref__entry_hold(&g->p->e); /* ours */
+	return true;
+}
+
+/* make failed behind our placeholder: take it out, fail its waiters */
+static void goc_once_failed(struct goc *g)
+{
+	int err = errno;
+	wref__rcu_lock();
+	bool un = wref__entry_unlink(&g->p->e);
+	wref__rcu_unlock();
+	if (un)
+		wref__entry_removed(&g->p->e);
+	pend_resolve(g->p, PEND_FAILED, err);
+	wref__entry_put(&g->p->e);
+	g->p = NULL;
+	errno = err;
+}
+
+/* Our real entry replaces our placeholder, or, if a clear took the
+ * placeholder away, is inserted normally (an entry found live is the
+ * result: an access too).  Inside a read-side section; true if ours got
+ * linked.  *@p_out: the placeholder was replaced. */
+static bool goc_publish_link(struct goc *g, bool *p_out)
+{
+	*p_out = wref__entry_replace(&g->p->e, &g->v->e, g->h, &g->k);
+	if (*p_out)
+		return true;
+	struct wref__entry *other = wref__entry_add_unique(&g->v->e, g->h,
+							   &g->k);
+	if (other == &g->v->e)
+		return g->added = true;
+	g->ret = wref__entry_upgrade(other);
+	if (!g->ret && wref__entry_replace(other, &g->v->e, g->h, &g->k)) {
+		g->gone = other;
+		return true;
+	}
+	if (g->ret) /* the old code skipped this touch (issue 16 suspect) */
+		g->kick |= touch(g->m, vm_entry_of(other));
+	return false;
+}
+
+/* CREATE_ONCE, our placeholder linked: make outside any lock and
+ * read-side section, publish, wake the waiters.  GOC_HIT: done (g->ret,
+ * or NULL with errno); GOC_AGAIN: lost to a racing set and death around a
+ * clear, start over. */
+static enum goc_step goc_once(struct goc *g)
+{
+	if (g->gone) {
+		wref__entry_removed(g->gone);
+		g->gone = NULL;
+	}
+	if (!goc_make(g)) {
+		goc_once_failed(g);
+		return GOC_HIT;
+	}
+	bool p_out;
+	wref__rcu_lock();
+	bool linked = goc_publish_link(g, &p_out);
+	if (linked)
+		g->kick |= touch(g->m, g->v);
+	wref__rcu_unlock();
+	if (p_out)
+		wref__entry_removed(&g->p->e);
+	if (linked) {
+		g->ret = g->mine;
+		g->mine = NULL;
+		g->v = NULL;
+	}
+	pend_resolve(g->p, PEND_DONE, 0);
+	wref__entry_put(&g->p->e);
+	g->p = NULL;
+	if (g->ret)
+		return GOC_HIT;
+	wref__entry_discard(&g->v->e);
+	g->v = NULL;
+	wref_release(g->mine);
+	g->mine = NULL;
+	return GOC_AGAIN;
+}
+
+/* release what the call still holds but does not return */
+static void goc_finish(struct goc *g)
+{
+	if (g->gone)
+		wref__entry_removed(g->gone);
+	if (g->v)
+		wref__entry_discard(&g->v->e);
+	if (g->p)
+		wref__entry_discard(&g->p->e);
+	if (g->mine) {
+		int err = errno;
+		wref_release(g->mine); /* a loser's object, before return */
+		errno = err;
+	}
+	if (g->kick)
+		wref__tier_schedule(g->m->tier);
+	if (g->added)
+		wref__table_grow_check(&g->m->t);
+}
+
+/* the loop of steps; returns with g->ret set, or NULL and errno */
+static void goc_run(struct goc *g)
+{
+	for (;;) {
+		struct vm_entry *wait = NULL;
+		switch (goc_find(g, &wait)) {
+		case GOC_HIT:
+			return;
+		case GOC_WAIT:
+			if (!goc_wait(wait))
+				return; /* its make failed: so do we */
+			break;
+		case GOC_AGAIN:
+			break;
+		case GOC_PREPARE:
+			if (!goc_prepare(g))
+				return;
+			break;
+		case GOC_LINKED:
+			if (!g->once) {
+				g->ret = g->mine;
+				g->mine = NULL;
+				g->v = NULL;
+				return;
+			}
+			if (goc_once(g) == GOC_HIT)
+				return;
+			break;
+		}
+	}
 }
 
 void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
@@ -828,183 +575,15 @@ void *wref_valmap_get_or_create(wref_valmap *m, const void *key, size_t len,
 		errno = EINVAL;
 		return NULL;
 	}
-	tier_poll(m);
-	struct vkey k = { key, len };
-	uint64_t h = wref__hash_bytes(key, len);
-	bool once = m->flags & WREF_MAP_CREATE_ONCE;
-	struct vm_entry *p = NULL;   /* our placeholder (CREATE_ONCE) */
-	struct vm_entry *v = NULL;   /* our real entry */
-	void *mine = NULL;           /* our object (v's referent) */
-	void *ret = NULL;
-	struct wref__entry *gone = NULL; /* dead entry we replaced */
-	bool kick = false;
-
-	for (;;) {
-		struct vm_entry *wait = NULL;
-		wref__rcu_lock();
-		struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
-		if (e && e->cb) {
-			ret = wref__entry_upgrade(e);
-			if (ret) {
-				if (m->tier)
-					kick = tier_touch(m->tier, vm(e));
-				wref__rcu_unlock();
-				break; /* a live value */
-			}
-		} else if (e && wref__entry_tryhold(e)) {
-			wait = vm(e); /* someone is making it */
-		}
-		if (wait) {
-			wref__rcu_unlock();
-			if (pthread_equal(P(wait)->maker, pthread_self())) {
-				/* make asked for its own key: waiting would
-				 * never end */
-				wref__entry_put(&wait->e);
-				errno = EDEADLK;
-				goto out;
-			}
-			if (!pend_wait(wait))
-				goto out; /* its make failed: so do we */
-			continue;
-		}
-		if (e && !e->cb) {
-			wref__rcu_unlock(); /* a placeholder retiring */
-			continue;
-		}
-		/* absent or dead: link ours */
-		struct vm_entry *mineent = once ? p : v;
-		if (!mineent) {
-			wref__rcu_unlock();
-			if (once) {
-				p = vm_alloc(m, &k, NULL);
-				if (!p)
-					goto out;
-				wref__entry_hold(&p->e); /* ours */
-			} else {
-				errno = 0;
-				mine = make(key, len, arg);
-				if (!mine) {
-					if (!errno)
-						errno = ENOMEM;
-					goto out;
-				}
-				struct wref__cb *cb = wref__key_cb(mine, false);
-				if (!cb || !(v = vm_alloc(m, &k, cb))) {
-					int err = errno;
-					wref_release(mine);
-					mine = NULL;
-					errno = err;
-					goto out;
-				}
-				wref__entry_arm(&v->e);
-			}
-			continue;
-		}
-		bool linked;
-		if (e)
-			linked = wref__entry_replace(e, &mineent->e, h, &k);
-		else
-			linked = wref__entry_add_unique(&mineent->e, h, &k) ==
-				 &mineent->e;
-		if (linked && mineent == v && m->tier)
-			kick = tier_touch(m->tier, v);
-		wref__rcu_unlock();
-		if (!linked)
-			continue;
-		if (e)
-			gone = e; /* the dead entry we displaced */
-		if (!once) {
-			ret = mine;
-			mine = NULL;
-			v = NULL;
-			break;
-		}
-		/* CREATE_ONCE: our placeholder is linked; make outside any
-		 * lock and read-side section */
-		if (gone) {
-			wref__entry_removed(gone);
-			gone = NULL;
-		}
-		errno = 0;
-		mine = make(key, len, arg);
-		struct wref__cb *cb = mine ? wref__key_cb(mine, false) : NULL;
-		if (cb)
-			v = vm_alloc(m, &k, cb);
-		if (!v) {
-			int err = errno ? errno : ENOMEM;
-			wref_release(mine);
-			mine = NULL;
-			wref__rcu_lock();
-			bool un = wref__entry_unlink(&p->e);
-			wref__rcu_unlock();
-			if (un)
-				wref__entry_removed(&p->e);
-			pend_resolve(p, PEND_FAILED, err);
-			wref__entry_put(&p->e);
-			p = NULL;
-			errno = err;
-			goto out;
-		}
-		wref__entry_arm(&v->e);
-		wref__rcu_lock();
-		bool p_out = wref__entry_replace(&p->e, &v->e, h, &k);
-		linked = p_out;
-		if (!linked) {
-			/* our placeholder was cleared away: insert normally */
-			struct wref__entry *other;
-			other = wref__entry_add_unique(&v->e, h, &k);
-			if (other == &v->e) {
-				linked = true;
-			} else {
-				ret = wref__entry_upgrade(other);
-				if (!ret && wref__entry_replace(other, &v->e,
-								h, &k)) {
-					gone = other;
-					linked = true;
-				} else if (ret && m->tier) {
-					/* we return other's object: that is
-					 * an access too (the old code skipped
-					 * it, issue 16 suspect) */
-					kick = tier_touch(m->tier, vm(other));
-				}
-			}
-		}
-		if (linked && m->tier)
-			kick = tier_touch(m->tier, v);
-		wref__rcu_unlock();
-		if (p_out)
-			wref__entry_removed(&p->e);
-		if (linked) {
-			ret = mine;
-			mine = NULL;
-			v = NULL;
-		}
-		pend_resolve(p, PEND_DONE, 0);
-		wref__entry_put(&p->e);
-		p = NULL;
-		if (ret)
-			break;
-		/* lost to a racing set and death around a clear: start over */
-		wref__entry_discard(&v->e);
-		v = NULL;
-		wref_release(mine);
-		mine = NULL;
-	}
-out:
-	if (gone)
-		wref__entry_removed(gone);
-	if (v)
-		wref__entry_discard(&v->e);
-	if (p)
-		wref__entry_discard(&p->e);
-	if (mine) {
-		int err = errno;
-		wref_release(mine); /* a loser's object, before return */
-		errno = err;
-	}
-	if (kick)
-		tier_schedule(m->tier);
-	return ret;
+	vm_poll(m);
+	struct goc g = {
+		.m = m, .k = { key, len }, .h = wref__hash_bytes(key, len),
+		.make = make, .arg = arg,
+		.once = m->flags & WREF_MAP_CREATE_ONCE,
+	};
+	goc_run(&g);
+	goc_finish(&g);
+	return g.ret;
 }
 
 /* Unlink the live entry under key; returns its object (a strong ref) and
@@ -1038,7 +617,7 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_pop");
 	if (bad_args(m, key, len))
 		return NULL;
-	tier_poll(m);
+	vm_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (obj)
@@ -1052,7 +631,7 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 		wref__check(m, "wref_valmap_del");
 	if (bad_args(m, key, len))
 		return -EINVAL;
-	tier_poll(m);
+	vm_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
 	if (!obj)
@@ -1067,7 +646,7 @@ size_t wref_valmap_len(wref_valmap *m)
 	if (!m)
 		return 0;
 	wref__check(m, "wref_valmap_len");
-	tier_poll(m);
+	vm_poll(m);
 	return wref__table_len(&m->t);
 }
 
@@ -1076,7 +655,7 @@ void wref_valmap_clear(wref_valmap *m)
 	if (m)
 		wref__check(m, "wref_valmap_clear");
 	if (m) {
-		tier_poll(m);
+		vm_poll(m);
 		wref__table_clear(&m->t);
 	}
 }
@@ -1090,7 +669,7 @@ static int vm_visit(const struct wref__pin *p, void *ctx)
 {
 	struct vm_walk *w = ctx;
 	/* the walk holds the entry: its key stays valid */
-	return w->fn(vm(p->e)->key, vm(p->e)->len, p->obj, w->arg);
+	return w->fn(vm_entry_of(p->e)->key, vm_entry_of(p->e)->len, p->obj, w->arg);
 }
 
 int wref_valmap_foreach(wref_valmap *m,
@@ -1101,7 +680,7 @@ int wref_valmap_foreach(wref_valmap *m,
 		wref__check(m, "wref_valmap_foreach");
 	if (!m || !fn)
 		return -EINVAL;
-	tier_poll(m);
+	vm_poll(m);
 	/* fn runs outside any read-side section: it may modify the map or
 	 * release anything */
 	struct vm_walk w = { fn, arg };

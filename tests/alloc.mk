@@ -37,7 +37,7 @@ tests_alloc_dlopen_LDADD = $(DL_LIBS) -lpthread
 
 tests_alloc_core_SOURCES = tests/alloc_core.c
 tests_alloc_core_CFLAGS = $(WREF_TEST_CFLAGS)
-tests_alloc_core_LDADD = $(WREF_TEST_LIBS) $(DL_LIBS)
+tests_alloc_core_LDADD = $(WREF_CORE_TEST_LIBS) $(DL_LIBS)
 
 ## make installcheck: the installed libwref.so, dlopen()ed; and
 ## tests/alloc_route.c built with the installed wref.pc's own flags

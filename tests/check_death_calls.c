@@ -256,8 +256,19 @@ END_TEST
 struct oom_node {
 	void *next[OOM_KIDS];
 	int nnext;
+	int head; /* k + 1 for chain k's head, else 0 */
 };
 static _Atomic int oom_destroyed;
+/* per chain head: destroyed, and its callback ran after that (1) or
+ * before it (-1): a spilled death's callbacks wait for its destroy */
+static _Atomic int oom_head_dead[OOM_KIDS], oom_cb_order[OOM_KIDS];
+static void oom_cb(wref_ref *r, void *arg)
+{
+	int k = (int)(intptr_t)arg;
+	(void)r;
+	atomic_fetch_add(&oom_cb_order[k],
+			 atomic_load(&oom_head_dead[k]) ? 1 : -100);
+}
 static uintptr_t oom_lo = UINTPTR_MAX, oom_hi;
 static void oom_destroy(void *p)
 {
@@ -268,6 +279,8 @@ static void oom_destroy(void *p)
 	if (sp > oom_hi)
 		oom_hi = sp;
 	atomic_fetch_add(&oom_destroyed, 1);
+	if (n->head)
+		atomic_store(&oom_head_dead[n->head - 1], 1);
 	for (int i = 0; i < n->nnext; i++)
 		wref_release(n->next[i]);
 }
@@ -276,15 +289,22 @@ static const wref_type oom_type = { .name = "oom", .destroy = oom_destroy };
 START_TEST(oom_cascade_loops)
 {
 	struct oom_node *root = wref_new(&oom_type, sizeof *root);
-	wref_ref *refs[OOM_KIDS];
+	wref_ref *refs[OOM_KIDS], *cbrefs[OOM_KIDS];
 	ck_assert_ptr_nonnull(root);
 	int total = 1;
 	for (int k = 0; k < OOM_KIDS; k++) {
 		struct oom_node *head = wref_new(&oom_type, sizeof *head);
 		ck_assert_ptr_nonnull(head);
 		root->next[root->nnext++] = head;
-		/* every other chain's head has a control block */
+		head->head = k + 1;
+		atomic_store(&oom_head_dead[k], 0);
+		atomic_store(&oom_cb_order[k], 0);
+		/* every other chain's head has a control block, and every
+		 * fourth a callback that its death holds through the spill */
 		refs[k] = k & 1 ? wref_ref_new(head, NULL, NULL) : NULL;
+		cbrefs[k] = k % 4 == 1 ? wref_ref_new(head, oom_cb,
+						      (void *)(intptr_t)k)
+				       : NULL;
 		struct oom_node *cur = head;
 		total++;
 		for (int i = 1; i < OOM_CHAIN; i++) {
@@ -305,11 +325,16 @@ START_TEST(oom_cascade_loops)
 	ck_assert_msg(oom_hi - oom_lo < 8192, "destroys recursed: their "
 		      "frames spread over %lu bytes of stack",
 		      (unsigned long)(oom_hi - oom_lo));
+	ck_assert_int_eq(wref_flush(), 0);
 	for (int k = 0; k < OOM_KIDS; k++) {
 		if (refs[k]) {
 			ck_assert_ptr_null(wref_ref_get(refs[k]));
 			wref_release(refs[k]);
 		}
+		/* once, after the head's destroy */
+		ck_assert_int_eq(atomic_load(&oom_cb_order[k]),
+				 cbrefs[k] ? 1 : 0);
+		wref_release(cbrefs[k]);
 	}
 }
 END_TEST

@@ -562,7 +562,7 @@ static void *fork_ender(void *p)
 	(void)p;
 	for (int i = 0; i < 500 && !atomic_load(&sdf_done); i++)
 		usleep(1000);
-	wref__rcu_fork_block(false); /* the fork ends */
+	wref__fork_block(false); /* the fork ends */
 	return NULL;
 }
 
@@ -577,7 +577,7 @@ START_TEST(test_shutdown_during_fork)
 		wref_release(r);
 	}
 	atomic_store(&sdf_done, 0);
-	wref__rcu_fork_block(true); /* a fork is in progress */
+	wref__fork_block(true); /* a fork is in progress */
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, fork_ender, NULL), 0);
 	wref_shutdown();

@@ -398,12 +398,31 @@ END_TEST
 
 /* ---- misuse: over-release -------------------------------------------- */
 
+static uint64_t kept_hash(const void *p)
+{
+	(void)p;
+	return 1;
+}
+static bool kept_equal(const void *a, const void *b)
+{
+	return a == b;
+}
+/* a type a by-value container could hold: its members' memory is freed
+ * after a grace period once marked (docs/core.md, "Who frees what") */
+static const wref_type kept_type = {
+	.name = "obj",
+	.destroy = obj_destroy,
+	.hash = kept_hash,
+	.equal = kept_equal,
+};
+
 START_TEST(test_over_release)
 {
-	/* keep the memory: a weak ref makes the free wait for a grace period,
-	 * and our read-side section holds that off */
-	struct obj *o = wref_new(&obj_type, sizeof *o);
+	/* keep the memory: marked as a by-value member, the free waits for
+	 * a grace period, and our read-side section holds that off */
+	struct obj *o = wref_new(&kept_type, sizeof *o);
 	wref_ref *r = wref_ref_new(o, NULL, NULL);
+	wref__cb_mem_rcu(wref__cb_get(o));
 	wref__rcu_lock();
 	wref_release(o);
 	ck_assert_int_eq(destroyed, 1);

@@ -7,6 +7,7 @@
 
 #include "core_test.h"
 #include "table.h"
+#include "tier.h"
 
 struct item {
 	uint64_t id;

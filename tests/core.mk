@@ -44,3 +44,21 @@ tests_check_death_calls_LDADD = $(WREF_TEST_LIBS)
 ## issue 12: the upgrade fast path in the built libwref.so (objdump)
 TESTS += tests/check_disasm.sh
 EXTRA_DIST += tests/check_disasm.sh
+
+## issue 14: the test hooks are in lib/libwref_test.la only, never in the
+## built libwref.so (nm, strings)
+TESTS += tests/check_hooks.sh
+EXTRA_DIST += tests/check_hooks.sh
+
+## unit tests of modules on their own (tests/unit/): the futex lock
+## (lib/lock.c) and the hashes (wref__hash_ptr, wref__hash_bytes); the fork
+## order of lib/fork.c as an upper layer's slot sees it
+UNIT_TESTS = tests/unit/lock_hash tests/unit/fork_order
+TESTS += $(UNIT_TESTS)
+check_PROGRAMS += $(UNIT_TESTS)
+tests_unit_lock_hash_SOURCES = tests/unit/lock_hash.c tests/core_test.h
+tests_unit_lock_hash_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_unit_lock_hash_LDADD = $(WREF_TEST_LIBS)
+tests_unit_fork_order_SOURCES = tests/unit/fork_order.c tests/core_test.h
+tests_unit_fork_order_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_unit_fork_order_LDADD = $(WREF_TEST_LIBS)

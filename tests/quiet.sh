@@ -10,7 +10,7 @@
 #  * under AddressSanitizer, LeakSanitizer's "Running thread N was not
 #    suspended. False leaks are possible." is dropped.  It is printed by
 #    every forked Check child: the library's pthread_atfork prepare handler
-#    (lib/runtime.c, fork_prepare) starts liburcu-bp's call_rcu thread in
+#    (lib/fork.c, fork_prepare) starts liburcu-bp's call_rcu thread in
 #    the parent, and the child inherits the sanitizer's thread registry
 #    with that thread listed as running although it does not exist in the
 #    child.  Nothing in the child is hidden by it (that thread's stack is

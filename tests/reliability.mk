@@ -14,7 +14,7 @@ tests_misuse_LDADD = $(WREF_TEST_LIBS)
 ## the debug build's promises (abort naming the misuse, the quarantine that
 ## catches plain double releases) are checked by every make check
 if !WREF_DEBUG
-check_LTLIBRARIES = lib/libwref_debug.la
+check_LTLIBRARIES += lib/libwref_debug.la
 lib_libwref_debug_la_SOURCES = $(lib_libwref_core_la_SOURCES)
 lib_libwref_debug_la_CFLAGS = $(lib_libwref_core_la_CFLAGS) -DWREF_DEBUG=1
 lib_libwref_debug_la_LIBADD = $(lib_libwref_core_la_LIBADD)

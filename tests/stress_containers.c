@@ -11,6 +11,9 @@
  *  4. retention tier: accesses racing expiry and LRU trimming under the
  *     controllable clock; everything released at the end.
  *  5. container teardown while other threads kill its objects.
+ *  6. the tables grow (the executor's lfht resizes, table.h) under
+ *     inserts, lookups, removals and deaths, and a map is released while
+ *     its resize may still be queued.
  */
 #include "containers_test.h"
 
@@ -645,6 +648,102 @@ START_TEST(test_teardown_vs_death)
 }
 END_TEST
 
+
+/* ---- 6. growth under lookups, removals and deaths ------------------------ */
+
+#define GROW_KEYS 3000
+static struct kobj *grow_objs[GROW_KEYS];
+static _Atomic int grow_done;
+
+struct grow_ctx {
+	wref_valmap *m;
+	wref_set *s;
+	wref_keymap *km;
+	int part;
+};
+
+/* inserts its half of the keys; every key it inserted so far (the objects
+ * stay alive) is found in all three containers, while they resize */
+static void *grow_inserter(void *p)
+{
+	struct grow_ctx *c = p;
+	uint64_t seed = (uint64_t)c->part + 1;
+	for (int i = c->part; i < GROW_KEYS; i += 2) {
+		ck_assert_int_eq(wref_valmap_set(c->m, &i, sizeof i,
+						 grow_objs[i]), 0);
+		ck_assert_int_eq(wref_set_add(c->s, grow_objs[i]), 0);
+		ck_assert_int_eq(wref_keymap_set(c->km, grow_objs[i],
+						 grow_objs[i]), 0);
+		int j = c->part + 2 * (int)(ct_rand(&seed) % (uint64_t)(i / 2 + 1));
+		if (j > i)
+			j = i;
+		struct kobj *o = wref_valmap_get(c->m, &j, sizeof j);
+		ck_assert_ptr_eq(o, grow_objs[j]);
+		wref_release(o);
+		ck_assert(wref_set_contains(c->s, grow_objs[j]));
+		o = wref_keymap_get(c->km, grow_objs[j]);
+		ck_assert_ptr_eq(o, grow_objs[j]);
+		wref_release(o);
+	}
+	return NULL;
+}
+
+/* keys past GROW_KEYS: created, dropped (their deaths unlink entries
+ * while the table resizes), deleted */
+static void *grow_churner(void *p)
+{
+	struct grow_ctx *c = p;
+	for (long n = 0; !atomic_load(&grow_done); n++) {
+		int k = GROW_KEYS + (int)(n % 97);
+		struct kobj *o = wref_valmap_get_or_create(c->m, &k, sizeof k,
+							   make_kobj, NULL);
+		ck_assert_ptr_nonnull(o);
+		check_live(o, k);
+		if (n % 3 == 0)
+			wref_set_add(c->s, o);
+		if (n % 5 == 0)
+			wref_valmap_del(c->m, &k, sizeof k);
+		wref_release(o);
+	}
+	return NULL;
+}
+
+START_TEST(test_grow_vs_lookups)
+{
+	struct wref_stats s0 = ct_stats();
+	long rounds = (ct_tsan() ? 2 : 6) * ct_scale();
+	for (long r = 0; r < rounds; r++) {
+		for (int i = 0; i < GROW_KEYS; i++)
+			grow_objs[i] = kobj_new(i);
+		struct grow_ctx c[3];
+		c[0].m = wref_valmap_new(NULL);
+		c[0].s = wref_set_new(NULL);
+		c[0].km = wref_keymap_new(NULL);
+		atomic_store(&grow_done, 0);
+		pthread_t th[3];
+		for (int i = 0; i < 3; i++) {
+			c[i] = c[0];
+			c[i].part = i;
+			pthread_create(&th[i], NULL, i < 2 ? grow_inserter :
+				       grow_churner, &c[i]);
+		}
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		atomic_store(&grow_done, 1);
+		pthread_join(th[2], NULL);
+		ck_assert_uint_ge(wref_valmap_len(c[0].m), GROW_KEYS);
+		ck_assert_int_eq(atomic_load(&poisoned), 0);
+		/* a resize may still be queued: it holds the map */
+		wref_release(c[0].m);
+		wref_release(c[0].s);
+		wref_release(c[0].km);
+		for (int i = 0; i < GROW_KEYS; i++)
+			wref_release(grow_objs[i]);
+	}
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress_containers");
@@ -663,6 +762,11 @@ int main(void)
 	tcase_set_timeout(tc, CT_TIMEOUT);
 	tcase_add_loop_test(tc, test_retention_removal_race, 0, 4);
 	tcase_add_test(tc, test_clear_vs_inserts);
+	suite_add_tcase(s, tc);
+	/* issue 18: the tables size themselves */
+	tc = tcase_create("grow");
+	tcase_set_timeout(tc, CT_TIMEOUT);
+	tcase_add_test(tc, test_grow_vs_lookups);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }

@@ -5,6 +5,14 @@
  * payload; no upgrade may ever return a poisoned payload (rule 1), and
  * destroy runs exactly once per object.  Random small delays on both
  * sides so that each side wins sometimes.  Scaled by WREF_STRESS_SCALE.
+ *
+ * It also drives the block count's revival window (docs/core.md): an
+ * upgrade that finds the count at 0 between a release's fetch_sub and its
+ * CAS 0 -> DEAD revives it and takes a ticket hold that the failing CAS
+ * drops.  Counted with a temporary probe (2026-11-29):
+ * WREF_STRESS_SCALE=3 hit 33+ revivals and as many failed CASes; a lost or
+ * double-dropped ticket shows as a leaked block (ct_assert_no_leak) or an
+ * ASan use-after-free.
  */
 #include "core_test.h"
 
@@ -210,6 +218,13 @@ END_TEST
  * between the last fetch_sub (count 0) and the CAS 0->DEAD lets a tryget
  * revive the count, release and free the handle (refs are freed without a
  * grace period) before the first releaser's CAS touches the freed header.
+ *
+ * Since the shared handle lives in the control block (docs/core.md), this
+ * also drives its revival: a wref_ref_new that finds the handle DEAD with
+ * its death not yet accounted revives it and takes that death over.  A
+ * temporary probe (2026-11-29) counted over 65,000 takeovers in one plain
+ * run; a lost or doubled takeover shows as a leaked block or a wrong
+ * wref_weak_count (both asserted below).
  */
 static struct {
 	void *o;
@@ -257,6 +272,82 @@ START_TEST(test_shared_ref_churn)
 }
 END_TEST
 
+/*
+ * wref_weak_refs racing an object's first callback ref: the new block is
+ * published with that ref's watch already linked (docs/core.md), so a
+ * concurrent wref_weak_refs can hand the ref out before wref_ref_new
+ * returns; the ref must already name its block.  Before the fix the ref's
+ * cb was set a few instructions after the publishing CAS, and
+ * wref_ref_get on a collected ref read a NULL block: found by torture
+ * under TSan (seed 22052158085070, SEGV in wref__cb_upgrade).  This test
+ * aims at that window but did not hit it in 20000 plain rounds on 2 CPUs
+ * (the window is a handful of instructions); TSan's slower threads make
+ * it likelier, and it keeps the interleaving covered.
+ */
+static struct {
+	_Atomic(void *) o;
+	_Atomic long round;
+	_Atomic int stop;
+	_Atomic long seen, bad;
+} wr;
+
+static void wr_cb(wref_ref *r, void *arg)
+{
+	(void)arg;
+	wref_release(r);
+}
+
+static void *wr_reader(void *p)
+{
+	(void)p;
+	while (!atomic_load(&wr.stop)) {
+		void *o = atomic_exchange(&wr.o, NULL); /* take the ref */
+		if (!o)
+			continue;
+		wref_ref *out[4];
+		for (int k = 0; k < 64; k++) {
+			size_t n = wref_weak_refs(o, out, 4);
+			for (size_t i = 0; i < n && i < 4; i++) {
+				void *g = wref_ref_get(out[i]);
+				if (g != o)
+					atomic_fetch_add(&wr.bad, 1);
+				wref_release(g);
+				wref_release(out[i]);
+				atomic_fetch_add(&wr.seen, 1);
+			}
+		}
+		wref_release(o);
+	}
+	return NULL;
+}
+
+START_TEST(test_weak_refs_vs_first_callback_ref)
+{
+	struct wref_stats st0 = ct_stats();
+	pthread_t t;
+	long rounds = (ct_tsan() ? 2000 : 20000) * ct_scale();
+	atomic_store(&wr.stop, 0);
+	pthread_create(&t, NULL, wr_reader, NULL);
+	for (long n = 0; n < rounds; n++) {
+		struct obj *o = wref_new(&obj_type, sizeof *o);
+		atomic_store(&o->v, LIVE);
+		wref_retain(o);
+		void *prev = atomic_exchange(&wr.o, (void *)o); /* hand one */
+		wref_release(prev); /* the reader never took the last one */
+		wref_ref *r = wref_ref_new(o, wr_cb, NULL);
+		ck_assert_ptr_nonnull(r);
+		wref_release(o); /* the callback releases r */
+	}
+	atomic_store(&wr.stop, 1);
+	pthread_join(t, NULL);
+	wref_release(atomic_exchange(&wr.o, NULL));
+	printf("weak_refs vs first callback ref: %ld rounds, %ld refs "
+	       "collected\n", rounds, (long)atomic_load(&wr.seen));
+	ck_assert_int_eq(atomic_load(&wr.bad), 0);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress_upgrade");
@@ -266,6 +357,7 @@ int main(void)
 	tcase_add_test(tc, test_callback_refs_vs_last_put);
 	tcase_add_test(tc, test_call_vs_last_put);
 	tcase_add_test(tc, test_shared_ref_churn);
+	tcase_add_test(tc, test_weak_refs_vs_first_callback_ref);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }

@@ -118,6 +118,42 @@ struct Cache {
 		map.insert_or_assign(std::string(k), o);
 	}
 
+	// a fresh object whose deleter erases its entry if the entry still
+	// names a dead object
+	std::shared_ptr<Obj> make(std::string_view k)
+	{
+		return std::shared_ptr<Obj>(new Obj,
+					    [this, key = std::string(k)](Obj *o) {
+			{
+				std::unique_lock<std::shared_mutex> g(mu);
+				auto e = map.find(std::string_view(key));
+				if (e != map.end() && e->second.expired())
+					map.erase(e);
+			}
+			delete o;
+		});
+	}
+
+	void del(std::string_view k)
+	{
+		std::unique_lock<std::shared_mutex> l(mu);
+		auto it = map.find(k);
+		if (it != map.end())
+			map.erase(it);
+	}
+
+	// set of a fresh object made by make(): replaces without building a
+	// std::string when the key is present
+	void replace(std::string_view k, const std::shared_ptr<Obj> &o)
+	{
+		std::unique_lock<std::shared_mutex> l(mu);
+		auto it = map.find(k);
+		if (it != map.end())
+			it->second = o;
+		else
+			map.emplace(std::string(k), o);
+	}
+
 	// get-or-create; the object's deleter erases its entry
 	std::shared_ptr<Obj> get_or_create(std::string_view k)
 	{
@@ -129,15 +165,7 @@ struct Cache {
 			if (auto p = it->second.lock())
 				return p;
 		std::string key(k);
-		std::shared_ptr<Obj> p(new Obj, [this, key](Obj *o) {
-			{
-				std::unique_lock<std::shared_mutex> g(mu);
-				auto e = map.find(std::string_view(key));
-				if (e != map.end() && e->second.expired())
-					map.erase(e);
-			}
-			delete o;
-		});
+		std::shared_ptr<Obj> p = make(k);
 		if (it != map.end())
 			it->second = p;
 		else
@@ -221,6 +249,73 @@ static void w_churn()
 	bench_out("goc_churn_2t", bench_run(2, opt.ms, goc_body, &c));
 }
 
+// ---- 8. threads outnumbering cores: mixed ops on 4096 shared keys -------
+// the same workload as wref_bench's os_body
+static void os_body(bench_thr *t)
+{
+	auto *run = static_cast<bench_os_run *>(t->arg);
+	auto *c = static_cast<Cache *>(run->arg);
+	bench_hist *h = run->h[t->tid];
+	std::vector<std::shared_ptr<Obj>> ring(run->keep);
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t->tid + 1), n = 0;
+	int pos = 0;
+	for (int k = t->tid; k < BENCH_OS_KEYS; k += run->n) {
+		std::string_view key(keys[k], BENCH_KEYLEN);
+		auto p = c->make(key);
+		c->replace(key, p);
+		ring[pos] = std::move(p);
+		pos = pos + 1 == run->keep ? 0 : pos + 1;
+	}
+	BENCH_OS_READY(run);
+	while (!BENCH_STOP(t)) {
+		for (int i = 0; i < 64; i++) {
+			uint64_t r = bench_xs(&s);
+			std::string_view key(keys[bench_os_key(r)],
+					     BENCH_KEYLEN);
+			int op = bench_os_op(r), rec = BENCH_OS_REC(run);
+			std::shared_ptr<Obj> p;
+			uint64_t a = bench_tick();
+			switch (op) {
+			case BENCH_OS_OP_GET:
+				p = c->get(key);
+				h->hits += p != nullptr;
+				h->gets++;
+				p.reset();
+				break;
+			case BENCH_OS_OP_SET:
+				p = c->make(key);
+				c->replace(key, p);
+				break;
+			case BENCH_OS_OP_DEL:
+				c->del(key);
+				break;
+			default:
+				p = c->get_or_create(key);
+			}
+			if (p) {
+				ring[pos].swap(p);
+				pos = pos + 1 == run->keep ? 0 : pos + 1;
+				p.reset(); // the evicted ref
+			}
+			uint64_t b = bench_tick();
+			if (rec)
+				bench_h_add(h, op, b - a);
+		}
+		BENCH_OPS(t, n += 64);
+	}
+}
+
+static void w_oversub()
+{
+	bench_out("os_clock", bench_tick_cost());
+	for (int i = 0; i < opt.os_n; i++) {
+		Cache c;
+		bench_os_res r;
+		bench_run_os(opt.os_threads[i], opt.os_ms, os_body, &c, &r);
+		bench_out_os(opt.os_threads[i], &r);
+	}
+}
+
 // ---- 5. death callbacks: a custom deleter, run inline ---------------------
 static std::atomic<uint64_t> cb_count;
 
@@ -287,5 +382,7 @@ int main(int argc, char **argv)
 		w_churn();
 	if (bench_want(&opt, "callbacks"))
 		w_callbacks();
+	if (bench_want(&opt, "oversub"))
+		w_oversub();
 	return 0;
 }

@@ -280,6 +280,114 @@ static void w_churn(void)
 	cache_fini(&churn_cache);
 }
 
+/* ---- 8. threads outnumbering cores: mixed ops on 4096 shared keys ----- */
+/* a fresh object whose weak notify removes its entry (churn_cache's) */
+static GObject *os_make(const char *key)
+{
+	GObject *o = NEW();
+	g_object_weak_ref(o, gone, g_strdup(key));
+	return o;
+}
+
+/* set of a fresh object: replaces the entry's GWeakRef in place */
+static void os_set(struct cache *c, const char *key, GObject *o)
+{
+	g_mutex_lock(&c->mu);
+	struct entry *e = g_hash_table_lookup(c->h, key);
+	if (e) {
+		g_weak_ref_set(&e->wr, o);
+		e->ident = o;
+	} else {
+		e = g_new(struct entry, 1);
+		g_weak_ref_init(&e->wr, o);
+		e->ident = o;
+		g_hash_table_insert(c->h, g_strdup(key), e);
+	}
+	g_mutex_unlock(&c->mu);
+}
+
+static void os_del(struct cache *c, const char *key)
+{
+	g_mutex_lock(&c->mu);
+	g_hash_table_remove(c->h, key);
+	g_mutex_unlock(&c->mu);
+}
+
+/* the same workload as wref_bench's os_body */
+static void os_body(struct bench_thr *t)
+{
+	struct bench_os_run *run = t->arg;
+	struct cache *c = &churn_cache;
+	struct bench_hist *h = run->h[t->tid];
+	GObject **ring = calloc((size_t)run->keep, sizeof *ring);
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t->tid + 1), n = 0;
+	int pos = 0;
+	for (int k = t->tid; k < BENCH_OS_KEYS; k += run->n) {
+		GObject *p = os_make(keys[k]);
+		os_set(c, keys[k], p);
+		if (ring[pos])
+			g_object_unref(ring[pos]);
+		ring[pos] = p;
+		pos = pos + 1 == run->keep ? 0 : pos + 1;
+	}
+	BENCH_OS_READY(run);
+	while (!BENCH_STOP(t)) {
+		for (int i = 0; i < 64; i++) {
+			uint64_t r = bench_xs(&s);
+			const char *key = keys[bench_os_key(r)];
+			int op = bench_os_op(r), rec = BENCH_OS_REC(run);
+			GObject *p = NULL;
+			uint64_t a = bench_tick();
+			switch (op) {
+			case BENCH_OS_OP_GET:
+				p = cache_get(c, key);
+				h->hits += p != NULL;
+				h->gets++;
+				if (p)
+					g_object_unref(p);
+				p = NULL;
+				break;
+			case BENCH_OS_OP_SET:
+				p = os_make(key);
+				os_set(c, key, p);
+				break;
+			case BENCH_OS_OP_DEL:
+				os_del(c, key);
+				break;
+			default:
+				p = cache_get_or_create(c, key);
+			}
+			if (p) {
+				GObject *old = ring[pos];
+				ring[pos] = p;
+				pos = pos + 1 == run->keep ? 0 : pos + 1;
+				if (old)
+					g_object_unref(old);
+			}
+			uint64_t b = bench_tick();
+			if (rec)
+				bench_h_add(h, op, b - a);
+		}
+		BENCH_OPS(t, n += 64);
+	}
+	for (int i = 0; i < run->keep; i++)
+		if (ring[i])
+			g_object_unref(ring[i]);
+	free(ring);
+}
+
+static void w_oversub(void)
+{
+	bench_out("os_clock", bench_tick_cost());
+	for (int i = 0; i < opt.os_n; i++) {
+		struct bench_os_res r;
+		cache_init(&churn_cache);
+		bench_run_os(opt.os_threads[i], opt.os_ms, os_body, NULL, &r);
+		bench_out_os(opt.os_threads[i], &r);
+		cache_fini(&churn_cache);
+	}
+}
+
 /* ---- 5. death callbacks (inline weak notify) ------------------------- */
 static uint64_t cb_count;
 
@@ -355,5 +463,7 @@ int main(int argc, char **argv)
 		w_churn();
 	if (bench_want(&opt, "callbacks"))
 		w_callbacks();
+	if (bench_want(&opt, "oversub"))
+		w_oversub();
 	return 0;
 }

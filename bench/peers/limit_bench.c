@@ -14,6 +14,11 @@
  *                      sleeps on a futex when idle, call, free
  *  memory              16-byte payload alone; a weak ref = one pointer;
  *                      a map entry = a cds_lfht node with the key inline
+ *
+ * and, for threads outnumbering cores (--only oversub), not a limit but
+ * the locked baseline a C programmer writes: a pthread_rwlock over a
+ * chained hash table of refcounted objects, entries removed when their
+ * object dies ("locked C map").
  */
 #define _LGPL_SOURCE
 #include "common.h"
@@ -96,9 +101,24 @@ static void new_body(struct bench_thr *t)
 	}
 }
 
+/* calloc + free: wref_new returns a zeroed payload, so issue 12's target
+ * for create + release (1.25x) is against this */
+static void calloc_body(struct bench_thr *t)
+{
+	uint64_t n = 0;
+	while (!BENCH_STOP(t)) {
+		for (int i = 0; i < 64; i++) {
+			void *volatile o = calloc(1, 32);
+			free(o);
+		}
+		BENCH_OPS(t, n += 64);
+	}
+}
+
 static void w_create(void)
 {
 	bench_out("new_rel", bench_run(1, opt.ms, new_body, NULL));
+	bench_out("new_rel_z", bench_run(1, opt.ms, calloc_body, NULL));
 	bench_out("new_rel_weak", bench_run(1, opt.ms, new_body, &opt));
 }
 
@@ -366,6 +386,228 @@ static void w_callbacks(void)
 	pthread_join(th, NULL);
 }
 
+/* ---- 8. threads outnumbering cores: the locked C map ------------------ */
+#define CM_BUCKETS (2 * BENCH_OS_KEYS)
+
+struct cobj {
+	_Atomic uint64_t refs;
+	uint32_t key;
+	uint64_t payload[2];
+};
+
+struct cent {
+	struct cent *next;
+	struct cobj *o; /* weak: may name an object whose count is 0 */
+	char key[16];
+};
+
+struct cmap {
+	pthread_rwlock_t lk;
+	struct cent *b[CM_BUCKETS];
+};
+
+static struct cmap cm;
+
+static inline struct cent **cm_slot(const char *key)
+{
+	struct cent **pp = &cm.b[bench_hash(key, BENCH_KEYLEN) %
+				 CM_BUCKETS];
+	while (*pp && memcmp((*pp)->key, key, BENCH_KEYLEN))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* increment-if-not-zero; relaxed: the object was published under the
+ * write lock, which the caller's read lock pairs with */
+static inline int cm_tryget(struct cobj *o)
+{
+	uint64_t c = atomic_load_explicit(&o->refs, memory_order_relaxed);
+	while (c)
+		if (atomic_compare_exchange_weak_explicit(&o->refs, &c, c + 1,
+				memory_order_relaxed, memory_order_relaxed))
+			return 1;
+	return 0;
+}
+
+/* the last release: the entry goes if it still names this object (under
+ * the write lock, so no reader is looking at the object), then the free */
+static void cm_put(struct cobj *o)
+{
+	if (!o)
+		return;
+	/* release: pairs with the acquire fence of the thread that frees */
+	if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_release) != 1)
+		return;
+	/* acquire: pairs with every other releaser's release decrement */
+	atomic_thread_fence(memory_order_acquire);
+	struct cent *gone = NULL;
+	pthread_rwlock_wrlock(&cm.lk);
+	struct cent **pp = cm_slot(keys[o->key]);
+	if (*pp && (*pp)->o == o) {
+		gone = *pp;
+		*pp = gone->next;
+	}
+	pthread_rwlock_unlock(&cm.lk);
+	free(gone);
+	free(o);
+}
+
+static struct cobj *cm_new(uint32_t k)
+{
+	struct cobj *o = malloc(sizeof *o);
+	atomic_init(&o->refs, 1);
+	o->key = k;
+	return o;
+}
+
+static struct cobj *cm_get(uint32_t k)
+{
+	struct cobj *o = NULL;
+	pthread_rwlock_rdlock(&cm.lk);
+	struct cent *e = *cm_slot(keys[k]);
+	if (e && cm_tryget(e->o))
+		o = e->o;
+	pthread_rwlock_unlock(&cm.lk);
+	return o;
+}
+
+/* maps k to @o (a fresh object), replacing any entry */
+static void cm_set(uint32_t k, struct cobj *o)
+{
+	struct cent *fresh = malloc(sizeof *fresh);
+	pthread_rwlock_wrlock(&cm.lk);
+	struct cent **pp = cm_slot(keys[k]);
+	if (*pp) {
+		(*pp)->o = o;
+	} else {
+		fresh->next = NULL;
+		fresh->o = o;
+		memcpy(fresh->key, keys[k], 16);
+		*pp = fresh;
+		fresh = NULL;
+	}
+	pthread_rwlock_unlock(&cm.lk);
+	free(fresh);
+}
+
+static void cm_del(uint32_t k)
+{
+	pthread_rwlock_wrlock(&cm.lk);
+	struct cent **pp = cm_slot(keys[k]), *gone = *pp;
+	if (gone)
+		*pp = gone->next;
+	pthread_rwlock_unlock(&cm.lk);
+	free(gone);
+}
+
+static struct cobj *cm_get_or_create(uint32_t k)
+{
+	struct cobj *o = cm_get(k);
+	if (o)
+		return o;
+	pthread_rwlock_wrlock(&cm.lk);
+	struct cent **pp = cm_slot(keys[k]);
+	if (*pp && cm_tryget((*pp)->o)) {
+		o = (*pp)->o;
+	} else {
+		o = cm_new(k);
+		if (*pp) {
+			(*pp)->o = o;
+		} else {
+			struct cent *e = malloc(sizeof *e);
+			e->next = NULL;
+			e->o = o;
+			memcpy(e->key, keys[k], 16);
+			*pp = e;
+		}
+	}
+	pthread_rwlock_unlock(&cm.lk);
+	return o;
+}
+
+/* the same workload as wref_bench's os_body */
+static void os_body(struct bench_thr *t)
+{
+	struct bench_os_run *run = t->arg;
+	struct bench_hist *h = run->h[t->tid];
+	struct cobj **ring = calloc((size_t)run->keep, sizeof *ring);
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t->tid + 1), n = 0;
+	int pos = 0;
+	for (int k = t->tid; k < BENCH_OS_KEYS; k += run->n) {
+		struct cobj *p = cm_new((uint32_t)k);
+		cm_set((uint32_t)k, p);
+		cm_put(ring[pos]);
+		ring[pos] = p;
+		pos = pos + 1 == run->keep ? 0 : pos + 1;
+	}
+	BENCH_OS_READY(run);
+	while (!BENCH_STOP(t)) {
+		for (int i = 0; i < 64; i++) {
+			uint64_t r = bench_xs(&s);
+			uint32_t k = bench_os_key(r);
+			int op = bench_os_op(r), rec = BENCH_OS_REC(run);
+			struct cobj *p = NULL;
+			uint64_t a = bench_tick();
+			switch (op) {
+			case BENCH_OS_OP_GET:
+				p = cm_get(k);
+				h->hits += p != NULL;
+				h->gets++;
+				cm_put(p);
+				p = NULL;
+				break;
+			case BENCH_OS_OP_SET:
+				p = cm_new(k);
+				cm_set(k, p);
+				break;
+			case BENCH_OS_OP_DEL:
+				cm_del(k);
+				break;
+			default:
+				p = cm_get_or_create(k);
+			}
+			if (p) {
+				struct cobj *old = ring[pos];
+				ring[pos] = p;
+				pos = pos + 1 == run->keep ? 0 : pos + 1;
+				cm_put(old);
+			}
+			uint64_t b = bench_tick();
+			if (rec)
+				bench_h_add(h, op, b - a);
+		}
+		BENCH_OPS(t, n += 64);
+	}
+	for (int i = 0; i < run->keep; i++)
+		cm_put(ring[i]);
+	free(ring);
+}
+
+static void w_oversub(void)
+{
+	if (!keys) {
+		keys = malloc(2 * BENCH_NKEYS * sizeof *keys);
+		for (uint32_t i = 0; i < 2 * BENCH_NKEYS; i++)
+			bench_key(keys[i], i);
+	}
+	pthread_rwlock_init(&cm.lk, NULL);
+	bench_out("os_clock", bench_tick_cost());
+	for (int i = 0; i < opt.os_n; i++) {
+		struct bench_os_res r;
+		bench_run_os(opt.os_threads[i], opt.os_ms, os_body, NULL, &r);
+		bench_out_os(opt.os_threads[i], &r);
+		/* each object took its entry with it when the rings let
+		 * go, so the table should be empty: free what is left */
+		for (int b = 0; b < CM_BUCKETS; b++)
+			while (cm.b[b]) {
+				struct cent *e = cm.b[b];
+				cm.b[b] = e->next;
+				free(e);
+			}
+	}
+	pthread_rwlock_destroy(&cm.lk);
+}
+
 /* ---- 6. memory --------------------------------------------------------- */
 static void w_memory(void)
 {
@@ -405,5 +647,7 @@ int main(int argc, char **argv)
 		w_churn();
 	if (bench_want(&opt, "callbacks"))
 		w_callbacks();
+	if (bench_want(&opt, "oversub"))
+		w_oversub();
 	return 0;
 }

@@ -8,7 +8,7 @@
 // stats.allocated for the memory workload.
 use std::collections::HashMap;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,11 @@ const ZIPF_S: f64 = 0.99;
 const RING: usize = 256;
 const SEQ: usize = 65536;
 const MEM_N: usize = 20000;
+const OS_KEYS: u32 = 4096;
+const OS_RING: usize = 4096;
+const OS_GET: u64 = 90;
+const OS_SET: u64 = 4;
+const OS_DEL: u64 = 3;
 
 struct Obj {
     _key: u64,
@@ -237,6 +242,30 @@ impl Drop for CObj {
     }
 }
 impl Cache {
+    fn get(&'static self, k: u32) -> Option<Arc<CObj>> {
+        let key = self.keys[k as usize].as_str();
+        let g = self.map.read().unwrap();
+        g.get(key).and_then(|w| w.upgrade())
+    }
+    // a fresh object (its Drop removes its entry)
+    fn make(&'static self, k: u32) -> Arc<CObj> {
+        Arc::new(CObj { key: k, cache: self })
+    }
+    // set: replaces in place when the key is present (no String built)
+    fn set(&'static self, k: u32, p: &Arc<CObj>) {
+        let key = self.keys[k as usize].as_str();
+        let w = Arc::downgrade(p);
+        let mut g = self.map.write().unwrap();
+        if let Some(e) = g.get_mut(key) {
+            *e = w;
+        } else {
+            g.insert(key.to_string(), w);
+        }
+    }
+    fn del(&'static self, k: u32) {
+        let key = self.keys[k as usize].as_str();
+        self.map.write().unwrap().remove(key);
+    }
     fn get_or_create(&'static self, k: u32) -> Arc<CObj> {
         let key = self.keys[k as usize].as_str();
         if let Some(p) = self.map.read().unwrap().get(key).and_then(|w| w.upgrade()) {
@@ -274,6 +303,199 @@ fn w_churn(ms: f64) {
             ops.store(n, Ordering::Relaxed);
         }
     }));
+}
+
+// ---- 8. threads outnumbering cores: mixed ops on 4096 shared keys ------------
+// common.h's clock and log-linear histogram (HdrHistogram layout, 2
+// significant digits), re-implemented
+#[cfg(target_arch = "x86_64")]
+fn tick() -> u64 {
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn tick() -> u64 {
+    use std::sync::OnceLock;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+const H_SUB: u64 = 128;
+const H_N: usize = (2 * H_SUB + 56 * H_SUB) as usize;
+
+fn h_idx(v: u64) -> usize {
+    if v < 2 * H_SUB {
+        return v as usize;
+    }
+    let e = 63 - v.leading_zeros() as u64;
+    (2 * H_SUB + (e - 8) * H_SUB + ((v >> (e - 7)) - H_SUB)) as usize
+}
+
+fn h_top(i: usize) -> u64 {
+    let i = i as u64;
+    if i < 2 * H_SUB {
+        return i;
+    }
+    let e = (i - 2 * H_SUB) / H_SUB + 8;
+    let s = (i - 2 * H_SUB) % H_SUB + H_SUB;
+    ((s + 1) << (e - 7)) - 1
+}
+
+// the value at quantile q of the counts n - minus (common.h's)
+fn h_quantile(n: &[u64], minus: Option<&[u64]>, q: f64) -> u64 {
+    let c = |i: usize| n[i] - minus.map_or(0, |m| m[i]);
+    let total: u64 = (0..n.len()).map(c).sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = ((q * total as f64).ceil() as u64).max(1);
+    let mut cum = 0;
+    for i in 0..n.len() {
+        cum += c(i);
+        if cum >= want {
+            return h_top(i);
+        }
+    }
+    0
+}
+
+fn tick_cost() -> f64 {
+    let pairs = 200000u64;
+    let (t0, k0) = (Instant::now(), tick());
+    let mut sink = 0u64;
+    for _ in 0..pairs {
+        let a = tick();
+        sink += tick() - a;
+    }
+    let (k1, el) = (tick(), t0.elapsed());
+    sink as f64 / pairs as f64 * el.as_nanos() as f64 / (k1 - k0) as f64
+}
+
+struct OsHist {
+    n: Vec<u64>, // every op
+    u: Vec<u64>, // the updates alone: set, del, get-or-create
+    gets: u64,
+    hits: u64,
+}
+
+// the same workload as wref_bench's os_body, on a Cache of 4096 keys
+fn os_body(cache: &'static Cache, tid: usize, nthr: usize, stop: &AtomicBool,
+           rec: &AtomicBool, ready: &AtomicUsize) -> OsHist {
+    let mut h = OsHist { n: vec![0; H_N], u: vec![0; H_N], gets: 0, hits: 0 };
+    let mut ring: Vec<Option<Arc<CObj>>> = (0..OS_RING).map(|_| None).collect();
+    let mut s: u64 = 0x9e3779b97f4a7c15u64.wrapping_mul(tid as u64 + 1);
+    let mut pos = 0usize;
+    let mut k = tid;
+    while k < OS_KEYS as usize {
+        let p = cache.make(k as u32);
+        cache.set(k as u32, &p);
+        ring[pos] = Some(p);
+        pos = if pos + 1 == OS_RING { 0 } else { pos + 1 };
+        k += nthr;
+    }
+    ready.fetch_add(1, Ordering::Relaxed); // a count: the runner waits for it
+    while !stop.load(Ordering::Relaxed) { // pairs with the runner's store
+        for _ in 0..64 {
+            let r = xs(&mut s);
+            let k = ((r >> 32) as u32) & (OS_KEYS - 1);
+            let p100 = r % 100;
+            let on = rec.load(Ordering::Relaxed); // window marker only
+            let a = tick();
+            let update = p100 >= OS_GET;
+            let p: Option<Arc<CObj>> = if p100 < OS_GET {
+                let g = cache.get(k);
+                h.hits += g.is_some() as u64;
+                h.gets += 1;
+                drop(g);
+                None
+            } else if p100 < OS_GET + OS_SET {
+                let p = cache.make(k);
+                cache.set(k, &p);
+                Some(p)
+            } else if p100 < OS_GET + OS_SET + OS_DEL {
+                cache.del(k);
+                None
+            } else {
+                Some(cache.get_or_create(k))
+            };
+            if p.is_some() {
+                let old = std::mem::replace(&mut ring[pos], p);
+                pos = if pos + 1 == OS_RING { 0 } else { pos + 1 };
+                drop(old);
+            }
+            let b = tick();
+            if on {
+                // a negative span (a clock step between CPUs) counts as 0
+                let i = h_idx(b.saturating_sub(a));
+                h.n[i] += 1;
+                if update {
+                    h.u[i] += 1;
+                }
+            }
+        }
+    }
+    drop(ring);
+    h
+}
+
+fn w_oversub(ms: f64, threads: &[usize]) {
+    out("os_clock", tick_cost());
+    for &n in threads {
+        let cache: &'static Cache = Box::leak(Box::new(Cache {
+            map: RwLock::new(HashMap::new()),
+            keys: (0..OS_KEYS).map(key).collect(),
+        }));
+        let stop = AtomicBool::new(false);
+        let rec = AtomicBool::new(false);
+        let ready = AtomicUsize::new(0);
+        let mut all = OsHist { n: vec![0; H_N], u: vec![0; H_N], gets: 0, hits: 0 };
+        let (mut k0, mut k1, mut el) = (0u64, 0u64, Duration::ZERO);
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..n)
+                .map(|i| {
+                    let (stop, rec, ready) = (&stop, &rec, &ready);
+                    sc.spawn(move || os_body(cache, i, n, stop, rec, ready))
+                })
+                .collect();
+            while ready.load(Ordering::Relaxed) < n {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_secs_f64(ms / 4000.0));
+            let t0 = Instant::now();
+            k0 = tick();
+            rec.store(true, Ordering::Relaxed); // window marker only
+            std::thread::sleep(Duration::from_secs_f64(ms / 1000.0));
+            rec.store(false, Ordering::Relaxed); // window marker only
+            k1 = tick();
+            el = t0.elapsed();
+            stop.store(true, Ordering::Relaxed); // the join publishes the histograms
+            for j in hs {
+                let h = j.join().unwrap();
+                for (a, b) in all.n.iter_mut().zip(h.n.iter()) {
+                    *a += *b;
+                }
+                for (a, b) in all.u.iter_mut().zip(h.u.iter()) {
+                    *a += *b;
+                }
+                all.gets += h.gets;
+                all.hits += h.hits;
+            }
+        });
+        let ops: u64 = all.n.iter().sum();
+        let ns_tick = if k1 > k0 { el.as_nanos() as f64 / (k1 - k0) as f64 } else { 1.0 };
+        out(&format!("os_mops_{}", n), ops as f64 * 1e3 / el.as_nanos() as f64);
+        let k = if ops > 0 { ns_tick } else { f64::NAN };
+        let (n_, u_) = (&all.n[..], &all.u[..]);
+        for (name, h, minus, q) in [("p50", n_, None, 0.5), ("p99", n_, None, 0.99),
+                                    ("p999", n_, None, 0.999),
+                                    ("get_p99", n_, Some(u_), 0.99),
+                                    ("get_p999", n_, Some(u_), 0.999),
+                                    ("upd_p99", u_, None, 0.99),
+                                    ("upd_p999", u_, None, 0.999)] {
+            out(&format!("os_{}_{}", name, n), h_quantile(h, minus, q) as f64 * k);
+        }
+        out(&format!("os_hit_{}", n),
+            if all.gets > 0 { 100.0 * all.hits as f64 / all.gets as f64 } else { f64::NAN });
+    }
 }
 
 // ---- 5. death callbacks (Drop, inline) -----------------------------------------
@@ -333,6 +555,8 @@ fn main() {
     let mut ms = 30.0;
     let mut threads: Vec<usize> = vec![1, 2];
     let mut only = String::new();
+    let mut os_threads: Vec<usize> = vec![8, 32, 128];
+    let mut os_ms = 0.0;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -342,6 +566,11 @@ fn main() {
                 i += 1;
             }
             "--only" if i + 1 < args.len() => { only = args[i + 1].clone(); i += 1; }
+            "--os-ms" if i + 1 < args.len() => { os_ms = args[i + 1].parse().unwrap(); i += 1; }
+            "--os-threads" if i + 1 < args.len() => {
+                os_threads = args[i + 1].split(',').map(|x| x.parse().unwrap()).collect();
+                i += 1;
+            }
             "--lat" | "--impl" => { i += 1; }
             _ => {}
         }
@@ -355,5 +584,6 @@ fn main() {
     if want("get") { w_get(ms, &keys, &threads); }
     if want("churn") { w_churn(ms); }
     if want("callbacks") { w_callbacks(ms); }
+    if want("oversub") { w_oversub(if os_ms > 0.0 { os_ms } else { ms }, &os_threads); }
     let _ = CB_COUNT.load(Ordering::Relaxed);
 }

@@ -206,6 +206,85 @@ static void w_churn(void)
 	wref_release(m);
 	wref_flush();
 }
+
+/* ---- 8. threads outnumbering cores: mixed ops on 4096 shared keys ----- */
+/* every op (with the release of the ref it evicts from the thread's keep
+ * ring) is timed.  A get releases what it got at once (as in "get"); a
+ * set (of a fresh object) and a get-or-create put their object in the
+ * thread's keep ring, so a value lives while a ring keeps it and its
+ * entry goes when the last keeper lets go.  Each thread first sets keys
+ * tid, tid + n, ... (into its ring): the map starts full. */
+static void os_body(struct bench_thr *t)
+{
+	struct bench_os_run *run = t->arg;
+	wref_valmap *m = run->arg;
+	struct bench_hist *h = run->h[t->tid];
+	void **ring = calloc((size_t)run->keep, sizeof *ring);
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t->tid + 1), n = 0;
+	int pos = 0;
+	for (int k = t->tid; k < BENCH_OS_KEYS; k += run->n) {
+		void *p = wref_new(&obj_type, sizeof(struct obj));
+		wref_valmap_set(m, keys[k], BENCH_KEYLEN, p);
+		wref_release(ring[pos]);
+		ring[pos] = p;
+		pos = pos + 1 == run->keep ? 0 : pos + 1;
+	}
+	BENCH_OS_READY(run);
+	while (!BENCH_STOP(t)) {
+		for (int i = 0; i < 64; i++) {
+			uint64_t r = bench_xs(&s);
+			const char *key = keys[bench_os_key(r)];
+			int op = bench_os_op(r), rec = BENCH_OS_REC(run);
+			void *p = NULL;
+			uint64_t a = bench_tick();
+			switch (op) {
+			case BENCH_OS_OP_GET:
+				p = wref_valmap_get(m, key, BENCH_KEYLEN);
+				h->hits += p != NULL;
+				h->gets++;
+				wref_release(p);
+				p = NULL;
+				break;
+			case BENCH_OS_OP_SET:
+				p = wref_new(&obj_type, sizeof(struct obj));
+				wref_valmap_set(m, key, BENCH_KEYLEN, p);
+				break;
+			case BENCH_OS_OP_DEL:
+				wref_valmap_del(m, key, BENCH_KEYLEN);
+				break;
+			default:
+				p = wref_valmap_get_or_create(m, key,
+						BENCH_KEYLEN, make, NULL);
+			}
+			if (p) {
+				void *old = ring[pos];
+				ring[pos] = p;
+				pos = pos + 1 == run->keep ? 0 : pos + 1;
+				wref_release(old);
+			}
+			uint64_t b = bench_tick();
+			if (rec)
+				bench_h_add(h, op, b - a);
+		}
+		BENCH_OPS(t, n += 64);
+	}
+	for (int i = 0; i < run->keep; i++)
+		wref_release(ring[i]);
+	free(ring);
+}
+
+static void w_oversub(void)
+{
+	bench_out("os_clock", bench_tick_cost());
+	for (int i = 0; i < opt.os_n; i++) {
+		wref_valmap *m = wref_valmap_new(NULL);
+		struct bench_os_res r;
+		bench_run_os(opt.os_threads[i], opt.os_ms, os_body, m, &r);
+		bench_out_os(opt.os_threads[i], &r);
+		wref_release(m);
+		wref_flush();
+	}
+}
 #endif /* WREF_BENCH_NO_VALMAP */
 
 /* ---- 5. death callbacks ----------------------------------------------- */
@@ -320,6 +399,8 @@ int main(int argc, char **argv)
 		w_get();
 	if (bench_want(&opt, "churn"))
 		w_churn();
+	if (bench_want(&opt, "oversub"))
+		w_oversub();
 #endif
 	if (bench_want(&opt, "callbacks"))
 		w_callbacks();
