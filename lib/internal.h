@@ -538,6 +538,9 @@ struct wref__work {
 };
 /* queue @w to run on the executor (or inline mode); never under a lock */
 WREF_HIDDEN void wref__defer(struct wref__work *w);
+/* the same for a chain linked through node.next (NULL-terminated), in its
+ * order: one splice onto the executor's queue (a death's callbacks) */
+WREF_HIDDEN void wref__defer_chain(struct wref__work *first);
 WREF_HIDDEN bool wref__in_callback(void);
 /* a callback runs on this thread, or inline items wait on it for the
  * caller to return: wref_flush cannot wait (-EDEADLK) */

@@ -293,13 +293,6 @@ void wref__enter(void)
 	tls_can.depth++;
 }
 
-/* chain of held work, linked through the (not yet queued) node's next */
-static struct wref__work *held_next(struct wref__work *w)
-{
-	struct cds_wfcq_node *n = w->node.next;
-	return n ? caa_container_of(n, struct wref__work, node) : NULL;
-}
-
 void wref__defer_death(struct wref__work *w)
 {
 	struct trashcan *t = &tls_can;
@@ -312,14 +305,11 @@ void wref__defer_death(struct wref__work *w)
 	t->hold_tail = (struct wref__work **)&w->node.next;
 }
 
-/* queue what a death held, in the order it was held */
+/* queue what a death held, in the order it was held, in one splice */
 static void submit_held(struct wref__work *w)
 {
-	while (w) {
-		struct wref__work *next = held_next(w);
-		wref__defer(w); /* re-initialises w->node */
-		w = next;
-	}
+	if (w)
+		wref__defer_chain(w); /* re-initialises each w->node */
 }
 
 /*

@@ -8,6 +8,7 @@
 #include "internal.h" /* wref__executor_stop */
 
 #include <libgen.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 static char self_dir[4096];
@@ -372,6 +373,74 @@ START_TEST(test_init_busy_batch)
 }
 END_TEST
 
+/*
+ * Issue 18: the executor's pending count is its own (what it took into its
+ * batch and has not finished), no longer a global counter bumped by every
+ * producer.  The window in which a batch has left the shared queue but is
+ * not yet counted must still read pending: here a thread calls
+ * wref_init(INLINE) without pause while the executor moves from gate 0 to
+ * the gate-1 callback queued behind it (taking gate 1 off the shared queue
+ * in a batch of its own).  Gate 1 is pending throughout: every call must
+ * return -EBUSY.
+ */
+static _Atomic int spam_stop;
+static _Atomic long spam_zero, spam_calls;
+static void *init_spammer(void *p)
+{
+	(void)p;
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	while (!atomic_load(&spam_stop)) {
+		int ret = wref_init(&inl);
+		atomic_fetch_add(&spam_calls, 1);
+		if (ret == 0) {
+			atomic_fetch_add(&spam_zero, 1);
+			wref_config thr = { .exec_mode = WREF_EXEC_THREAD };
+			wref_init(&thr); /* put it back; the test fails anyway */
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_init_busy_batch_taken)
+{
+	atomic_store(&spam_zero, 0);
+	atomic_store(&spam_calls, 0);
+	for (int round = 0; round < 50; round++) {
+		atomic_store(&gate, 0);
+		atomic_store(&gate_started, 0);
+		atomic_store(&gate1, 0);
+		atomic_store(&gate1_started, 0);
+		atomic_store(&cb_runs[0], 0);
+		atomic_store(&cb_runs[1], 0);
+		wref_ref *g0 = kill_with(cb_gate, 0);
+		wait_started(); /* gate 0 is the executor's whole batch */
+		wref_ref *g1 = kill_with(cb_gate1, 1); /* on the shared queue */
+		atomic_store(&spam_stop, 0);
+		pthread_t t;
+		ck_assert_int_eq(pthread_create(&t, NULL, init_spammer, NULL),
+				 0);
+		atomic_store(&gate, 1); /* the executor takes gate 1 */
+		while (!atomic_load(&gate1_started))
+			sched_yield();
+		atomic_store(&spam_stop, 1);
+		pthread_join(t, NULL);
+		atomic_store(&gate1, 1);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(atomic_load(&cb_runs[0]), 1);
+		ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
+		wref_release(g0);
+		wref_release(g1);
+	}
+	ck_assert_msg(atomic_load(&spam_zero) == 0, "wref_init returned 0 "
+		      "%ld times of %ld with a callback pending",
+		      atomic_load(&spam_zero), atomic_load(&spam_calls));
+	/* nothing pending any more: the mode changes */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	ck_assert_int_eq(wref_init(&inl), 0);
+	ck_assert_int_eq(wref_init(NULL), 0);
+}
+END_TEST
+
 /* INLINE -> THREAD: another thread's inline callback, running, is pending
  * too; before the fix only the calling thread's inline queue was looked at
  * (returned 0 every run) */
@@ -671,6 +740,11 @@ static int child_checks(int nqueued, int running_at_fork)
 			return 11; /* queued in the parent: ran in the child */
 	if (atomic_load(&cb_runs[0]) != 0)
 		return 12; /* the one running at fork time is the parent's */
+	/* nothing is pending here once flushed (the parent's running item
+	 * and its executor's batch count no more): the mode changes */
+	wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+	if (wref_init(&inl) != 0 || wref_init(NULL) != 0)
+		return 21;
 	/* the library works: objects, refs, callbacks, flush */
 	void *o = wref_new(&obj_type, 8);
 	if (!o)
@@ -858,10 +932,13 @@ static void cb_fork(wref_ref *r, void *arg)
 		usleep(200);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* the child: only this thread, still inside the callback */
+		/* the child: only this thread, still inside the callback,
+		 * which is pending: no mode change */
+		wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+		int busy = wref_init(&inl) == -EBUSY;
 		void *o = wref_new(&obj_type, 8);
 		wref_release(o);
-		_exit(o ? 0 : 1);
+		_exit(o && busy ? 0 : 1);
 	}
 	int st = 0;
 	int ok = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st);
@@ -896,6 +973,79 @@ START_TEST(test_fork_in_callback_during_stop)
 	ck_assert_int_eq(wref_flush(), 0);
 	ck_assert_int_eq(atomic_load(&cb_runs[1]), 1);
 	wref_release(r2);
+}
+END_TEST
+
+/*
+ * A callback on the executor forks and the child returns from it: that
+ * thread is the child's executor and goes on with the rest of its batch
+ * (issue 18: the batch is a plain chain the fork child keeps).  The item
+ * queued behind the forking one, in the same batch, runs in the child
+ * (where it reports through the pipe and exits) and in the parent.
+ */
+static pid_t fk_parent;
+static int fk_fds[2];
+static _Atomic int fk_child_status;
+static void cb_after_fork(wref_ref *r, void *arg)
+{
+	if (getpid() != fk_parent) {
+		/* the child, on the executor thread it inherited: this item
+		 * is pending while it runs, so no mode change */
+		wref_config inl = { .exec_mode = WREF_EXEC_INLINE };
+		unsigned char c = wref_init(&inl) == -EBUSY ? 0 : 41;
+		if (write(fk_fds[1], &c, 1) != 1)
+			_exit(98);
+		_exit(c);
+	}
+	cb_count(r, arg);
+}
+
+static void cb_fork_return(wref_ref *r, void *arg)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		return; /* the child goes on with the executor's batch */
+	int st = 0, code = 100;
+	if (pid > 0) {
+		unsigned char c = 99;
+		for (int i = 0; i < 20000; i++) { /* 20 s */
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				code = WIFEXITED(st) ? WEXITSTATUS(st) : 101;
+				break;
+			}
+			usleep(1000);
+		}
+		if (code == 100)
+			kill(pid, SIGKILL); /* it never ran the next item */
+		if (code == 0 && read(fk_fds[0], &c, 1) == 1)
+			code = c;
+	}
+	atomic_store(&fk_child_status, code);
+	cb_count(r, arg);
+}
+
+START_TEST(test_fork_in_callback_child_goes_on)
+{
+	fk_parent = getpid();
+	atomic_store(&fk_child_status, -1);
+	ck_assert_int_eq(pipe(fk_fds), 0);
+	atomic_store(&gate, 0);
+	atomic_store(&gate_started, 0);
+	wref_ref *g = kill_with(cb_gate, 0);
+	wait_started();
+	/* both behind the gate: one batch once it opens */
+	wref_ref *f = kill_with(cb_fork_return, 1);
+	wref_ref *a = kill_with(cb_after_fork, 2);
+	atomic_store(&gate, 1);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(atomic_load(&fk_child_status), 0);
+	for (int i = 0; i <= 2; i++)
+		ck_assert_int_eq(atomic_load(&cb_runs[i]), 1);
+	close(fk_fds[0]);
+	close(fk_fds[1]);
+	wref_release(g);
+	wref_release(f);
+	wref_release(a);
 }
 END_TEST
 
@@ -1032,6 +1182,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_init_busy);
 	tcase_add_test(tc, test_init_busy_batch);
 	tcase_add_test(tc, test_init_busy_other_thread_inline);
+	tcase_add_test(tc, test_init_busy_batch_taken);
 	tcase_add_test(tc, test_shutdown_restart);
 	tcase_add_test(tc, test_stats_threads);
 	tcase_add_test(tc, test_shutdown_frees_other_threads);
@@ -1049,6 +1200,7 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, test_fork_idle);
 		tcase_add_test(tc, test_fork_during_flush);
 		tcase_add_test(tc, test_fork_in_callback_during_stop);
+		tcase_add_test(tc, test_fork_in_callback_child_goes_on);
 	}
 	tcase_add_test(tc, test_fork_fresh);
 	suite_add_tcase(s, tc);

@@ -318,6 +318,59 @@ START_TEST(test_release_after_seen_dead)
 }
 END_TEST
 
+/*
+ * Issue 18: the hand-off to the executor wakes it only when it sleeps, and
+ * a death's callbacks go to its queue in one splice.  One producer, so no
+ * other thread's enqueue can hide a lost wake-up: objects with 1 to 4
+ * callback refs die after random pauses (the executor spins a while, then
+ * sleeps, at any point of which the next death may come); each death's
+ * callbacks must run, without a wref_flush (whose own barrier would wake
+ * the executor), within a generous bound, exactly once each.
+ */
+static _Atomic int ho_runs[4];
+static void ho_cb(wref_ref *r, void *arg)
+{
+	atomic_fetch_add(&ho_runs[(intptr_t)arg], 1);
+	wref_release(r);
+}
+
+START_TEST(test_handoff_wakes)
+{
+	long rounds = (ct_tsan() ? 300 : 3000) * ct_scale();
+	uint64_t seed = 0x9e3779b97f4a7c15u;
+	for (long n = 0; n < rounds; n++) {
+		uint64_t x = ct_rand(&seed);
+		int k = 1 + (int)(x % 4);
+		void *o = wref_new(&obj_type, 16);
+		for (int i = 0; i < 4; i++)
+			atomic_store(&ho_runs[i], 0);
+		for (int i = 0; i < k; i++)
+			ck_assert_ptr_nonnull(wref_ref_new(o, ho_cb,
+						(void *)(intptr_t)i));
+		/* 0 to ~100 us: before, during and after the spin */
+		unsigned pause = (unsigned)(x >> 32) % 4096;
+		if (pause & 1)
+			ct_spin(pause * 16);
+		else if (pause & 2)
+			usleep(pause % 200);
+		wref_release(o);
+		double t0 = ct_now();
+		for (int i = 0; i < k; i++)
+			while (atomic_load(&ho_runs[i]) == 0) {
+				ck_assert_msg(ct_now() - t0 < 20.0, "round %ld: "
+					      "callback %d of %d not run after "
+					      "20 s (lost wake-up)", n, i, k);
+				sched_yield();
+			}
+		for (int i = 0; i < 4; i++)
+			ck_assert_int_eq(atomic_load(&ho_runs[i]), i < k);
+	}
+	ck_assert_int_eq(wref_flush(), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_le(atomic_load(&ho_runs[i]), 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress_callbacks");
@@ -326,6 +379,7 @@ int main(void)
 	tcase_add_test(tc, test_refs_racing_death);
 	tcase_add_test(tc, test_ref_made_during_death);
 	tcase_add_test(tc, test_release_after_seen_dead);
+	tcase_add_test(tc, test_handoff_wakes);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }
