@@ -22,6 +22,9 @@ struct wref_ref {
 	 * referent died but before the callbacks were collected: the callback
 	 * is still owed, so the ref's memory outlives its destroy */
 	bool owed;
+	/* set by the dying thread when it unlinked the watch for good and
+	 * fired it: the ref's release then needs no lock (ref_unpublish) */
+	_Atomic bool fired;
 	/* owed refs: the destroy and the callback run each drop one; the
 	 * last frees the memory */
 	_Atomic int owed_parties;
@@ -360,6 +363,9 @@ static void ref_fire(struct wref__watch *w)
 	/* keep the dying thread's pin: the handle stays valid inside the
 	 * callback, and ref_run releases it (an owed ref has no pin) */
 	w->pinned = false;
+	/* release: pairs with the acquire in ref_unpublish, after our
+	 * unlink under cb->lock */
+	atomic_store_explicit(&r->fired, true, memory_order_release);
 	ref_queue(r);
 }
 
@@ -388,6 +394,11 @@ void wref__ref_unpublish(void *ref)
 	bool queue = false;
 	if (!cb)
 		return; /* never attached (wref_ref_new failed) */
+	/* acquire: pairs with the release in ref_fire: the watch was
+	 * unlinked for good and the callback queued, nothing to cancel (the
+	 * usual last release, from inside or after the callback) */
+	if (atomic_load_explicit(&r->fired, memory_order_acquire))
+		return;
 	wref__lock(&cb->lock);
 	if (r->watch.pprev) {
 		if (wref__cb_flags(cb) & WREF_CB_DEAD) {
