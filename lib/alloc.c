@@ -57,7 +57,7 @@
 
 #ifdef WREF_TEST_HOOKS
 /* ---- failure injection (test build only) ------------------------------
- * Never in libwref.so or libwref_core: tests/check_hooks.sh checks that the
+ * Never in libwref.so or libwref_core: tests/build/check_hooks.sh checks that the
  * installed library neither has these symbols nor reads WREF_FAIL_ALLOC. */
 
 /* -1: injection off; n >= 0: the allocation after n more succeeds fails;
