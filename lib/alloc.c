@@ -44,7 +44,7 @@
  * WREF_ALLOCATOR=malloc in the environment forces the process malloc (for
  * valgrind, and the "--without-jemalloc" row of bench/alloc).
  */
-#include "internal.h"
+#include "alloc.h"
 
 #include <limits.h>
 #include <pthread.h>

@@ -2,7 +2,7 @@
  * lock.c - futex slow paths for the per-control-block mutex and the
  * executor's wake-ups (Drepper, "Futexes are tricky", mutex #3).
  */
-#include "internal.h"
+#include "lock.h"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>

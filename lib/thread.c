@@ -16,7 +16,7 @@
  * is a registered step (wref__thread_set_exit_step), not a call, so that
  * rcu.c -> thread.c is the only edge between the two.
  */
-#include "internal.h"
+#include "thread.h"
 
 #include <sched.h>
 
