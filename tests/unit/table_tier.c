@@ -7,8 +7,8 @@
  *    and replace hand back the replaced entry, unlink succeeds once, a
  *    user-side removal calls ops->forget and retires the entry, an
  *    object's death removes its entry without a forget, foreach visits the
- *    live entries with their objects pinned and stops at a non-zero
- *    return, clear empties the table;
+ *    live entries with their objects pinned, skips entries removed since
+ *    its snapshot and stops at a non-zero return, clear empties the table;
  *  - the tier: retention by time (the test clock, wref__clock_set), a
  *    touch refreshes an entry, retention by count (retain_max: least
  *    recently used first), forget drops the hold at once and refuses later
@@ -366,6 +366,46 @@ START_TEST(table_foreach_live_and_stop)
 }
 END_TEST
 
+struct walk_del {
+	struct tc *c;
+	struct val *o[NV];
+	int visits;
+};
+
+/* the first visit removes every other entry: the walk must skip them */
+static int visit_del(const struct wref__pin *p, void *ctx)
+{
+	struct walk_del *w = ctx;
+	if (w->visits++ == 0)
+		for (unsigned i = 0; i < NV; i++)
+			if (w->o[i] != p->obj)
+				ck_assert(tc_del(w->c, w->o[i]));
+	return 0;
+}
+
+START_TEST(table_foreach_skips_removed)
+{
+	struct wref_stats start = ct_stats();
+	counters_reset();
+	struct walk_del w = { .c = tc_new(0, 0) };
+	for (unsigned i = 0; i < NV; i++) {
+		w.o[i] = val_new(i);
+		tc_add(w.c, w.o[i], NULL);
+	}
+	/* removed since the snapshot, with their objects alive: skipped */
+	ck_assert_int_eq(wref__table_foreach(&w.c->t, visit_del, &w), 0);
+	ck_assert_int_eq(w.visits, 1);
+	ck_assert_uint_eq(wref__table_len(&w.c->t), 1);
+	ck_assert_uint_eq(atomic_load(&forgotten), NV - 1);
+	for (unsigned i = 0; i < NV; i++)
+		wref_release(w.o[i]);
+	wref_release(w.c);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(atomic_load(&retired), NV);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 /* ---- the retention tier --------------------------------------------------- */
 
 static _Atomic uint64_t fake_now;
@@ -552,6 +592,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, table_unlink_once);
 	tcase_add_test(tc, table_death_removes_entry);
 	tcase_add_test(tc, table_foreach_live_and_stop);
+	tcase_add_test(tc, table_foreach_skips_removed);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("tier");
 	tcase_set_timeout(tc, CT_TIMEOUT);
