@@ -28,6 +28,10 @@ static inline void wref__unlock(wref__lock_t *l)
 		wref__unlock_slow(l);
 }
 WREF_HIDDEN int wref__futex_wait(_Atomic uint32_t *addr, uint32_t val);
+/* the same with a relative timeout (NULL: none) */
+struct timespec;
+WREF_HIDDEN int wref__futex_wait_rel(_Atomic uint32_t *addr, uint32_t val,
+				     const struct timespec *rel);
 WREF_HIDDEN void wref__futex_wake(_Atomic uint32_t *addr, int n);
 
 #endif /* WREF_LOCK_H */

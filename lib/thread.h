@@ -51,6 +51,11 @@ WREF_HIDDEN bool wref__thread_register(void);
 /* the step run at a registered thread's exit before it leaves the
  * registry (rcu.c: hand over its retired memory); set once, at load */
 WREF_HIDDEN void wref__thread_set_exit_step(void (*fn)(struct wref__thread *));
+/* pthread_create(@th, NULL, @fn, @arg) with every signal blocked in the
+ * new thread: the library's own threads (the executor, the tiers' timer)
+ * take no signal meant for the application.  pthread_create's result. */
+WREF_HIDDEN int wref__thread_start(pthread_t *th, void *(*fn)(void *),
+				   void *arg);
 WREF_HIDDEN void wref__stat_add_late(int i, uint64_t n);
 static inline void wref__stat_add(int i, uint64_t n)
 {
