@@ -1,6 +1,6 @@
 ## wrefd.mk: examples/wrefd, a multithreaded RESP2 server on libwref
 ## (issue 8), its redis-cli integration test and its redis-benchmark run.
-##   make check            runs tests/wrefd_test.sh (skips, 77, without
+##   make check            runs tests/integration/wrefd_test.sh (skips, 77, without
 ##                         redis-cli from Debian's redis-tools)
 ##   make bench-wrefd      wrefd vs redis-server, redis-benchmark
 ##                         -t ping,set,get,incr -c 50 -n 200000 (and -P 16),
@@ -18,8 +18,8 @@ examples_wrefd_wrefd_SOURCES = \
 	examples/wrefd/resp.c
 examples_wrefd_wrefd_LDADD = lib/libwref.la -lpthread
 
-TESTS += tests/wrefd_test.sh
-EXTRA_DIST += tests/wrefd_test.sh bench/wrefd_bench.sh
+TESTS += tests/integration/wrefd_test.sh
+EXTRA_DIST += tests/integration/wrefd_test.sh bench/wrefd_bench.sh
 
 bench-wrefd: examples/wrefd/wrefd$(EXEEXT)
 	$(SHELL) $(srcdir)/bench/wrefd_bench.sh --wrefd ./examples/wrefd/wrefd$(EXEEXT) \

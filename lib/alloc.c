@@ -44,7 +44,7 @@
  * WREF_ALLOCATOR=malloc in the environment forces the process malloc (for
  * valgrind, and the "--without-jemalloc" row of bench/alloc).
  */
-#include "internal.h"
+#include "alloc.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -57,7 +57,7 @@
 
 #ifdef WREF_TEST_HOOKS
 /* ---- failure injection (test build only) ------------------------------
- * Never in libwref.so or libwref_core: tests/check_hooks.sh checks that the
+ * Never in libwref.so or libwref_core: tests/build/check_hooks.sh checks that the
  * installed library neither has these symbols nor reads WREF_FAIL_ALLOC. */
 
 /* -1: injection off; n >= 0: the allocation after n more succeeds fails;

@@ -9,7 +9,6 @@
 #include "internal.h"
 
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -231,12 +230,8 @@ static bool start_locked(void)
 	/* relaxed: under ex_mutex */
 	if (atomic_load_explicit(&ex_running, memory_order_relaxed))
 		return true;
-	sigset_t all, old;
-	sigfillset(&all);
 	/* the executor takes no signals meant for the application */
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	bool ok = pthread_create(&ex_thread, NULL, ex_main, NULL) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	bool ok = wref__thread_start(&ex_thread, ex_main, NULL) == 0;
 	if (ok)
 		/* release: pairs with the acquire in to_executor() */
 		atomic_store_explicit(&ex_running, true, memory_order_release);

@@ -39,7 +39,10 @@
  * Imports: thread.c, rcu.c, executor.c, liburcu; upper layers call
  * wref__on_fork, so nothing here calls up into them by name.
  */
-#include "internal.h"
+#include "fork.h"
+#include "executor.h"
+#include "rcu.h"
+#include "thread.h"
 
 struct fork_steps {
 	void (*prepare)(void);

@@ -5,7 +5,7 @@
  * the executor drained.  A leaf: it imports nothing, so any layer may
  * register without an import cycle through runtime.c.
  */
-#include "internal.h"
+#include "hooks.h"
 
 #include <stdlib.h>
 

@@ -2,16 +2,22 @@
  * lock.c - futex slow paths for the per-control-block mutex and the
  * executor's wake-ups (Drepper, "Futexes are tricky", mutex #3).
  */
-#include "internal.h"
+#include "lock.h"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+int wref__futex_wait_rel(_Atomic uint32_t *addr, uint32_t val,
+			 const struct timespec *rel)
+{
+	return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, rel,
+			    NULL, 0);
+}
+
 int wref__futex_wait(_Atomic uint32_t *addr, uint32_t val)
 {
-	return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL,
-			    NULL, 0);
+	return wref__futex_wait_rel(addr, val, NULL);
 }
 
 void wref__futex_wake(_Atomic uint32_t *addr, int n)

@@ -12,7 +12,8 @@
  * before it sleeps; until then at most RETIRE_BATCH - 1 dead objects per
  * thread wait for reclamation.
  */
-#include "internal.h"
+#include "rcu.h"
+#include "thread.h"
 
 #include <stdlib.h>
 

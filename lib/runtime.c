@@ -3,7 +3,10 @@
  * drain (which runs the hooks of lib/hooks.c).  Per-thread state is
  * lib/thread.c's, fork handling lib/fork.c's.
  */
-#include "internal.h"
+#include "hooks.h"
+#include "thread.h"
+#include "rcu.h"
+#include "executor.h"
 
 #include <stdlib.h>
 

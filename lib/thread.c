@@ -3,7 +3,9 @@
  * statistics counters, the memory it retired and has not handed to
  * call_rcu yet (owned by rcu.c), and its fork-guard flag; the registry of
  * those blocks, which wref_stats(), wref_shutdown() and the fork handlers
- * walk; and the fork guard itself.
+ * walk; the fork guard itself; and wref__thread_start, which starts the
+ * library's own threads (the executor, the tiers' timer) with every signal
+ * blocked.
  *
  * A thread registers on its first use of the library (rule 10: threads
  * never register explicitly) and leaves the registry at its exit, from a
@@ -16,9 +18,10 @@
  * is a registered step (wref__thread_set_exit_step), not a call, so that
  * rcu.c -> thread.c is the only edge between the two.
  */
-#include "internal.h"
+#include "thread.h"
 
 #include <sched.h>
+#include <signal.h>
 
 __thread struct wref__thread wref__tls_thread
 	__attribute__((tls_model("initial-exec")));
@@ -287,4 +290,14 @@ struct rcu_head *wref__threads_fork_child(void)
 __attribute__((constructor)) static void thread_init(void)
 {
 	pthread_key_create(&exit_key, thread_exit);
+}
+
+int wref__thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(th, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
 }

@@ -5,11 +5,7 @@
  */
 #include "tier.h"
 
-#include <linux/futex.h>
-#include <signal.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Retention state of a node.  The tier's hold (a strong ref to the
  * object, an entry count, one in tier->n) is taken by wref__tier_touch
@@ -24,10 +20,12 @@ enum { TS_IDLE = 0, TS_HELD = 1, TS_REMOVED = 2 };
 
 static uint64_t (*_Atomic clock_fn)(void);
 
-static uint64_t mono_ms(void)
+/* milliseconds of @clock: CLOCK_MONOTONIC_COARSE for the tiers' stamps
+ * (wref__clock_ms), CLOCK_MONOTONIC for the timer thread's deadlines */
+static uint64_t clock_ms(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
@@ -36,7 +34,7 @@ uint64_t wref__clock_ms(void)
 	/* relaxed: a test hook, set before use */
 	uint64_t (*fn)(void) = atomic_load_explicit(&clock_fn,
 						    memory_order_relaxed);
-	return fn ? fn() : mono_ms();
+	return fn ? fn() : clock_ms(CLOCK_MONOTONIC_COARSE);
 }
 
 void wref__clock_set(uint64_t (*fn)(void))
@@ -389,10 +387,7 @@ static void *timer_main(void *gen)
 	for (;;) {
 		struct wref__tier *due[SCAN_BATCH];
 		uint32_t seq = atomic_load(&timer_seq);
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000 +
-			       (uint64_t)ts.tv_nsec / 1000000, next;
+		uint64_t now = clock_ms(CLOCK_MONOTONIC), next;
 		pthread_mutex_lock(&reg_lock);
 		if ((uintptr_t)gen != timer_gen) { /* stopped by the hook */
 			pthread_mutex_unlock(&reg_lock);
@@ -410,8 +405,7 @@ static void *timer_main(void *gen)
 			to.tv_nsec = (long)(d % 1000) * 1000000;
 			tp = &to;
 		}
-		syscall(SYS_futex, &timer_seq, FUTEX_WAIT_PRIVATE, seq, tp,
-			NULL, 0);
+		wref__futex_wait_rel(&timer_seq, seq, tp);
 	}
 	return NULL;
 }
@@ -421,13 +415,8 @@ static void timer_start(void)
 {
 	if (timer_running)
 		return;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&timer_th, NULL, timer_main,
-			   (void *)timer_gen) == 0)
+	if (wref__thread_start(&timer_th, timer_main, (void *)timer_gen) == 0)
 		timer_running = true;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* wref_shutdown hook: once no map with a retention tier is left, the

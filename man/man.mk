@@ -79,7 +79,7 @@ MAN_IN_FILES = \
 ## man/AREA.3.in (python3), shipped in the tarball (no python3 needed to
 ## install from it) and installed by make install
 dist_man3_MANS = $(MAN_AREA_PAGES) $(MAN_LINK_PAGES)
-EXTRA_DIST += man/mkman.py man/man.stamp $(MAN_IN_FILES) tests/man_check.sh
+EXTRA_DIST += man/mkman.py man/man.stamp $(MAN_IN_FILES) tests/build/man_check.sh
 MAINTAINERCLEANFILES = $(dist_man3_MANS) man/man.stamp
 $(dist_man3_MANS): man/man.stamp
 man/man.stamp: $(srcdir)/man/mkman.py $(srcdir)/include/wref.h \
@@ -92,4 +92,4 @@ man/man.stamp: $(srcdir)/man/mkman.py $(srcdir)/include/wref.h \
 ## make check: groff -man -ww reports nothing on any page, every link page
 ## names an area page, and this list matches the header (skipped without
 ## groff)
-TESTS += tests/man_check.sh
+TESTS += tests/build/man_check.sh

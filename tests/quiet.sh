@@ -4,7 +4,7 @@
 # passing run prints only what is worth reading:
 #
 #  * lines a passing test is expected to print are dropped, and checked:
-#    tests/check_object provokes the library's saturation warning and its
+#    tests/integration/check_object provokes the library's saturation warning and its
 #    over-release misuse report (an abort naming it with --enable-debug)
 #    on purpose; the test fails here if the saturation warning is missing;
 #  * under AddressSanitizer, LeakSanitizer's "Running thread N was not

@@ -4,11 +4,11 @@
 
 ## ---- Check suites --------------------------------------------------------
 if HAVE_CHECK
-TESTS += tests/misuse tests/check_alloc_fail
-check_PROGRAMS += tests/misuse tests/check_alloc_fail
-tests_misuse_SOURCES = tests/misuse.c
-tests_misuse_CFLAGS = $(WREF_TEST_CFLAGS)
-tests_misuse_LDADD = $(WREF_TEST_LIBS)
+TESTS += tests/regression/misuse tests/integration/check_alloc_fail
+check_PROGRAMS += tests/regression/misuse tests/integration/check_alloc_fail
+tests_regression_misuse_SOURCES = tests/regression/misuse.c
+tests_regression_misuse_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_regression_misuse_LDADD = $(WREF_TEST_LIBS)
 
 ## the same catalogue against an --enable-debug copy of the library, so
 ## the debug build's promises (abort naming the misuse, the quarantine that
@@ -18,30 +18,30 @@ check_LTLIBRARIES += lib/libwref_debug.la
 lib_libwref_debug_la_SOURCES = $(lib_libwref_core_la_SOURCES)
 lib_libwref_debug_la_CFLAGS = $(lib_libwref_core_la_CFLAGS) -DWREF_DEBUG=1
 lib_libwref_debug_la_LIBADD = $(lib_libwref_core_la_LIBADD)
-TESTS += tests/misuse_debug
-check_PROGRAMS += tests/misuse_debug
-tests_misuse_debug_SOURCES = tests/misuse.c
-tests_misuse_debug_CFLAGS = $(WREF_TEST_CFLAGS) -DWREF_DEBUG=1
-tests_misuse_debug_LDADD = lib/libwref_debug.la $(CHECK_LIBS) -lpthread
+TESTS += tests/regression/misuse_debug
+check_PROGRAMS += tests/regression/misuse_debug
+tests_regression_misuse_debug_SOURCES = tests/regression/misuse.c
+tests_regression_misuse_debug_CFLAGS = $(WREF_TEST_CFLAGS) -DWREF_DEBUG=1
+tests_regression_misuse_debug_LDADD = lib/libwref_debug.la $(CHECK_LIBS) -lpthread
 endif
-tests_check_alloc_fail_SOURCES = tests/check_alloc_fail.c
-tests_check_alloc_fail_CFLAGS = $(WREF_TEST_CFLAGS)
-tests_check_alloc_fail_LDADD = $(WREF_TEST_LIBS)
+tests_integration_check_alloc_fail_SOURCES = tests/integration/check_alloc_fail.c
+tests_integration_check_alloc_fail_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_integration_check_alloc_fail_LDADD = $(WREF_TEST_LIBS)
 ## the sweep observes every allocation of the (static) core library
-tests_check_alloc_fail_LDFLAGS = $(AM_LDFLAGS) \
+tests_integration_check_alloc_fail_LDFLAGS = $(AM_LDFLAGS) \
 	-Wl,--wrap=wref__alloc -Wl,--wrap=wref__zalloc
 endif
 
 ## ---- torture: short in make check, `make torture SECONDS=600` for long ----
-TESTS += tests/torture
-check_PROGRAMS += tests/torture
-tests_torture_SOURCES = tests/torture.c
-tests_torture_CFLAGS = $(AM_CFLAGS)
-tests_torture_LDADD = lib/libwref_core.la -lpthread
+TESTS += tests/stress/torture
+check_PROGRAMS += tests/stress/torture
+tests_stress_torture_SOURCES = tests/stress/torture.c
+tests_stress_torture_CFLAGS = $(AM_CFLAGS)
+tests_stress_torture_LDADD = lib/libwref_core.la -lpthread
 SECONDS ?= 600
 THREADS ?= 0
-torture: tests/torture$(EXEEXT)
-	./tests/torture$(EXEEXT) -s $(SECONDS) -t $(THREADS) $(SEED)
+torture: tests/stress/torture$(EXEEXT)
+	./tests/stress/torture$(EXEEXT) -s $(SECONDS) -t $(THREADS) $(SEED)
 .PHONY: torture
 
 ## ---- fuzzing ---------------------------------------------------------------
@@ -103,7 +103,7 @@ clean-fuzz:
 ## several suites rely on per-test process isolation; VALGRIND_CK_FORK=no
 ## runs each suite in one process.  Test time limits are stretched x20.
 ## liburcu-bp falls back from sys_membarrier under valgrind by itself.
-VALGRIND_SKIP = tests/torture examples/check_examples.sh tests/wrefd_test.sh
+VALGRIND_SKIP = tests/stress/torture examples/check_examples.sh tests/integration/wrefd_test.sh
 VALGRIND_TESTS = $(filter-out $(VALGRIND_SKIP),$(foreach t,$(TESTS),$(if $(findstring stress,$(t)),,$(t))))
 VALGRIND_CK_FORK = yes
 VALGRIND_CMD = valgrind -q --error-exitcode=1 --leak-check=full \

@@ -8,7 +8,7 @@
  * restarted executor).  A cleared slot is not called.  The test program
  * makes no retention tier, so the tier slot is free for the test.
  */
-#include "../core_test.h"
+#include "core_test.h"
 
 #include <sys/wait.h>
 

@@ -7,7 +7,7 @@
  * Run by make check and under TSan (which also sees any data race a
  * broken lock would let through).
  */
-#include "../core_test.h"
+#include "core_test.h"
 #include "table.h"
 
 #include <sched.h>
