@@ -10,14 +10,16 @@
 
 /* ---- entries ------------------------------------------------------------ */
 
-static void entry_fire(struct wref__watch *w)
+static bool entry_fire(struct wref__watch *w, bool pinned)
 {
 	struct wref__entry *e = caa_container_of(w, struct wref__entry, watch);
+	(void)pinned;
 	/* inside the dying thread's read-side section, the owner pinned:
 	 * remove exactly this node; a newer entry under the key survives */
 	if (wref__entry_unlink(e))
 		wref__entry_put(e); /* the table count */
 	wref__entry_put(e);         /* the watch count: the fire is over */
+	return false;
 }
 
 void wref__entry_init(struct wref__table *t, struct wref__entry *e,
@@ -25,13 +27,8 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 {
 	cds_lfht_node_init(&e->node);
 	e->cb = cb;
-	e->mem = cb ? cb->mem : NULL;
-	e->watch.next = NULL;
-	e->watch.pprev = NULL;
-	e->watch.fire = entry_fire;
-	e->watch.owner = t->owner;
-	e->watch.is_ref = false;
-	e->watch.pinned = false;
+	e->watch.link = 0;
+	e->watch.ops = &t->wops;
 	atomic_init(wref__entry_refs(e), cb ? 2 : 1);
 	if (cb)
 		wref__cb_hold(cb);
@@ -203,7 +200,10 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	if ((void *)t != owner)
 		abort(); /* a layout error of a container, not a runtime one */
 	t->ops = ops;
-	t->owner = owner;
+	t->wops.fire = entry_fire;
+	t->wops.owner = owner;
+	t->wops.off = 0;
+	t->wops.is_ref = false;
 	atomic_init(&t->len, 0);
 	atomic_init(&t->buckets, init);
 	atomic_init(&t->growing, 0);
@@ -237,7 +237,7 @@ static void grow_run(struct wref__work *w)
 	/* release: pairs with the exchange in wref__table_grow (a later grow
 	 * sees our buckets) */
 	atomic_store_explicit(&t->growing, 0, memory_order_release);
-	wref_release(t->owner); /* may destroy the container: last */
+	wref_release(t->wops.owner); /* may destroy the container: last */
 }
 
 void wref__table_grow(struct wref__table *t)
@@ -246,7 +246,7 @@ void wref__table_grow(struct wref__table *t)
 	 * free again); release is not needed but harmless */
 	if (atomic_exchange_explicit(&t->growing, 1, memory_order_acq_rel))
 		return;
-	wref_retain(t->owner); /* the work keeps the container */
+	wref_retain(t->wops.owner); /* the work keeps the container */
 	t->grow.run = grow_run;
 	wref__defer(&t->grow);
 }
@@ -461,7 +461,7 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	 * after a grace period */
 	if (wref__cb_dead(e->cb))
 		return 0;
-	struct wref__hdr *mem = e->mem;
+	struct wref__hdr *mem = e->cb->mem;
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
 	if (wref__type(mem)->equal != kt->equal)
 		return 0;
@@ -520,7 +520,7 @@ int wref__table_foreach(struct wref__table *t,
 	/* fn may release the container's last user ref: the walk holds its
 	 * own until its last entry hold is dropped (a retire reads the ops
 	 * through the container) */
-	void *owner = wref_retain(t->owner);
+	void *owner = wref_retain(t->wops.owner);
 	struct wref__entry **v;
 	ssize_t n = snapshot(t, &v);
 	if (n < 0) {

@@ -71,51 +71,53 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
-/* Cold fields first and the lookup's hot fields (cb, mem, node) last, so
- * a container can put its key right after them on the same cache line.
- * 72 bytes.
+/* The watch (cold) first and the lookup's hot fields (cb, node) last, so a
+ * container can put its key right after them: 48 bytes, and a valmap
+ * entry with a 16-byte key fills one 64-byte class (one cache line).
  *
  * The watch is live while the entry is linked on its block; the rcu head
  * and the work item are used only from retirement on, when the watch is
  * unlinked for good (its count was dropped: wref__watch_del returned true,
  * or the fire is over) and nothing reads it again, so they share its
- * memory.  The retirement count lives in the watch's aux word, which
- * neither the rcu head nor the work item covers. */
+ * memory.  The retirement count follows, outside them.  The watch's ops
+ * are the table's own (wops), which name the container: the entry finds
+ * its table through them (wref__entry_table).
+ *
+ * No copy of cb->mem: a hit's prefetch of the object's header waits for
+ * the block's line (the entry's 64 bytes have no room for it). */
 struct wref__entry {
 	union {
 		struct wref__watch watch; /* fire = prompt removal */
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
+	_Atomic uint32_t refs; /* the retirement count (see above) */
+	uint32_t aux;          /* the container's word (valmap: key length) */
 	/* control block of the watched object, held; NULL for a placeholder
 	 * entry that watches nothing (a CREATE_ONCE pending entry) */
 	struct wref__cb *cb;
-	/* cb->mem, the object's header (constant), here so that a hit can
-	 * fetch the block's line and the header's line at once (vm_match).
-	 * Read only by prefetches and by by-value matches, whose members'
-	 * memory outlives the read-side section (the block's mem_rcu flag,
-	 * set by wref__key_cb): any other object's memory is freed at its
-	 * death */
-	struct wref__hdr *mem;
 	struct cds_lfht_node node;
 };
-_Static_assert(offsetof(struct wref__watch, aux) >= sizeof(struct rcu_head) &&
-	       offsetof(struct wref__watch, aux) >= sizeof(struct wref__work),
-	       "the retirement count must survive the rcu head and work item");
+_Static_assert(sizeof(struct wref__watch) >= sizeof(struct rcu_head) &&
+	       sizeof(struct wref__watch) >= sizeof(struct wref__work),
+	       "the rcu head and work item fit in the watch");
+_Static_assert(sizeof(struct wref__entry) == 48, "a table entry is 48 bytes");
 
 /* the retirement count (see above) */
 static inline _Atomic uint32_t *wref__entry_refs(struct wref__entry *e)
 {
-	return &e->watch.aux;
+	return &e->refs;
 }
 
 /* A container's payload starts with its struct wref__table (the table is
- * found from an entry through the watch's owner, which saves a pointer per
+ * found from an entry through its watch's ops, which saves a pointer per
  * entry). */
 struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
-	void *owner; /* the container object: owner of every entry's watch */
+	/* every entry's watch ops: wops.owner is the container object,
+	 * owner of every entry's watch */
+	struct wref__watch_ops wops;
 	/* the lfht's buckets as we last sized it (a power of two): an add
 	 * that takes len to twice this queues a resize (wref__table_grow) */
 	_Atomic unsigned long buckets;
@@ -131,7 +133,9 @@ struct wref__table {
 
 static inline struct wref__table *wref__entry_table(struct wref__entry *e)
 {
-	return (struct wref__table *)e->watch.owner;
+	/* the watch's ops are constant from wref__entry_init until the
+	 * entry retires (the rcu head then covers them) */
+	return caa_container_of(e->watch.ops, struct wref__table, wops);
 }
 
 /* Initialise @t for the container object @owner (@t must be at the start
