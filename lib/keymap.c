@@ -146,6 +146,7 @@ void *wref_keymap_pop(wref_keymap *m, const void *key)
 		return NULL;
 	void *v = wref_retain(k->value);
 	wref__entry_removed(&k->e);
+	wref__table_grow_check(&m->t);
 	return v;
 }
 
@@ -157,6 +158,7 @@ int wref_keymap_del(wref_keymap *m, const void *key)
 	if (!k)
 		return -errno;
 	wref__entry_removed(&k->e);
+	wref__table_grow_check(&m->t);
 	return 0;
 }
 

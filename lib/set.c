@@ -82,6 +82,7 @@ int wref_set_discard(wref_set *s, const void *obj)
 		wref__rcu_unlock();
 		if (un) {
 			wref__entry_removed(e);
+			wref__table_grow_check(&s->t);
 			return 0;
 		}
 		if (!e)

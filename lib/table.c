@@ -206,15 +206,32 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	t->wops.is_ref = false;
 	atomic_init(&t->len, 0);
 	atomic_init(&t->buckets, init);
+	t->min_buckets = init;
 	atomic_init(&t->growing, 0);
 	/* the flavour is urcu-bp (included first by internal.h): no thread
 	 * registration needed; liburcu registers its fork handlers with the
 	 * flavour on the first table */
-	t->ht = cds_lfht_new(init, 16, 0,
-			     CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	t->ht = cds_lfht_new(init, 16, 0, 0, NULL); /* we resize: grow_run */
 	if (!t->ht)
 		return -ENOMEM;
 	return 0;
+}
+
+/* jemalloc's control call: weak, NULL unless some loaded object defines it
+ * (as for mallocx in alloc.c) */
+extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
+		   size_t newlen) __attribute__((weak));
+
+/* A resize allocates the lfht's bucket arrays for the new orders (up to
+ * 8 KiB in small size classes), and a jemalloc thread cache fills each
+ * class with several regions at once: after a table's growth from 16 to
+ * 16384 buckets the resizing thread kept ~150 KiB of spare regions nobody
+ * else uses (7 bytes per entry of a 20000-entry map).  Hand them back;
+ * resizes are rare (log2 of the table's size in all). */
+static void trim_tcache(void)
+{
+	if (mallctl)
+		(void)mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 }
 
 static void grow_run(struct wref__work *w)
@@ -225,14 +242,22 @@ static void grow_run(struct wref__work *w)
 		/* relaxed: only this work writes buckets */
 		unsigned long b = atomic_load_explicit(&t->buckets,
 						       memory_order_relaxed);
-		if (n < 2 * b || b >= (1UL << 30))
+		unsigned long nb = b;
+		if (n >= 2 * b && b < (1UL << 30)) {
+			while (2 * nb <= n && nb < (1UL << 30))
+				nb <<= 1;
+		} else if (n < b / 8 && b > t->min_buckets) {
+			while (nb > n && nb > t->min_buckets)
+				nb >>= 1;
+		} else {
 			break;
-		while (2 * b <= n && b < (1UL << 30))
-			b <<= 1;
+		}
+		b = nb;
 		/* on the executor: not inside a read-side section, as
 		 * cds_lfht_resize (a grace period) requires */
 		cds_lfht_resize(t->ht, b);
 		atomic_store_explicit(&t->buckets, b, memory_order_relaxed);
+		trim_tcache();
 	}
 	/* release: pairs with the exchange in wref__table_grow (a later grow
 	 * sees our buckets) */
@@ -319,6 +344,7 @@ void wref__table_clear(struct wref__table *t)
 	do
 		clear_walk(t, &more);
 	while (more);
+	wref__table_grow_check(t);
 }
 
 static void table_gone_run(struct wref__work *w)

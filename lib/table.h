@@ -119,8 +119,10 @@ struct wref__table {
 	 * owner of every entry's watch */
 	struct wref__watch_ops wops;
 	/* the lfht's buckets as we last sized it (a power of two): an add
-	 * that takes len to twice this queues a resize (wref__table_grow) */
+	 * that takes len to twice this, or a removal that takes it under an
+	 * eighth of it, queues a resize (wref__table_grow) */
 	_Atomic unsigned long buckets;
+	unsigned long min_buckets; /* the initial size: never shrunk below */
 	_Atomic uint32_t growing;  /* a resize is queued (grow holds owner) */
 	struct wref__work grow;
 	/* live entries: changed only by the winner of an lfht add/del.  Kept
@@ -163,21 +165,29 @@ static inline size_t wref__table_len(struct wref__table *t)
 }
 
 /* Queue a resize of the lfht to the largest power of two <= len (load
- * factor 1 to 2), unless one is queued; outside read-side sections. */
+ * factor 1 to 2; never below the initial size), unless one is queued;
+ * outside read-side sections. */
 WREF_HIDDEN void wref__table_grow(struct wref__table *t);
-/* After an insert (outside the read-side section): grow the lfht if len
- * reached twice its buckets.  liburcu's own policy (AUTO_RESIZE |
- * ACCOUNTING) resizes only when a committed count (per-CPU batches of
- * 1024) is a power of two and 8 times the size, lazily: after a burst of
- * inserts a table could stay at any load up to 8, and lookups walk those
- * chains (issue 18 item 1). */
+/* After an insert or a user-side removal (outside the read-side section;
+ * never from the container's teardown): resize the lfht if len reached
+ * twice its buckets or fell under an eighth of them.  The tables are
+ * created without liburcu's AUTO_RESIZE and ACCOUNTING: its policy
+ * resizes only when a committed count (per-CPU batches of 1024) is a
+ * power of two and 8 times the size, lazily (after a burst of inserts a
+ * table could stay at any load up to 8, and lookups walk those chains:
+ * issue 18 item 1); its small-table growth on chains of 3 ran on its own
+ * worker thread, whose allocator cache then kept the bucket arrays' spare
+ * regions (~150 KiB per process); and ACCOUNTING costs every add and del
+ * a per-CPU counter update.  A map emptied by deaths alone shrinks at its
+ * next insert or removal. */
 static inline void wref__table_grow_check(struct wref__table *t)
 {
 	/* relaxed: hints; wref__table_grow's exchange decides, and its work
 	 * re-reads both */
 	unsigned long b = atomic_load_explicit(&t->buckets,
 					       memory_order_relaxed);
-	if (wref_unlikely(wref__table_len(t) >= 2 * b))
+	size_t n = wref__table_len(t);
+	if (wref_unlikely(n >= 2 * b || (n < b / 8 && b > t->min_buckets)))
 		wref__table_grow(t);
 }
 

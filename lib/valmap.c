@@ -615,8 +615,10 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 	vm_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
-	if (obj)
+	if (obj) {
 		wref__entry_removed(e);
+		wref__table_grow_check(&m->t);
+	}
 	return obj;
 }
 
@@ -632,6 +634,7 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 	if (!obj)
 		return -ENOENT;
 	wref__entry_removed(e);
+	wref__table_grow_check(&m->t);
 	wref_release(obj);
 	return 0;
 }

@@ -206,6 +206,41 @@ START_TEST(test_many_watches_one_object)
 }
 END_TEST
 
+/* the table grows to load 1-2 on inserts and shrinks back (not below its
+ * initial size) once removals take it under an eighth of its buckets */
+START_TEST(test_resize_both_ways)
+{
+	enum { N = 5000 };
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct wref__table *t = (struct wref__table *)(void *)m;
+	struct item *a = item_new(&item_type, 1, NULL);
+	char k[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_set(m, k, strlen(k), a), 0);
+	}
+	wref_flush(); /* the resize runs on the executor */
+	ck_assert_uint_eq(atomic_load(&t->buckets), 4096);
+	for (int i = 10; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_del(m, k, strlen(k)), 0);
+	}
+	wref_flush();
+	ck_assert_uint_eq(atomic_load(&t->buckets), t->min_buckets);
+	ck_assert_uint_eq(wref_valmap_len(m), 10);
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		void *o = wref_valmap_get(m, k, strlen(k));
+		ck_assert(i < 10 ? o == a : o == NULL);
+		wref_release(o);
+	}
+	wref_release(a);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 START_TEST(test_replace_then_old_dies)
 {
 	wref_valmap *m = wref_valmap_new(NULL);
@@ -1022,6 +1057,7 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_set_get_del);
 	tcase_add_test(tc, test_prompt_removal);
 	tcase_add_test(tc, test_many_watches_one_object);
+	tcase_add_test(tc, test_resize_both_ways);
 	tcase_add_test(tc, test_replace_then_old_dies);
 	tcase_add_test(tc, test_key_lengths);
 	tcase_add_test(tc, test_clear);
