@@ -126,7 +126,7 @@ static struct km_entry *take(wref_keymap *m, const void *key)
 		if (!k)
 			return NULL;
 		wref__rcu_lock();
-		bool un = wref__entry_unlink(&k->e);
+		bool un = wref__entry_unlink(&m->t, &k->e);
 		wref__rcu_unlock();
 		if (un) {
 			wref__entry_put(&k->e); /* our pin; the table count

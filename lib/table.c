@@ -16,7 +16,7 @@ static bool entry_fire(struct wref__watch *w, bool pinned)
 	(void)pinned;
 	/* inside the dying thread's read-side section, the owner pinned:
 	 * remove exactly this node; a newer entry under the key survives */
-	if (wref__entry_unlink(e))
+	if (wref__entry_unlink(wref__entry_table(e), e))
 		wref__entry_put(e); /* the table count */
 	wref__entry_put(e);         /* the watch count: the fire is over */
 	return false;
@@ -111,9 +111,8 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 	return true;
 }
 
-bool wref__entry_unlink(struct wref__entry *e)
+bool wref__entry_unlink(struct wref__table *t, struct wref__entry *e)
 {
-	struct wref__table *t = wref__entry_table(e);
 	if (cds_lfht_del(t->ht, &e->node) != 0)
 		return false;
 	if (e->cb)
@@ -323,7 +322,7 @@ static size_t clear_walk(struct wref__table *t, bool *more)
 			*more = true;
 			break;
 		}
-		if (wref__entry_unlink(e))
+		if (wref__entry_unlink(t, e))
 			l.v[l.n++] = e;
 	}
 	wref__rcu_unlock();

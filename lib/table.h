@@ -35,7 +35,7 @@
  * Typical user-side removal:
  *	wref__rcu_lock();
  *	e = wref__table_lookup(t, hash, &key);
- *	bool mine = e && wref__entry_unlink(e);
+ *	bool mine = e && wref__entry_unlink(t, e);
  *	wref__rcu_unlock();
  *	if (mine)
  *		wref__entry_removed(e);  // the table count kept e valid
@@ -136,7 +136,10 @@ struct wref__table {
 static inline struct wref__table *wref__entry_table(struct wref__entry *e)
 {
 	/* the watch's ops are constant from wref__entry_init until the
-	 * entry retires (the rcu head then covers them) */
+	 * entry retires, when the rcu head covers them: only a holder of a
+	 * count (or the fire) may call this.  An entry merely found under
+	 * RCU may be retiring: take its table from the caller (as
+	 * wref__entry_unlink does) */
 	return caa_container_of(e->watch.ops, struct wref__table, wops);
 }
 
@@ -218,10 +221,12 @@ WREF_HIDDEN struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 WREF_HIDDEN bool wref__entry_replace(struct wref__entry *old,
 				     struct wref__entry *e, uint64_t hash,
 				     const void *key);
-/* cds_lfht_del of exactly @e (inside a read-side section); on success
+/* cds_lfht_del of exactly @e of @t (inside a read-side section; @e may be
+ * retiring, so its table comes from the caller); on success
  * len is decremented and the caller owns the table count (drop it with
  * wref__entry_removed() outside the read-side section, or inside a fire). */
-WREF_HIDDEN bool wref__entry_unlink(struct wref__entry *e);
+WREF_HIDDEN bool wref__entry_unlink(struct wref__table *t,
+				    struct wref__entry *e);
 /* After a successful unlink/replace by a user-side removal: unarm the
  * watch (dropping its count if we unlinked it) and drop the table count. */
 WREF_HIDDEN void wref__entry_removed(struct wref__entry *e);

@@ -434,7 +434,7 @@ static void goc_once_failed(struct goc *g)
 {
 	int err = errno;
 	wref__rcu_lock();
-	bool un = wref__entry_unlink(&g->p->e);
+	bool un = wref__entry_unlink(&g->m->t, &g->p->e);
 	wref__rcu_unlock();
 	if (un)
 		wref__entry_removed(&g->p->e);
@@ -592,7 +592,7 @@ static void *take(wref_valmap *m, const void *key, size_t len,
 		wref__rcu_lock();
 		struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
 		void *obj = e ? wref__entry_upgrade(e) : NULL;
-		bool un = obj && wref__entry_unlink(e);
+		bool un = obj && wref__entry_unlink(&m->t, e);
 		wref__rcu_unlock();
 		if (un) {
 			*out = e;

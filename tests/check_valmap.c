@@ -226,7 +226,10 @@ START_TEST(test_resize_both_ways)
 		ck_assert_int_eq(wref_valmap_del(m, k, strlen(k)), 0);
 	}
 	wref_flush();
-	ck_assert_uint_eq(atomic_load(&t->buckets), t->min_buckets);
+	/* load >= 1/8 once shrunk (10 entries: <= 64 buckets; 128 if the
+	 * last removal's check met the previous resize still finishing) */
+	ck_assert_uint_le(atomic_load(&t->buckets), 128);
+	ck_assert_uint_ge(atomic_load(&t->buckets), t->min_buckets);
 	ck_assert_uint_eq(wref_valmap_len(m), 10);
 	for (int i = 0; i < N; i++) {
 		snprintf(k, sizeof k, "key%d", i);
