@@ -116,15 +116,22 @@ static void fin_run(struct wref__work *w)
 }
 
 /* the object died: no user code here, queue the run */
-static void fin_fire(struct wref__watch *w)
+static bool fin_fire(struct wref__watch *w, bool pinned)
 {
 	struct wref_finalizer *f =
 		caa_container_of(w, struct wref_finalizer, watch);
+	(void)pinned;
 	if (!claim(f, FIN_CLAIMED))
-		return;
+		return false;
 	f->work.run = fin_run;
 	wref__defer_death(&f->work);
+	return false;
 }
+
+static const struct wref__watch_ops fin_watch_ops = {
+	.fire = fin_fire,
+	.off = offsetof(struct wref_finalizer, watch),
+};
 
 /* shutdown hook: run every armed at-exit finalizer once, outside the lock,
  * until the registry is empty: those the finalizers arm run too (CPython's
@@ -201,8 +208,7 @@ wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg), void *arg,
 	f->arg = arg;
 	atomic_init(&f->state, FIN_ARMED);
 	CDS_INIT_LIST_HEAD(&f->rnode);
-	f->watch.fire = fin_fire;
-	f->watch.owner = f;
+	f->watch.ops = &fin_watch_ops;
 	wref_retain(f); /* the library's ref, owned by the claim's winner */
 	if (flags & WREF_FIN_ATEXIT) {
 		hook_once();
@@ -213,7 +219,7 @@ wref_finalizer *wref_finalize(void *obj, void (*fn)(void *arg), void *arg,
 	/* the caller holds a strong ref, so @obj cannot be dead; should it
 	 * be (misuse), the finalizer runs as for a death */
 	if (wref__watch_add(cb, &f->watch) < 0)
-		fin_fire(&f->watch);
+		fin_fire(&f->watch, false);
 	return f;
 }
 

@@ -33,24 +33,42 @@
  * each watch's owner (a wref object: the ref, the container) with a
  * tryget, unlinks the watch and, after dropping the lock, calls fire().
  * An owner that cannot be pinned is dying; its destroy unlinks the watch.
+ *
+ * Two words: the list is singly linked (new watches at the head), so an
+ * unlink walks the list up to the watch under cb->lock.  Most objects have
+ * one or two watches; an object watched by k entries costs a removal O(k)
+ * (k user-side removals of those entries O(k^2) in all; a death collects
+ * them all in one walk, O(k)).  What the kind of watch does and who owns it
+ * is in a constant ops struct: a static one per kind, or (container
+ * entries) the table's own, which names the container, so an entry needs
+ * no owner pointer.
  */
-struct wref__watch {
-	struct wref__watch *next, **pprev; /* under cb->lock; pprev NULL =
-					      not linked */
-	/* runs with no lock held, the owner pinned, inside an RCU read-side
-	 * section (so it may cds_lfht_del; it must not block or call user
-	 * code: queue that with wref__defer) */
-	void (*fire)(struct wref__watch *w);
-	void *owner;                         /* wref object (payload ptr) */
-	bool is_ref;                         /* a wref_ref (getweakrefs) */
-	/* set before fire(): the dying thread pinned owner; a fire that
-	 * keeps that strong ref (hands it on) clears it */
-	bool pinned;
-	/* the watch owner's own word, never touched by ref.c (it fills the
-	 * struct's tail padding): a container entry keeps its retirement
-	 * count here (table.h) */
-	_Atomic uint32_t aux;
+struct wref__watch;
+struct wref__watch_ops {
+	/* runs with no lock held, the owner pinned if @pinned, inside an
+	 * RCU read-side section (so it may cds_lfht_del; it must not block
+	 * or call user code: queue that with wref__defer).  Returns true if
+	 * it kept the dying thread's pin (hands that strong ref on) */
+	bool (*fire)(struct wref__watch *w, bool pinned);
+	/* the owner (wref object payload) of every watch with these ops, or
+	 * NULL: the owner is the object the watch is embedded in, @off bytes
+	 * before it */
+	void *owner;
+	size_t off;
+	bool is_ref; /* a wref_ref (getweakrefs) */
 };
+struct wref__watch {
+	/* under cb->lock: 0 while not linked, else the next watch's address
+	 * | 1 (its low bit: linked; the list's last has just the bit) */
+	uintptr_t link;
+	const struct wref__watch_ops *ops;
+};
+#define WREF__WATCH_LINKED ((uintptr_t)1)
+static inline void *wref__watch_owner(const struct wref__watch *w)
+{
+	const struct wref__watch_ops *o = w->ops;
+	return o->owner ? o->owner : (void *)((char *)w - o->off);
+}
 
 /*
  * The control block ("side table", docs/core.md): 64 bytes, one jemalloc

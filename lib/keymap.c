@@ -126,7 +126,7 @@ static struct km_entry *take(wref_keymap *m, const void *key)
 		if (!k)
 			return NULL;
 		wref__rcu_lock();
-		bool un = wref__entry_unlink(&k->e);
+		bool un = wref__entry_unlink(&m->t, &k->e);
 		wref__rcu_unlock();
 		if (un) {
 			wref__entry_put(&k->e); /* our pin; the table count
@@ -146,6 +146,7 @@ void *wref_keymap_pop(wref_keymap *m, const void *key)
 		return NULL;
 	void *v = wref_retain(k->value);
 	wref__entry_removed(&k->e);
+	wref__table_grow_check(&m->t);
 	return v;
 }
 
@@ -157,6 +158,7 @@ int wref_keymap_del(wref_keymap *m, const void *key)
 	if (!k)
 		return -errno;
 	wref__entry_removed(&k->e);
+	wref__table_grow_check(&m->t);
 	return 0;
 }
 

@@ -78,8 +78,7 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 	n->mem = wref__hdr(obj);
 	atomic_init(&n->holds, shared || first ? 2 : 1);
 	if (first) {
-		first->next = NULL;
-		first->pprev = (struct wref__watch **)&n->watches;
+		first->link = WREF__WATCH_LINKED; /* the only one */
 		atomic_init(&n->watches, first);
 	}
 	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
@@ -156,7 +155,7 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 		if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
 			/* cannot happen while the caller holds its ref */
 			if (first)
-				first->pprev = NULL;
+				first->link = 0;
 			wref__free(n);
 			errno = ENOENT;
 			return NULL;
@@ -164,7 +163,7 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 		/* a racing retain or release: copy the new count */
 	}
 	if (first) /* linked only in our lost block */
-		first->pprev = NULL;
+		first->link = 0;
 	wref__free(n);
 	return live_block(wref__word_cb(w));
 }
@@ -199,38 +198,51 @@ static struct wref__watch *watch_first(struct wref__cb *cb)
 	return atomic_load_explicit(&cb->watches, memory_order_relaxed);
 }
 
+static inline struct wref__watch *watch_next(const struct wref__watch *w)
+{
+	return (struct wref__watch *)(w->link & ~WREF__WATCH_LINKED);
+}
+
 static void watch_link(struct wref__cb *cb, struct wref__watch *w)
 {
-	w->next = watch_first(cb);
-	if (w->next)
-		w->next->pprev = &w->next;
-	w->pprev = (struct wref__watch **)&cb->watches;
+	w->link = (uintptr_t)watch_first(cb) | WREF__WATCH_LINKED;
 	/* relaxed: under cb->lock; the dying thread's lock-free look at
 	 * the list (wref__cb_kill) is ordered by the count, see there */
 	atomic_store_explicit(&cb->watches, w, memory_order_relaxed);
 }
 
-/* w->pprev is &cb->watches (the _Atomic head, which the dying thread may
- * read without the lock: stored atomically) or a watch's next (plain);
- * under cb->lock */
-static void watch_unlink(struct wref__cb *cb, struct wref__watch *w)
+/* unlink @w, whose predecessor on the list is @prev (NULL: @w is the
+ * head, which the dying thread may read without the lock: stored
+ * atomically); under cb->lock */
+static void watch_unlink_after(struct wref__cb *cb, struct wref__watch *prev,
+			       struct wref__watch *w)
 {
-	if (w->pprev == (struct wref__watch **)&cb->watches)
+	struct wref__watch *next = watch_next(w);
+	if (!prev)
 		/* relaxed: as in watch_link */
-		atomic_store_explicit(&cb->watches, w->next,
+		atomic_store_explicit(&cb->watches, next,
 				      memory_order_relaxed);
 	else
-		*w->pprev = w->next;
-	if (w->next)
-		w->next->pprev = w->pprev;
-	w->next = NULL;
-	w->pprev = NULL;
+		prev->link = (uintptr_t)next | WREF__WATCH_LINKED;
+	w->link = 0;
+}
+
+/* unlink the linked watch @w: a walk from the head (see struct
+ * wref__watch); under cb->lock */
+static void watch_unlink(struct wref__cb *cb, struct wref__watch *w)
+{
+	struct wref__watch *prev = NULL, *p = watch_first(cb);
+	while (p != w) {
+		prev = p;
+		p = watch_next(p);
+	}
+	watch_unlink_after(cb, prev, w);
 }
 
 int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
 {
 	int ret = -ENOENT;
-	wref__pinnable(w->owner);
+	wref__pinnable(wref__watch_owner(w));
 	wref__lock(&cb->lock);
 	if (!(wref__cb_flags(cb) & WREF_CB_DEAD)) {
 		watch_link(cb, w);
@@ -244,7 +256,7 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
 {
 	bool linked;
 	wref__lock(&cb->lock);
-	linked = w->pprev != NULL;
+	linked = w->link != 0;
 	if (linked)
 		watch_unlink(cb, w);
 	wref__unlock(&cb->lock);
@@ -262,7 +274,7 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
 #define KILL_BATCH 16
 void wref__cb_kill(struct wref__cb *cb)
 {
-	struct wref__watch *batch[KILL_BATCH], *w, *next;
+	struct wref__watch *batch[KILL_BATCH], *w, *next, *prev;
 	void *pinned[KILL_BATCH];
 	size_t n, i;
 
@@ -274,34 +286,35 @@ void wref__cb_kill(struct wref__cb *cb)
 		return; /* WREF_CB_DEAD only matters to linked watches */
 	do {
 		n = 0;
+		prev = NULL; /* the last watch left linked */
 		wref__rcu_lock();
 		wref__lock(&cb->lock);
 		/* relaxed: under cb->lock */
 		atomic_fetch_or_explicit(&cb->flags, WREF_CB_DEAD,
 					 memory_order_relaxed);
 		for (w = watch_first(cb); w && n < KILL_BATCH; w = next) {
-			next = w->next;
+			next = watch_next(w);
+			void *owner = wref__watch_owner(w);
 			/* an owner we cannot pin is dying: its destroy
 			 * unlinks, unless it is a ref whose callback is still
 			 * owed (it keeps its memory for the callback) */
-			bool pin = wref__tryget(wref__hdr(w->owner));
-			if (!pin && !(w->is_ref &&
-				      ((struct wref_ref *)w->owner)->owed))
+			bool pin = wref__tryget(wref__hdr(owner));
+			if (!pin && !(w->ops->is_ref &&
+				      ((struct wref_ref *)owner)->owed)) {
+				prev = w;
 				continue;
-			watch_unlink(cb, w);
-			w->pinned = pin;
-			pinned[n] = pin ? w->owner : NULL;
+			}
+			watch_unlink_after(cb, prev, w);
+			pinned[n] = pin ? owner : NULL;
 			batch[n++] = w;
 		}
 		wref__unlock(&cb->lock);
+		/* a fire that keeps the owner's pin (a callback ref hands it
+		 * to its callback) says so; the watch is readable inside the
+		 * section (pinned, held, or retired through RCU), and its
+		 * ops are read before fire() may retire it */
 		for (i = 0; i < n; i++)
-			batch[i]->fire(batch[i]);
-		/* a fire that kept the owner's pin (a callback ref hands it
-		 * to its callback) cleared w->pinned; the watch is still
-		 * readable inside the section (pinned, held, or retired
-		 * through RCU) */
-		for (i = 0; i < n; i++)
-			if (!batch[i]->pinned)
+			if (batch[i]->ops->fire(batch[i], pinned[i] != NULL))
 				pinned[i] = NULL;
 		wref__rcu_unlock();
 		for (i = 0; i < n; i++)
@@ -357,17 +370,24 @@ static void ref_queue(struct wref_ref *r)
 	wref__defer_death(&r->work);
 }
 
-static void ref_fire(struct wref__watch *w)
+static bool ref_fire(struct wref__watch *w, bool pinned)
 {
 	struct wref_ref *r = caa_container_of(w, struct wref_ref, watch);
-	/* keep the dying thread's pin: the handle stays valid inside the
-	 * callback, and ref_run releases it (an owed ref has no pin) */
-	w->pinned = false;
+	(void)pinned;
 	/* release: pairs with the acquire in ref_unpublish, after our
 	 * unlink under cb->lock */
 	atomic_store_explicit(&r->fired, true, memory_order_release);
 	ref_queue(r);
+	/* keep the dying thread's pin: the handle stays valid inside the
+	 * callback, and ref_run releases it (an owed ref has no pin) */
+	return true;
 }
+
+static const struct wref__watch_ops ref_watch_ops = {
+	.fire = ref_fire,
+	.off = offsetof(struct wref_ref, watch),
+	.is_ref = true,
+};
 
 /* has the referent died (DEAD set) without its watches collected yet?
  * Under cb->lock with WREF_CB_DEAD clear, so its memory is still there. */
@@ -400,7 +420,7 @@ void wref__ref_unpublish(void *ref)
 	if (atomic_load_explicit(&r->fired, memory_order_acquire))
 		return;
 	wref__lock(&cb->lock);
-	if (r->watch.pprev) {
+	if (r->watch.link) {
 		if (wref__cb_flags(cb) & WREF_CB_DEAD) {
 			watch_unlink(cb, &r->watch); /* skipped by cb_kill */
 			r->owed = queue = true;
@@ -413,10 +433,8 @@ void wref__ref_unpublish(void *ref)
 			atomic_init(&r->owed_parties, 2);
 	}
 	wref__unlock(&cb->lock);
-	if (queue) {
-		r->watch.pinned = false;
+	if (queue)
 		ref_queue(r);
-	}
 }
 
 /* ---- the shared callback-less ref: the block itself ---------------------- */
@@ -525,9 +543,7 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 			      memory_order_relaxed);
 	n->fn = fn;
 	n->arg = arg;
-	n->watch.fire = ref_fire;
-	n->watch.owner = n;
-	n->watch.is_ref = true;
+	n->watch.ops = &ref_watch_ops;
 	/* the object's first weak use: a new block is published with our
 	 * watch linked and our hold counted, no lock */
 	struct wref__cb *cb = cb_get(obj, false, &n->watch, &n->cb, &made);
@@ -614,9 +630,11 @@ static size_t handles(struct wref__cb *cb, wref_ref **out, size_t cap)
 	size_t total = 0;
 	if (cb->shared)
 		collect(&cb->sh, out, cap, &total);
-	for (struct wref__watch *w = watch_first(cb); w; w = w->next)
-		if (w->is_ref && !((struct wref_ref *)w->owner)->owed)
-			collect(wref__hdr(w->owner), out, cap, &total);
+	for (struct wref__watch *w = watch_first(cb); w; w = watch_next(w)) {
+		struct wref_ref *r = wref__watch_owner(w);
+		if (w->ops->is_ref && !r->owed)
+			collect(wref__hdr(r), out, cap, &total);
+	}
 	return total;
 }
 

@@ -78,10 +78,11 @@ int wref_set_discard(wref_set *s, const void *obj)
 	for (;;) {
 		wref__rcu_lock();
 		struct wref__entry *e = wref__table_lookup(&s->t, h, &k);
-		bool un = e && wref__entry_unlink(e);
+		bool un = e && wref__entry_unlink(&s->t, e);
 		wref__rcu_unlock();
 		if (un) {
 			wref__entry_removed(e);
+			wref__table_grow_check(&s->t);
 			return 0;
 		}
 		if (!e)

@@ -133,7 +133,7 @@ int wref_signal_disconnect(wref_signal *sig, void *obj, wref_method_fn fn)
 	struct sub_key k = { cb, fn };
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&sig->t, sub_hash(&k), &k);
-	bool ours = e && wref__entry_unlink(e);
+	bool ours = e && wref__entry_unlink(&sig->t, e);
 	wref__rcu_unlock();
 	if (!ours)
 		return -ENOENT;

@@ -10,14 +10,16 @@
 
 /* ---- entries ------------------------------------------------------------ */
 
-static void entry_fire(struct wref__watch *w)
+static bool entry_fire(struct wref__watch *w, bool pinned)
 {
 	struct wref__entry *e = caa_container_of(w, struct wref__entry, watch);
+	(void)pinned;
 	/* inside the dying thread's read-side section, the owner pinned:
 	 * remove exactly this node; a newer entry under the key survives */
-	if (wref__entry_unlink(e))
+	if (wref__entry_unlink(wref__entry_table(e), e))
 		wref__entry_put(e); /* the table count */
 	wref__entry_put(e);         /* the watch count: the fire is over */
+	return false;
 }
 
 void wref__entry_init(struct wref__table *t, struct wref__entry *e,
@@ -25,13 +27,8 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 {
 	cds_lfht_node_init(&e->node);
 	e->cb = cb;
-	e->mem = cb ? cb->mem : NULL;
-	e->watch.next = NULL;
-	e->watch.pprev = NULL;
-	e->watch.fire = entry_fire;
-	e->watch.owner = t->owner;
-	e->watch.is_ref = false;
-	e->watch.pinned = false;
+	e->watch.link = 0;
+	e->watch.ops = &t->wops;
 	atomic_init(wref__entry_refs(e), cb ? 2 : 1);
 	if (cb)
 		wref__cb_hold(cb);
@@ -114,9 +111,8 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 	return true;
 }
 
-bool wref__entry_unlink(struct wref__entry *e)
+bool wref__entry_unlink(struct wref__table *t, struct wref__entry *e)
 {
-	struct wref__table *t = wref__entry_table(e);
 	if (cds_lfht_del(t->ht, &e->node) != 0)
 		return false;
 	if (e->cb)
@@ -203,18 +199,38 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	if ((void *)t != owner)
 		abort(); /* a layout error of a container, not a runtime one */
 	t->ops = ops;
-	t->owner = owner;
+	t->wops.fire = entry_fire;
+	t->wops.owner = owner;
+	t->wops.off = 0;
+	t->wops.is_ref = false;
 	atomic_init(&t->len, 0);
 	atomic_init(&t->buckets, init);
+	t->min_buckets = init;
 	atomic_init(&t->growing, 0);
 	/* the flavour is urcu-bp (included first by internal.h): no thread
 	 * registration needed; liburcu registers its fork handlers with the
 	 * flavour on the first table */
-	t->ht = cds_lfht_new(init, 16, 0,
-			     CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	t->ht = cds_lfht_new(init, 16, 0, 0, NULL); /* we resize: grow_run */
 	if (!t->ht)
 		return -ENOMEM;
 	return 0;
+}
+
+/* jemalloc's control call: weak, NULL unless some loaded object defines it
+ * (as for mallocx in alloc.c) */
+extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
+		   size_t newlen) __attribute__((weak));
+
+/* A resize allocates the lfht's bucket arrays for the new orders (up to
+ * 8 KiB in small size classes), and a jemalloc thread cache fills each
+ * class with several regions at once: after a table's growth from 16 to
+ * 16384 buckets the resizing thread kept ~150 KiB of spare regions nobody
+ * else uses (7 bytes per entry of a 20000-entry map).  Hand them back;
+ * resizes are rare (log2 of the table's size in all). */
+static void trim_tcache(void)
+{
+	if (mallctl)
+		(void)mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 }
 
 static void grow_run(struct wref__work *w)
@@ -225,19 +241,27 @@ static void grow_run(struct wref__work *w)
 		/* relaxed: only this work writes buckets */
 		unsigned long b = atomic_load_explicit(&t->buckets,
 						       memory_order_relaxed);
-		if (n < 2 * b || b >= (1UL << 30))
+		unsigned long nb = b;
+		if (n >= 2 * b && b < (1UL << 30)) {
+			while (2 * nb <= n && nb < (1UL << 30))
+				nb <<= 1;
+		} else if (n < b / 8 && b > t->min_buckets) {
+			while (nb > n && nb > t->min_buckets)
+				nb >>= 1;
+		} else {
 			break;
-		while (2 * b <= n && b < (1UL << 30))
-			b <<= 1;
+		}
+		b = nb;
 		/* on the executor: not inside a read-side section, as
 		 * cds_lfht_resize (a grace period) requires */
 		cds_lfht_resize(t->ht, b);
 		atomic_store_explicit(&t->buckets, b, memory_order_relaxed);
+		trim_tcache();
 	}
 	/* release: pairs with the exchange in wref__table_grow (a later grow
 	 * sees our buckets) */
 	atomic_store_explicit(&t->growing, 0, memory_order_release);
-	wref_release(t->owner); /* may destroy the container: last */
+	wref_release(t->wops.owner); /* may destroy the container: last */
 }
 
 void wref__table_grow(struct wref__table *t)
@@ -246,7 +270,7 @@ void wref__table_grow(struct wref__table *t)
 	 * free again); release is not needed but harmless */
 	if (atomic_exchange_explicit(&t->growing, 1, memory_order_acq_rel))
 		return;
-	wref_retain(t->owner); /* the work keeps the container */
+	wref_retain(t->wops.owner); /* the work keeps the container */
 	t->grow.run = grow_run;
 	wref__defer(&t->grow);
 }
@@ -298,7 +322,7 @@ static size_t clear_walk(struct wref__table *t, bool *more)
 			*more = true;
 			break;
 		}
-		if (wref__entry_unlink(e))
+		if (wref__entry_unlink(t, e))
 			l.v[l.n++] = e;
 	}
 	wref__rcu_unlock();
@@ -319,6 +343,7 @@ void wref__table_clear(struct wref__table *t)
 	do
 		clear_walk(t, &more);
 	while (more);
+	wref__table_grow_check(t);
 }
 
 static void table_gone_run(struct wref__work *w)
@@ -364,9 +389,39 @@ static inline uint64_t mix64(uint64_t x)
 	return x;
 }
 
+/* 64x64 -> 128-bit multiply, folded (wyhash's mum) */
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
 uint64_t wref__hash_bytes(const void *p, size_t n)
 {
 	const unsigned char *s = p;
+	/* keys up to 16 bytes (most map keys): two whole, possibly
+	 * overlapping loads and two dependent 128-bit multiplies, as
+	 * wyhash finishes (the loop below chains nine 64-bit multiplies for
+	 * a 12-byte key: ~4% of a get in the oversubscribed mix) */
+	if (wref_likely(n <= 16)) {
+		uint64_t a = 0, b = 0;
+		if (n >= 8) {
+			memcpy(&a, s, 8);
+			memcpy(&b, s + n - 8, 8);
+		} else if (n >= 4) {
+			uint32_t x, y;
+			memcpy(&x, s, 4);
+			memcpy(&y, s + n - 4, 4);
+			a = x;
+			b = y;
+		} else if (n) {
+			a = (uint64_t)s[0] << 16 | (uint64_t)s[n / 2] << 8 |
+			    s[n - 1];
+		}
+		return mum(UINT64_C(0xa0761d6478bd642f) ^ n,
+			   mum(a ^ UINT64_C(0xe7037ed1a0b428db),
+			       b ^ UINT64_C(0x8ebc6af09c88c6e3)));
+	}
 	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ (n * UINT64_C(0xff51afd7ed558ccd));
 	while (n >= 8) {
 		uint64_t v;
@@ -461,7 +516,7 @@ int wref__objkey_match(struct cds_lfht_node *node, const void *key)
 	 * after a grace period */
 	if (wref__cb_dead(e->cb))
 		return 0;
-	struct wref__hdr *mem = e->mem;
+	struct wref__hdr *mem = e->cb->mem;
 	const wref_type *kt = wref__type(wref__hdr(k->obj));
 	if (wref__type(mem)->equal != kt->equal)
 		return 0;
@@ -520,7 +575,7 @@ int wref__table_foreach(struct wref__table *t,
 	/* fn may release the container's last user ref: the walk holds its
 	 * own until its last entry hold is dropped (a retire reads the ops
 	 * through the container) */
-	void *owner = wref_retain(t->owner);
+	void *owner = wref_retain(t->wops.owner);
 	struct wref__entry **v;
 	ssize_t n = snapshot(t, &v);
 	if (n < 0) {

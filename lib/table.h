@@ -35,7 +35,7 @@
  * Typical user-side removal:
  *	wref__rcu_lock();
  *	e = wref__table_lookup(t, hash, &key);
- *	bool mine = e && wref__entry_unlink(e);
+ *	bool mine = e && wref__entry_unlink(t, e);
  *	wref__rcu_unlock();
  *	if (mine)
  *		wref__entry_removed(e);  // the table count kept e valid
@@ -71,54 +71,58 @@ struct wref__table_ops {
 	void (*forget)(struct wref__entry *e);
 };
 
-/* Cold fields first and the lookup's hot fields (cb, mem, node) last, so
- * a container can put its key right after them on the same cache line.
- * 72 bytes.
+/* The watch (cold) first and the lookup's hot fields (cb, node) last, so a
+ * container can put its key right after them: 48 bytes, and a valmap
+ * entry with a 16-byte key fills one 64-byte class (one cache line).
  *
  * The watch is live while the entry is linked on its block; the rcu head
  * and the work item are used only from retirement on, when the watch is
  * unlinked for good (its count was dropped: wref__watch_del returned true,
  * or the fire is over) and nothing reads it again, so they share its
- * memory.  The retirement count lives in the watch's aux word, which
- * neither the rcu head nor the work item covers. */
+ * memory.  The retirement count follows, outside them.  The watch's ops
+ * are the table's own (wops), which name the container: the entry finds
+ * its table through them (wref__entry_table).
+ *
+ * No copy of cb->mem: a hit's prefetch of the object's header waits for
+ * the block's line (the entry's 64 bytes have no room for it). */
 struct wref__entry {
 	union {
 		struct wref__watch watch; /* fire = prompt removal */
 		struct rcu_head rcu;
 		struct wref__work work;
 	};
+	_Atomic uint32_t refs; /* the retirement count (see above) */
+	uint32_t aux;          /* the container's word (valmap: key length) */
 	/* control block of the watched object, held; NULL for a placeholder
 	 * entry that watches nothing (a CREATE_ONCE pending entry) */
 	struct wref__cb *cb;
-	/* cb->mem, the object's header (constant), here so that a hit can
-	 * fetch the block's line and the header's line at once (vm_match).
-	 * Read only by prefetches and by by-value matches, whose members'
-	 * memory outlives the read-side section (the block's mem_rcu flag,
-	 * set by wref__key_cb): any other object's memory is freed at its
-	 * death */
-	struct wref__hdr *mem;
 	struct cds_lfht_node node;
 };
-_Static_assert(offsetof(struct wref__watch, aux) >= sizeof(struct rcu_head) &&
-	       offsetof(struct wref__watch, aux) >= sizeof(struct wref__work),
-	       "the retirement count must survive the rcu head and work item");
+_Static_assert(sizeof(struct wref__watch) >= sizeof(struct rcu_head) &&
+	       sizeof(struct wref__watch) >= sizeof(struct wref__work),
+	       "the rcu head and work item fit in the watch");
+_Static_assert(sizeof(struct wref__entry) == 48, "a table entry is 48 bytes");
 
 /* the retirement count (see above) */
 static inline _Atomic uint32_t *wref__entry_refs(struct wref__entry *e)
 {
-	return &e->watch.aux;
+	return &e->refs;
 }
 
 /* A container's payload starts with its struct wref__table (the table is
- * found from an entry through the watch's owner, which saves a pointer per
+ * found from an entry through its watch's ops, which saves a pointer per
  * entry). */
 struct wref__table {
 	struct cds_lfht *ht;
 	const struct wref__table_ops *ops;
-	void *owner; /* the container object: owner of every entry's watch */
+	/* every entry's watch ops: wops.owner is the container object,
+	 * owner of every entry's watch */
+	struct wref__watch_ops wops;
 	/* the lfht's buckets as we last sized it (a power of two): an add
-	 * that takes len to twice this queues a resize (wref__table_grow) */
+	 * that takes len to twice this, or a removal that takes it under an
+	 * eighth of it, queues a resize (wref__table_grow) */
 	_Atomic unsigned long buckets;
+	unsigned long min_buckets; /* the initial size: never shrunk below */
 	_Atomic uint32_t growing;  /* a resize is queued (grow holds owner) */
 	struct wref__work grow;
 	/* live entries: changed only by the winner of an lfht add/del.  Kept
@@ -131,7 +135,12 @@ struct wref__table {
 
 static inline struct wref__table *wref__entry_table(struct wref__entry *e)
 {
-	return (struct wref__table *)e->watch.owner;
+	/* the watch's ops are constant from wref__entry_init until the
+	 * entry retires, when the rcu head covers them: only a holder of a
+	 * count (or the fire) may call this.  An entry merely found under
+	 * RCU may be retiring: take its table from the caller (as
+	 * wref__entry_unlink does) */
+	return caa_container_of(e->watch.ops, struct wref__table, wops);
 }
 
 /* Initialise @t for the container object @owner (@t must be at the start
@@ -159,21 +168,29 @@ static inline size_t wref__table_len(struct wref__table *t)
 }
 
 /* Queue a resize of the lfht to the largest power of two <= len (load
- * factor 1 to 2), unless one is queued; outside read-side sections. */
+ * factor 1 to 2; never below the initial size), unless one is queued;
+ * outside read-side sections. */
 WREF_HIDDEN void wref__table_grow(struct wref__table *t);
-/* After an insert (outside the read-side section): grow the lfht if len
- * reached twice its buckets.  liburcu's own policy (AUTO_RESIZE |
- * ACCOUNTING) resizes only when a committed count (per-CPU batches of
- * 1024) is a power of two and 8 times the size, lazily: after a burst of
- * inserts a table could stay at any load up to 8, and lookups walk those
- * chains (issue 18 item 1). */
+/* After an insert or a user-side removal (outside the read-side section;
+ * never from the container's teardown): resize the lfht if len reached
+ * twice its buckets or fell under an eighth of them.  The tables are
+ * created without liburcu's AUTO_RESIZE and ACCOUNTING: its policy
+ * resizes only when a committed count (per-CPU batches of 1024) is a
+ * power of two and 8 times the size, lazily (after a burst of inserts a
+ * table could stay at any load up to 8, and lookups walk those chains:
+ * issue 18 item 1); its small-table growth on chains of 3 ran on its own
+ * worker thread, whose allocator cache then kept the bucket arrays' spare
+ * regions (~150 KiB per process); and ACCOUNTING costs every add and del
+ * a per-CPU counter update.  A map emptied by deaths alone shrinks at its
+ * next insert or removal. */
 static inline void wref__table_grow_check(struct wref__table *t)
 {
 	/* relaxed: hints; wref__table_grow's exchange decides, and its work
 	 * re-reads both */
 	unsigned long b = atomic_load_explicit(&t->buckets,
 					       memory_order_relaxed);
-	if (wref_unlikely(wref__table_len(t) >= 2 * b))
+	size_t n = wref__table_len(t);
+	if (wref_unlikely(n >= 2 * b || (n < b / 8 && b > t->min_buckets)))
 		wref__table_grow(t);
 }
 
@@ -204,10 +221,12 @@ WREF_HIDDEN struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 WREF_HIDDEN bool wref__entry_replace(struct wref__entry *old,
 				     struct wref__entry *e, uint64_t hash,
 				     const void *key);
-/* cds_lfht_del of exactly @e (inside a read-side section); on success
+/* cds_lfht_del of exactly @e of @t (inside a read-side section; @e may be
+ * retiring, so its table comes from the caller); on success
  * len is decremented and the caller owns the table count (drop it with
  * wref__entry_removed() outside the read-side section, or inside a fire). */
-WREF_HIDDEN bool wref__entry_unlink(struct wref__entry *e);
+WREF_HIDDEN bool wref__entry_unlink(struct wref__table *t,
+				    struct wref__entry *e);
 /* After a successful unlink/replace by a user-side removal: unarm the
  * watch (dropping its count if we unlinked it) and drop the table count. */
 WREF_HIDDEN void wref__entry_removed(struct wref__entry *e);

@@ -29,15 +29,13 @@ struct wref_valmap {
 
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
-/* The key follows the table entry's hot fields (cb, mem, node) directly; the
- * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
- * after the key, 8-byte aligned, and exists only when needed.  A plain
- * entry is VM_KEY + len bytes: 88 with a 12-byte key (jemalloc's 96-byte
- * class; it would be 80 without the entry's mem, which buys a parallel
- * fetch of the block and the header on a hit). */
+/* The key follows the table entry's hot fields (cb, node) directly; its
+ * length is the entry's aux word.  The retention part (tier maps) or the
+ * placeholder part (CREATE_ONCE) sits after the key, 8-byte aligned, and
+ * exists only when needed.  A plain entry is VM_KEY + len bytes: 64 with a
+ * 16-byte key (jemalloc's 64-byte class, one cache line). */
 struct vm_entry {
 	struct wref__entry e;
-	uint32_t len;
 	unsigned char key[];
 };
 #define VM_KEY offsetof(struct vm_entry, key)
@@ -59,7 +57,7 @@ static inline size_t part_off(size_t len)
 
 static inline union vm_part *vm_part(struct vm_entry *v)
 {
-	return (union vm_part *)(void *)((char *)v + part_off(v->len));
+	return (union vm_part *)(void *)((char *)v + part_off(v->e.aux));
 }
 
 /* the retention node of an entry of a tier map */
@@ -121,16 +119,13 @@ static int vm_match(struct cds_lfht_node *node, const void *key)
 	/* TSan: lfht calls match on nodes it meets; pairs with the release
 	 * before the node's add */
 	wref__tsan_acquire(node);
-	if (v->len != k->n)
+	if (v->e.aux != k->n)
 		return 0;
 	/* lfht calls match only on a node whose hash is ours: almost surely
-	 * the hit, so start the misses of the hit now, in parallel and in
-	 * the shadow of the key compare and the rest of the lookup: the
-	 * block's line (the upgrade's RMW) and the object's header (the
-	 * caller's release reads it).  Prefetches never fault: a dead
-	 * object's freed header is harmless */
+	 * the hit, so start its next miss now, in the shadow of the key
+	 * compare and the rest of the lookup: the block's line (the
+	 * upgrade's RMW).  Prefetches never fault */
 	__builtin_prefetch(v->e.cb, 1);
-	__builtin_prefetch(v->e.mem);
 	return key_eq(v->key, k->p, k->n);
 }
 
@@ -142,7 +137,7 @@ static void vm_retire(struct wref__entry *e)
 /* a user-side removal: the tier drops its hold now (rule 17) */
 static void vm_forget(struct wref__entry *e)
 {
-	struct wref_valmap *m = e->watch.owner;
+	struct wref_valmap *m = (struct wref_valmap *)wref__entry_table(e);
 	if (m->tier && e->cb)
 		wref__tier_forget(m->tier, tnode(vm_entry_of(e)));
 }
@@ -166,7 +161,7 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 	if (!v)
 		return NULL;
 	wref__entry_init(&m->t, &v->e, cb);
-	v->len = (uint32_t)k->n;
+	v->e.aux = (uint32_t)k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
 	if (!cb) {
@@ -439,7 +434,7 @@ static void goc_once_failed(struct goc *g)
 {
 	int err = errno;
 	wref__rcu_lock();
-	bool un = wref__entry_unlink(&g->p->e);
+	bool un = wref__entry_unlink(&g->m->t, &g->p->e);
 	wref__rcu_unlock();
 	if (un)
 		wref__entry_removed(&g->p->e);
@@ -597,7 +592,7 @@ static void *take(wref_valmap *m, const void *key, size_t len,
 		wref__rcu_lock();
 		struct wref__entry *e = wref__table_lookup(&m->t, h, &k);
 		void *obj = e ? wref__entry_upgrade(e) : NULL;
-		bool un = obj && wref__entry_unlink(e);
+		bool un = obj && wref__entry_unlink(&m->t, e);
 		wref__rcu_unlock();
 		if (un) {
 			*out = e;
@@ -620,8 +615,10 @@ void *wref_valmap_pop(wref_valmap *m, const void *key, size_t len)
 	vm_poll(m);
 	struct wref__entry *e;
 	void *obj = take(m, key, len, &e);
-	if (obj)
+	if (obj) {
 		wref__entry_removed(e);
+		wref__table_grow_check(&m->t);
+	}
 	return obj;
 }
 
@@ -637,6 +634,7 @@ int wref_valmap_del(wref_valmap *m, const void *key, size_t len)
 	if (!obj)
 		return -ENOENT;
 	wref__entry_removed(e);
+	wref__table_grow_check(&m->t);
 	wref_release(obj);
 	return 0;
 }
@@ -669,7 +667,7 @@ static int vm_visit(const struct wref__pin *p, void *ctx)
 {
 	struct vm_walk *w = ctx;
 	/* the walk holds the entry: its key stays valid */
-	return w->fn(vm_entry_of(p->e)->key, vm_entry_of(p->e)->len, p->obj, w->arg);
+	return w->fn(vm_entry_of(p->e)->key, vm_entry_of(p->e)->e.aux, p->obj, w->arg);
 }
 
 int wref_valmap_foreach(wref_valmap *m,

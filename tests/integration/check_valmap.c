@@ -137,6 +137,113 @@ START_TEST(test_prompt_removal)
 }
 END_TEST
 
+/* one object watched by many entries and callback refs (the watch list is
+ * singly linked: removals at its head, middle and tail, then one death
+ * collects the rest in batches) */
+static void count_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+START_TEST(test_many_watches_one_object)
+{
+	enum { N = 300, NREF = 40 };
+	_Atomic int d = 0, fired = 0;
+	wref_valmap *m = wref_valmap_new(NULL), *m2 = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, &d);
+	wref_ref *refs[NREF];
+	char k[16];
+	int nr = 0;
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_set(m, k, strlen(k), a), 0);
+		if (i % 2 == 0)
+			ck_assert_int_eq(wref_valmap_set(m2, k, strlen(k), a),
+					 0);
+		if (i % (N / NREF) == 0 && nr < NREF)
+			refs[nr++] = wref_ref_new(a, count_cb, &fired);
+	}
+	ck_assert_int_eq(nr, NREF);
+	ck_assert_uint_eq(wref_weak_count(a), NREF);
+	/* newest (list head), oldest (tail) and every third in between */
+	for (int i = N - 1; i >= 0; i -= 3) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_del(m, k, strlen(k)), 0);
+	}
+	snprintf(k, sizeof k, "key%d", 0);
+	ck_assert_int_eq(wref_valmap_del(m, k, strlen(k)), 0);
+	/* cancel every other callback ref (unlinked from the middle) */
+	for (int i = 0; i < NREF; i += 2) {
+		wref_release(refs[i]);
+		refs[i] = NULL;
+	}
+	ck_assert_uint_eq(wref_weak_count(a), NREF / 2);
+	size_t left = 0;
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		void *o = wref_valmap_get(m, k, strlen(k));
+		bool gone = (N - 1 - i) % 3 == 0 || i == 0;
+		ck_assert(gone ? o == NULL : o == a);
+		left += !gone;
+		wref_release(o);
+	}
+	ck_assert_uint_eq(wref_valmap_len(m), left);
+	ck_assert_uint_eq(wref_valmap_len(m2), N / 2);
+	wref_release(a);
+	/* every remaining entry of both maps removed before the release
+	 * returns */
+	ck_assert_int_eq(atomic_load(&d), 1);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	ck_assert_uint_eq(wref_valmap_len(m2), 0);
+	wref_flush();
+	ck_assert_int_eq(atomic_load(&fired), NREF / 2);
+	for (int i = 0; i < NREF; i++)
+		wref_release(refs[i]);
+	wref_release(m);
+	wref_release(m2);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* the table grows to load 1-2 on inserts and shrinks back (not below its
+ * initial size) once removals take it under an eighth of its buckets */
+START_TEST(test_resize_both_ways)
+{
+	enum { N = 5000 };
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct wref__table *t = (struct wref__table *)(void *)m;
+	struct item *a = item_new(&item_type, 1, NULL);
+	char k[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_set(m, k, strlen(k), a), 0);
+	}
+	wref_flush(); /* the resize runs on the executor */
+	ck_assert_uint_eq(atomic_load(&t->buckets), 4096);
+	for (int i = 10; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		ck_assert_int_eq(wref_valmap_del(m, k, strlen(k)), 0);
+	}
+	wref_flush();
+	/* load >= 1/8 once shrunk (10 entries: <= 64 buckets; 128 if the
+	 * last removal's check met the previous resize still finishing) */
+	ck_assert_uint_le(atomic_load(&t->buckets), 128);
+	ck_assert_uint_ge(atomic_load(&t->buckets), t->min_buckets);
+	ck_assert_uint_eq(wref_valmap_len(m), 10);
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "key%d", i);
+		void *o = wref_valmap_get(m, k, strlen(k));
+		ck_assert(i < 10 ? o == a : o == NULL);
+		wref_release(o);
+	}
+	wref_release(a);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 START_TEST(test_replace_then_old_dies)
 {
 	wref_valmap *m = wref_valmap_new(NULL);
@@ -952,6 +1059,8 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_arg_errors);
 	tcase_add_test(tc, test_set_get_del);
 	tcase_add_test(tc, test_prompt_removal);
+	tcase_add_test(tc, test_many_watches_one_object);
+	tcase_add_test(tc, test_resize_both_ways);
 	tcase_add_test(tc, test_replace_then_old_dies);
 	tcase_add_test(tc, test_key_lengths);
 	tcase_add_test(tc, test_clear);

@@ -14,6 +14,8 @@
  *  6. the tables grow (the executor's lfht resizes, table.h) under
  *     inserts, lookups, removals and deaths, and a map is released while
  *     its resize may still be queued.
+ *  7. removal (del, pop, discard) racing replace on the same key with live
+ *     objects: the removers meet entries that the replace is retiring.
  */
 #include "containers_test.h"
 
@@ -744,6 +746,74 @@ START_TEST(test_grow_vs_lookups)
 }
 END_TEST
 
+/* 7. removal racing replace on live objects: a del/pop finds an entry
+ * under RCU that a replace (set on the same key) is retiring right then,
+ * its object still alive; the remover must not read the retiring entry's
+ * watch (its rcu head covers it).  valmap, keymap and set. */
+#define RR_KEYS 4
+static _Atomic int rr_done;
+struct rr_ctx {
+	wref_valmap *m;
+	wref_keymap *km;
+	wref_set *s;
+	struct kobj *objs[RR_KEYS][2];
+	int part;
+};
+
+static void *rr_thread(void *p)
+{
+	struct rr_ctx *c = p;
+	for (long n = 0; !atomic_load(&rr_done); n++) {
+		int k = (int)(n % RR_KEYS);
+		struct kobj *o = c->objs[k][n / RR_KEYS % 2];
+		if (c->part == 0) { /* replace, replace again */
+			wref_valmap_set(c->m, &k, sizeof k, o);
+			wref_keymap_set(c->km, o, o);
+			wref_set_add(c->s, o);
+		} else if (n % 2) {
+			wref_valmap_del(c->m, &k, sizeof k);
+			wref_keymap_del(c->km, o);
+			wref_set_discard(c->s, o);
+		} else {
+			wref_release(wref_valmap_pop(c->m, &k, sizeof k));
+			wref_release(wref_keymap_pop(c->km, o));
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_remove_vs_replace)
+{
+	struct wref_stats s0 = ct_stats();
+	struct rr_ctx c[THREADS];
+	c[0].m = wref_valmap_new(NULL);
+	c[0].km = wref_keymap_new(NULL);
+	c[0].s = wref_set_new(NULL);
+	for (int k = 0; k < RR_KEYS; k++)
+		for (int j = 0; j < 2; j++)
+			c[0].objs[k][j] = kobj_new(k);
+	atomic_store(&rr_done, 0);
+	pthread_t th[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		c[i] = c[0];
+		c[i].part = i % 2;
+		pthread_create(&th[i], NULL, rr_thread, &c[i]);
+	}
+	usleep((useconds_t)(500000 * ct_scale()));
+	atomic_store(&rr_done, 1);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&poisoned), 0);
+	wref_release(c[0].m);
+	wref_release(c[0].km);
+	wref_release(c[0].s);
+	for (int k = 0; k < RR_KEYS; k++)
+		for (int j = 0; j < 2; j++)
+			wref_release(c[0].objs[k][j]);
+	ct_assert_no_leak(s0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress_containers");
@@ -767,6 +837,7 @@ int main(void)
 	tc = tcase_create("grow");
 	tcase_set_timeout(tc, CT_TIMEOUT);
 	tcase_add_test(tc, test_grow_vs_lookups);
+	tcase_add_test(tc, test_remove_vs_replace);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }
