@@ -72,7 +72,8 @@ static void tc_retire(struct wref__entry *e)
 
 static void tc_forget(struct wref__entry *e)
 {
-	struct tc *c = e->watch.owner;
+	/* the table is the container's first member (table.h) */
+	struct tc *c = (struct tc *)(void *)wref__entry_table(e);
 	atomic_fetch_add(&forgotten, 1);
 	if (c->tier && e->cb)
 		wref__tier_forget(c->tier, &((struct tent *)e)->r);
@@ -161,7 +162,7 @@ static bool tc_del(struct tc *c, const void *obj)
 	uint64_t h = key_of(obj, &k);
 	wref__rcu_lock();
 	struct wref__entry *e = wref__table_lookup(&c->t, h, &k);
-	bool mine = e && wref__entry_unlink(e);
+	bool mine = e && wref__entry_unlink(&c->t, e);
 	wref__rcu_unlock();
 	if (mine)
 		wref__entry_removed(e);
@@ -258,8 +259,8 @@ START_TEST(table_unlink_once)
 	/* hold the entry so that its memory outlives the removal */
 	wref__entry_hold(e);
 	wref__rcu_lock();
-	bool first = wref__entry_unlink(e);
-	bool second = wref__entry_unlink(e);
+	bool first = wref__entry_unlink(&c->t, e);
+	bool second = wref__entry_unlink(&c->t, e);
 	wref__rcu_unlock();
 	ck_assert(first);
 	ck_assert(!second);
