@@ -193,6 +193,8 @@ static void *ex_main(void *unused)
 			if (ex_poll())
 				continue;
 			wref__rcu_flush_local(); /* before a long sleep */
+			/* seq_cst: read before ex_sleeping is stored (the
+			 * futex word's value the wake must change) */
 			uint32_t seq = atomic_load(&ex_seq);
 			/* seq_cst store, then a full fence before the
 			 * emptiness check (plain loads): Dekker with
@@ -320,6 +322,7 @@ void wref__inline_drain(void)
 		run_item(w);
 		tls_inl_running -= c;
 		if (c)
+			/* seq_cst: exec_busy reads it between its fences */
 			atomic_fetch_sub(&inl_pending, 1);
 	}
 }
@@ -388,6 +391,7 @@ static bool enqueue_all(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t)
 /* take everything parked, oldest first */
 static struct wref__work *take_parked(void)
 {
+	/* seq_cst: the other side of the Dekker in park() (see there) */
 	struct wref__work *w = atomic_exchange(&parked, NULL), *fifo = NULL,
 			  *next;
 	for (; w; w = next) { /* LIFO to FIFO */
@@ -433,6 +437,7 @@ static bool to_executor(struct wref__work *w)
 		return true;
 	}
 	if (c)
+		/* seq_cst: exec_busy reads it between its fences */
 		atomic_fetch_add(&inl_pending, 1);
 	inline_push(w);
 	return false;
@@ -576,6 +581,7 @@ void wref__executor_stop(void)
  */
 static bool exec_busy(void)
 {
+	/* seq_cst: ordered with the fences below and the producers' RMWs */
 	if (atomic_load(&inl_pending) || atomic_load(&parked))
 		return true;
 	/* seq_cst fences around the queue's plain loads: after whatever the
@@ -694,6 +700,7 @@ void wref__executor_atfork_child(void)
 	unsigned long pending = tls_inl_running;
 	for (w = tls_inl_head; w; w = work_next(w))
 		pending += counted(w);
+	/* seq_cst: the child's only thread; as every inl_pending access */
 	atomic_store(&inl_pending, pending);
 	/* requeue, in order: the parent executor's batch (queued first), the
 	 * queue, what was parked; dropping flush barriers */

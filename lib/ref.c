@@ -71,11 +71,13 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 				  struct wref__watch *first)
 {
 	bool byval = t->hash && t->equal;
-	struct wref__cb *n = wref__zalloc(byval ? sizeof(struct wref__cb_byval)
-					       : sizeof(struct wref__cb));
+	struct wref__cb *n = wref__alloc(byval ? sizeof(struct wref__cb_byval)
+					      : sizeof(struct wref__cb));
 	if (!n)
 		return NULL;
-	n->mem = wref__hdr(obj);
+	/* zeroed by four inline 16-byte stores rather than a memset call
+	 * (the rcu_head of a by-value block is written by call_rcu) */
+	*n = (struct wref__cb){ .mem = wref__hdr(obj) };
 	atomic_init(&n->holds, shared || first ? 2 : 1);
 	if (first) {
 		first->link = WREF__WATCH_LINKED; /* the only one */

@@ -102,7 +102,9 @@ int wref_signal_connect(wref_signal *sig, void *obj, wref_method_fn fn)
 		return -ENOMEM;
 	wref__entry_init(&sig->t, &s->e, cb);
 	s->fn = fn;
-	s->seq = atomic_fetch_add(&sig->seq, 1);
+	/* relaxed: a unique, increasing delivery order; it publishes
+	 * nothing (the entry's publication does) */
+	s->seq = atomic_fetch_add_explicit(&sig->seq, 1, memory_order_relaxed);
 	/* armed before it is published: the caller's strong ref keeps @obj
 	 * alive, so it cannot fire yet, and a disconnect racing with us can
 	 * never leave a linked watch behind an entry no longer in the

@@ -64,7 +64,9 @@ struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
 						      &e->node);
 	if (n == &e->node) {
 		if (e->cb)
-			atomic_fetch_add(&t->len, 1);
+			/* relaxed: len is a snapshot (table.h) */
+			atomic_fetch_add_explicit(&t->len, 1,
+						  memory_order_relaxed);
 		return e;
 	}
 	wref__tsan_acquire(n);
@@ -85,7 +87,9 @@ struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 		wref__tsan_acquire(n);
 	long d = (e->cb != NULL) - (old && old->cb);
 	if (d)
-		atomic_fetch_add(&t->len, (size_t)d);
+		/* relaxed: len is a snapshot (table.h) */
+		atomic_fetch_add_explicit(&t->len, (size_t)d,
+					  memory_order_relaxed);
 	return old;
 }
 
@@ -107,7 +111,9 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 		return false;
 	long d = (e->cb != NULL) - (old->cb != NULL);
 	if (d)
-		atomic_fetch_add(&t->len, (size_t)d);
+		/* relaxed: len is a snapshot (table.h) */
+		atomic_fetch_add_explicit(&t->len, (size_t)d,
+					  memory_order_relaxed);
 	return true;
 }
 
@@ -116,7 +122,8 @@ bool wref__entry_unlink(struct wref__table *t, struct wref__entry *e)
 	if (cds_lfht_del(t->ht, &e->node) != 0)
 		return false;
 	if (e->cb)
-		atomic_fetch_sub(&t->len, 1);
+		/* relaxed: len is a snapshot (table.h) */
+		atomic_fetch_sub_explicit(&t->len, 1, memory_order_relaxed);
 	return true;
 }
 

@@ -39,7 +39,8 @@ uint64_t wref__clock_ms(void)
 
 void wref__clock_set(uint64_t (*fn)(void))
 {
-	atomic_store(&clock_fn, fn);
+	/* relaxed: a test hook, set before use (the load is relaxed too) */
+	atomic_store_explicit(&clock_fn, fn, memory_order_relaxed);
 }
 
 void wref__tier_node_init(struct wref__tier_node *n, struct wref__entry *e)
@@ -83,7 +84,10 @@ static uint64_t sync_gen;                  /* under reg_lock */
 /* wake the timer thread to look at the registry again */
 static void timer_kick(void)
 {
-	atomic_fetch_add(&timer_seq, 1);
+	/* release: pairs with the timer's acquire load of timer_seq, read
+	 * before it takes reg_lock: a kick it has not seen changes the futex
+	 * word it sleeps on; one it has seen is followed by its scan */
+	atomic_fetch_add_explicit(&timer_seq, 1, memory_order_release);
 	wref__futex_wake(&timer_seq, 1);
 }
 
@@ -101,6 +105,9 @@ static void tier_run(struct wref__work *w);
 /* queue the tier's work unless queued; never inside a read-side section */
 void wref__tier_schedule(struct wref__tier *tr)
 {
+	/* seq_cst: Dekker with tier_run (queued cleared, then the inbox
+	 * drained) against a toucher (node pushed, then this exchange):
+	 * either the run drains the push or the toucher queues a run */
 	if (atomic_exchange(&tr->queued, 1))
 		return;
 	/* relaxed: the caller holds a ref (map pinned or registry lock) */
@@ -181,7 +188,8 @@ static void *evict(struct wref__tier *tr, struct wref__tier_node *v)
 	if (atomic_compare_exchange_strong_explicit(&v->state, &held,
 			TS_IDLE, memory_order_acq_rel, memory_order_relaxed)) {
 		obj = wref__payload(v->e->cb->mem);
-		atomic_fetch_sub(&tr->n, 1);
+		/* relaxed: n is a count; the list itself is under tr->lock */
+		atomic_fetch_sub_explicit(&tr->n, 1, memory_order_relaxed);
 	}
 	wref__entry_put(v->e);
 	return obj;
@@ -201,14 +209,18 @@ static bool tier_pass(struct wref__tier *tr)
 	pthread_mutex_lock(&tr->lock);
 	drain_inbox(tr);
 	/* each entry may be moved to the tail once per pass */
-	size_t budget = atomic_load(&tr->n) + 1;
+	/* relaxed: n is a count (a bound for this pass) */
+	size_t budget = atomic_load_explicit(&tr->n, memory_order_relaxed) + 1;
 	while (tr->head) {
 		struct wref__tier_node *v = tr->head;
 		/* relaxed: a hint (the access path's store) */
 		uint64_t s = atomic_load_explicit(&v->stamp,
 						  memory_order_relaxed);
 		bool over = tr->dead || (tr->retain_max &&
-					 atomic_load(&tr->n) > tr->retain_max);
+					 /* relaxed: a count */
+					 atomic_load_explicit(&tr->n,
+						memory_order_relaxed) >
+					 tr->retain_max);
 		if (s != v->rstamp && !tr->dead && budget) {
 			budget--;
 			v->rstamp = s; /* touched since recorded */
@@ -233,6 +245,7 @@ static bool tier_pass(struct wref__tier *tr)
 static void tier_run(struct wref__work *w)
 {
 	struct wref__tier *tr = caa_container_of(w, struct wref__tier, work);
+	/* seq_cst: Dekker with wref__tier_schedule (see there) */
 	atomic_store(&tr->queued, 0);
 	while (tier_pass(tr))
 		;
@@ -259,7 +272,9 @@ bool wref__tier_touch(struct wref__tier *tr, struct wref__tier_node *v)
 	void *obj = wref_retain(wref__payload(v->e->cb->mem));
 	/* counted before the claim, so that whoever drops it never takes
 	 * the count below what the list holds */
-	size_t n = atomic_fetch_add(&tr->n, 1) + 1;
+	/* relaxed: n is a count; the list itself is under tr->lock */
+	size_t n = atomic_fetch_add_explicit(&tr->n, 1,
+					     memory_order_relaxed) + 1;
 	uint32_t z = TS_IDLE;
 	/* acq_rel: release publishes our hold to the evict/forget that
 	 * moves the state off HELD; acquire pairs with evict's CAS to 0 */
@@ -268,7 +283,8 @@ bool wref__tier_touch(struct wref__tier *tr, struct wref__tier_node *v)
 		/* retained meanwhile, or removed: undo.  Neither put nor
 		 * release is the last (the caller pins obj; a valmap retire
 		 * only queues a call_rcu, fine inside a read-side section) */
-		atomic_fetch_sub(&tr->n, 1);
+		/* relaxed: n is a count; the list itself is under tr->lock */
+		atomic_fetch_sub_explicit(&tr->n, 1, memory_order_relaxed);
 		wref_release(obj);
 		wref__entry_put(v->e);
 		return false;
@@ -302,7 +318,8 @@ void wref__tier_forget(struct wref__tier *tr, struct wref__tier_node *v)
 				     memory_order_acq_rel) != TS_HELD)
 		return;
 	/* the tier's strong ref and its n count are ours */
-	atomic_fetch_sub(&tr->n, 1);
+	/* relaxed: n is a count; the list itself is under tr->lock */
+	atomic_fetch_sub_explicit(&tr->n, 1, memory_order_relaxed);
 	pthread_mutex_lock(&tr->lock);
 	drain_inbox(tr); /* drops v's node count if its push landed */
 	bool inlist = v->inlist;
@@ -329,7 +346,9 @@ static size_t due_tiers(struct wref__tier **out, uint64_t now, uint64_t *next)
 	*next = UINT64_MAX;
 	for (struct wref__tier *tr = reg_head; tr; tr = tr->rnext) {
 		bool all = now == UINT64_MAX;
-		if (all ? tr->sync_gen == sync_gen : !atomic_load(&tr->n))
+		/* relaxed: a count; an empty tier is skipped this scan */
+		if (all ? tr->sync_gen == sync_gen :
+			  !atomic_load_explicit(&tr->n, memory_order_relaxed))
 			continue;
 		uint64_t period = tr->retain_ms / 4 ? tr->retain_ms / 4 : 1;
 		if (!all && tr->next_poll > now + period)
@@ -362,7 +381,10 @@ static void run_due(struct wref__tier **v, size_t n, bool from_timer)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (from_timer && wref__exec_inline())
-			atomic_store(&v[i]->due, 1);
+			/* relaxed: asks the map's next call for a pass,
+			 * which takes the tier lock */
+			atomic_store_explicit(&v[i]->due, 1,
+					      memory_order_relaxed);
 		else
 			wref__tier_schedule(v[i]);
 		tier_unref(v[i]);
@@ -378,7 +400,8 @@ void wref__tier_poll(struct wref__tier *tr)
 	 * tier lock; the exchange below claims it */
 	if (tr && wref_unlikely(atomic_load_explicit(&tr->due,
 						     memory_order_relaxed)) &&
-	    atomic_exchange(&tr->due, 0))
+	    /* relaxed: claims the pass; the pass takes the tier lock */
+	    atomic_exchange_explicit(&tr->due, 0, memory_order_relaxed))
 		wref__tier_schedule(tr);
 }
 
@@ -386,7 +409,9 @@ static void *timer_main(void *gen)
 {
 	for (;;) {
 		struct wref__tier *due[SCAN_BATCH];
-		uint32_t seq = atomic_load(&timer_seq);
+		/* acquire: pairs with the release in timer_kick() */
+		uint32_t seq = atomic_load_explicit(&timer_seq,
+						    memory_order_acquire);
 		uint64_t now = clock_ms(CLOCK_MONOTONIC), next;
 		pthread_mutex_lock(&reg_lock);
 		if ((uintptr_t)gen != timer_gen) { /* stopped by the hook */
