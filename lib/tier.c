@@ -18,7 +18,9 @@ enum { TS_IDLE = 0, TS_HELD = 1, TS_REMOVED = 2 };
 
 /* ---- clock ----------------------------------------------------------------- */
 
+#ifdef WREF_TEST_HOOKS
 static uint64_t (*_Atomic clock_fn)(void);
+#endif
 
 /* milliseconds of @clock: CLOCK_MONOTONIC_COARSE for the tiers' stamps
  * (wref__clock_ms), CLOCK_MONOTONIC for the timer thread's deadlines */
@@ -31,17 +33,23 @@ static uint64_t clock_ms(clockid_t clock)
 
 uint64_t wref__clock_ms(void)
 {
+#ifdef WREF_TEST_HOOKS
 	/* relaxed: a test hook, set before use */
 	uint64_t (*fn)(void) = atomic_load_explicit(&clock_fn,
 						    memory_order_relaxed);
-	return fn ? fn() : clock_ms(CLOCK_MONOTONIC_COARSE);
+	if (fn)
+		return fn();
+#endif
+	return clock_ms(CLOCK_MONOTONIC_COARSE);
 }
 
+#ifdef WREF_TEST_HOOKS
 void wref__clock_set(uint64_t (*fn)(void))
 {
 	/* relaxed: a test hook, set before use (the load is relaxed too) */
 	atomic_store_explicit(&clock_fn, fn, memory_order_relaxed);
 }
+#endif /* WREF_TEST_HOOKS */
 
 void wref__tier_node_init(struct wref__tier_node *n, struct wref__entry *e)
 {
@@ -582,6 +590,7 @@ void wref__tier_kill(struct wref__tier *tr)
 	tier_unref(tr);
 }
 
+#ifdef WREF_TEST_HOOKS
 void wref__retain_sync(void)
 {
 	struct wref__tier *due[SCAN_BATCH];
@@ -598,3 +607,4 @@ void wref__retain_sync(void)
 	} while (next == 0);
 	wref_flush();
 }
+#endif /* WREF_TEST_HOOKS */

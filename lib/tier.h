@@ -71,13 +71,14 @@ WREF_HIDDEN void wref__tier_forget(struct wref__tier *tr,
  * and drop the map's ref to the tier. */
 WREF_HIDDEN void wref__tier_kill(struct wref__tier *tr);
 
-/* Millisecond clock of the tiers; tests replace it with wref__clock_set
- * (NULL restores CLOCK_MONOTONIC_COARSE). */
+/* Millisecond clock of the tiers (CLOCK_MONOTONIC_COARSE) */
 WREF_HIDDEN uint64_t wref__clock_ms(void);
+/* Test hooks, only in the test build (-DWREF_TEST_HOOKS,
+ * lib/libwref_test.la; never in the installed library): wref__clock_set
+ * replaces the tiers' clock (NULL restores it); wref__retain_sync runs
+ * every retention tier's expiry/eviction now (queued on the executor) and
+ * waits for it with wref_flush(). */
 WREF_HIDDEN void wref__clock_set(uint64_t (*fn)(void));
-
-/* Test hook: run every retention tier's expiry/eviction now (queued on
- * the executor) and wait for it with wref_flush(). */
 WREF_HIDDEN void wref__retain_sync(void);
 
 #endif /* WREF_TIER_H */
