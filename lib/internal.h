@@ -163,20 +163,11 @@ static inline void wref__cb_mem_rcu(struct wref__cb *cb)
 /* new strong ref to the referent, or NULL; lock-free */
 static inline void *wref__cb_upgrade(struct wref__cb *cb)
 {
-	/* one RMW on memory the caller's hold keeps alive, and nothing read
-	 * from the block's line before it: no pre-check (a failed upgrade's
-	 * increment stays dead), and cb->mem is read after the RMW (under
-	 * contention a load first would fetch the line shared, and the RMW
-	 * fetch it again: two coherence round trips instead of one) */
-	uint64_t c = atomic_fetch_add_explicit(&cb->strong, 1,
-					      memory_order_relaxed);
-	/* relaxed above: taking a ref needs no ordering; what the caller
-	 * reads of the object was published by whatever handed it the weak
-	 * ref or entry; death ordering is carried by the decrements */
-	if (wref_unlikely(c - 1 >= WREF_SAT - 2) &&
-	    !wref__cnt_tryget_slow(&cb->strong, c, cb->mem))
-		return NULL;
-	return wref__payload(cb->mem);
+	/* one RMW on memory the caller's hold keeps alive; no pre-check (a
+	 * failed upgrade's increment stays dead) */
+	if (wref__cnt_tryget(&cb->strong, cb->mem))
+		return wref__payload(cb->mem);
+	return NULL;
 }
 /* true once the block's object died (a snapshot) */
 static inline bool wref__cb_dead(struct wref__cb *cb)

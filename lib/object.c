@@ -409,6 +409,12 @@ static void can_drain(struct trashcan *t)
 	}
 }
 
+/* destroys or inline work queued behind the current death */
+static inline bool can_queued(const struct trashcan *t)
+{
+	return t->n || t->spill || wref__inline_pending();
+}
+
 void wref__leave(void)
 {
 	struct trashcan *t = &tls_can;
@@ -576,7 +582,7 @@ static void die(struct wref__hdr *h)
 	if (t->depth == 1) {
 		destroy_and_free(h);
 		submit_held(held);
-		if (t->n || t->spill || wref__inline_pending())
+		if (can_queued(t))
 			can_drain(t);
 	} else if (!can_push(h, held)) {
 		destroy_and_free(h);
@@ -591,20 +597,11 @@ __attribute__((noinline)) static void die_plain(struct wref__hdr *h)
 {
 	struct trashcan *t = &tls_can;
 	const wref_type *ty = wref__type(h);
-	wref__stat_add(WREF_ST_DIED, 1);
 	if (wref_unlikely(t->depth || (ty->flags & WREF__TYPE_OWN_FREE))) {
-		t->depth++;
-		if (t->depth > 1 && can_push(h, NULL)) {
-			t->depth--;
-			return;
-		}
-		destroy_and_free(h);
-		if (t->depth == 1 && (t->n || t->spill ||
-				      wref__inline_pending()))
-			can_drain(t);
-		t->depth--;
+		die(h); /* nested (the trashcan queues it) or frees itself */
 		return;
 	}
+	wref__stat_add(WREF_ST_DIED, 1);
 	if (ty->destroy) {
 		t->depth = 1;
 		ty->destroy(wref__payload(h));
@@ -615,7 +612,7 @@ __attribute__((noinline)) static void die_plain(struct wref__hdr *h)
 	mem_free(h);
 	if (ty->destroy) {
 		/* what the destroy released was queued here (rule 9) */
-		if (t->n || t->spill || wref__inline_pending())
+		if (can_queued(t))
 			can_drain(t);
 		t->depth = 0;
 	}
