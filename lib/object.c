@@ -659,11 +659,9 @@ static void release_cnt_slow(struct wref__hdr *h, _Atomic uint64_t *cnt,
 	}
 	/* relaxed: undo our decrement; only counts are at stake here */
 	atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
-	if (c == 0)
-		misuse(h, "wref_release of an object with no strong ref "
-		       "(over-release)");
-	else
-		release_slow(h, c); /* dead or saturated (pinned) */
+	/* a block count of 0 is the window before a DEAD: an over-release,
+	 * reported as one of a dead count; else dead or saturated (pinned) */
+	release_slow(h, c == 0 ? WREF_DEAD : c);
 }
 
 /* One fetch_sub, as Linux's rcuref_t: the count passes through 0 only in
