@@ -234,15 +234,42 @@ __attribute__((constructor)) static void alloc_choose(void)
 	pthread_once(&choose_once, choose);
 }
 
+/*
+ * Every block is 16-aligned: headers rely on it (a shared weak ref is told
+ * from a callback ref by bit 3 of its address, internal.h
+ * wref__ref_is_shared; a spilled death stores a header >> 4, object.c).
+ * A process malloc that gave less (an interposed allocator) is asked
+ * again through posix_memalign, whose memory its free() takes; jemalloc
+ * never gives less for 16 bytes and up, so there the allocation fails
+ * (ENOMEM) rather than mix allocators.
+ */
+static void *realign(void *p, size_t n)
+{
+	if (!p)
+		return NULL;
+	atomic_load_explicit(&use_free, memory_order_relaxed)(p);
+	/* relaxed: set once under pthread_once before any allocation */
+	const char *name = atomic_load_explicit(&allocator_name,
+						memory_order_relaxed);
+	if (!name || strcmp(name, "malloc") != 0)
+		return NULL;
+	return posix_memalign(&p, 16, n) ? NULL : p;
+}
+
 static void *do_alloc(size_t n, bool zero)
 {
 	if (wref_unlikely(inject_failure())) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (n == 0)
-		n = 1;
+	/* 16 bytes at least, so that every allocator returns 16-aligned
+	 * memory (malloc's max_align_t on x86-64 and arm64; jemalloc's
+	 * classes of 16 and up) */
+	if (n < 16)
+		n = 16;
 	void *p = atomic_load_explicit(&use_alloc, memory_order_relaxed)(n);
+	if (wref_unlikely(!p || ((uintptr_t)p & 15)))
+		p = realign(p, n);
 	if (wref_unlikely(!p)) {
 		errno = ENOMEM;
 		return NULL;

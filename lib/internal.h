@@ -80,14 +80,17 @@ static inline void *wref__watch_owner(const struct wref__watch *w)
  * for the deferred free of a by-value member's memory.
  */
 struct wref__cb {
+	struct wref__hdr *mem;     /* the object's memory (constant) */
 	/* the shared weak ref's header: its strong count (users' refs to
-	 * the shared handle) and wref__shared_type | WREF_TC_PIN */
+	 * the shared handle) and wref__shared_type | WREF_TC_PIN.  At
+	 * offset 8 of a 16-aligned block, so the handle's address has bit 3
+	 * set and a callback ref's (a 16-aligned header + 1) has it clear:
+	 * wref_ref_get tells them apart without a load (wref__ref_is_shared) */
 	struct wref__hdr sh;
 	/* the object's strong count from the block's creation on (sticky:
 	 * see "Strong counts" above); upgrades need no RCU section, as the
 	 * weak ref, entry or watch owner that upgrades holds the block */
 	_Atomic uint64_t strong;
-	struct wref__hdr *mem;     /* the object's memory (constant) */
 	/* under lock; read without it only by the dying thread, which
 	 * skips the lock when there is no watch (wref__cb_kill) */
 	_Atomic(struct wref__watch *) watches;
@@ -110,6 +113,18 @@ struct wref__cb {
 #ifndef WREF_DEBUG
 _Static_assert(sizeof(struct wref__cb) == 64, "a control block is 64 bytes");
 #endif
+_Static_assert(offsetof(struct wref__cb, sh) % 16 == 8,
+	       "the shared handle's header sits at 8 mod 16 (wref__ref_is_shared)");
+/* @r (a wref_ref handle) is a block's shared handle, not a callback ref:
+ * every allocation is 16-aligned (wref__alloc), a callback ref's header is
+ * one, and the shared handle's header is at 8 mod 16 in its block.  No
+ * load: a load from the shared handle's header would fetch the block's
+ * line before the upgrade's RMW, twice the line transfers when threads
+ * upgrade one object (docs/core.md) */
+static inline bool wref__ref_is_shared(const void *r)
+{
+	return ((uintptr_t)wref__hdr(r) & 8) != 0;
+}
 struct wref__cb_byval {
 	struct wref__cb cb;
 	uint64_t hash;             /* the type's hash of the object */
@@ -164,8 +179,10 @@ static inline void wref__cb_mem_rcu(struct wref__cb *cb)
 static inline void *wref__cb_upgrade(struct wref__cb *cb)
 {
 	/* one RMW on memory the caller's hold keeps alive; no pre-check (a
-	 * failed upgrade's increment stays dead) */
-	if (wref__cnt_tryget(&cb->strong, cb->mem))
+	 * failed upgrade's increment stays dead), and cb->mem read only
+	 * after it: under contention a load before the RMW fetches the
+	 * block's line a second time */
+	if (wref__cnt_tryget(&cb->strong))
 		return wref__payload(cb->mem);
 	return NULL;
 }
@@ -186,7 +203,7 @@ static inline bool wref__tryget(struct wref__hdr *h)
 	/* acquire: pairs with the CAS publishing a block (wref__cb_get) */
 	uint64_t w = atomic_load_explicit(&h->word, memory_order_acquire);
 	if (w & WREF_W_CB)
-		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong, h);
+		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong);
 	return wref__tryget_word(h, w);
 }
 /* tests: the sticky counter of @obj's block (created if need be), where

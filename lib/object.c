@@ -79,9 +79,11 @@ static void saturate_cnt(_Atomic uint64_t *cnt, struct wref__hdr *h)
 	warn_saturated(h);
 }
 
-bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
-			   struct wref__hdr *h)
+bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old)
 {
+	/* every tried count is a block's (the fast path does not read the
+	 * block's mem before its RMW: see wref__cb_upgrade) */
+	struct wref__cb *cb = caa_container_of(cnt, struct wref__cb, strong);
 	/* dead, sticky: the stray increment stays inside the dead zone */
 	if (old >= WREF_UNDERFLOW_ZONE)
 		return false;
@@ -91,10 +93,10 @@ bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
 		 * hold on the block, which must outlive the CAS: this is that
 		 * hold (the "ticket"; our own hold on the block keeps it
 		 * allocated until then).  formal-model: BROKEN_NO_TICKET */
-		wref__cb_hold(caa_container_of(cnt, struct wref__cb, strong));
+		wref__cb_hold(cb);
 		return true;
 	}
-	saturate_cnt(cnt, h);
+	saturate_cnt(cnt, cb->mem);
 	return true;
 }
 
@@ -135,7 +137,7 @@ bool wref__tryget_word(struct wref__hdr *h, uint64_t w)
 	case INC_DONE:
 		return true;
 	case INC_BLOCK:
-		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong, h);
+		return wref__cnt_tryget_checked(&wref__word_cb(w)->strong);
 	default:
 		return false;
 	}
@@ -242,7 +244,7 @@ void *wref_retain(void *obj)
 	}
 	/* a block's counter: as an upgrade (saturation included), but the
 	 * caller holds a ref, so failing means misuse (dead) */
-	if (!wref__cnt_tryget(&wref__word_cb(w)->strong, h))
+	if (!wref__cnt_tryget(&wref__word_cb(w)->strong))
 		retain_misuse(h, WREF_DEAD);
 	return obj;
 }

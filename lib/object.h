@@ -95,13 +95,11 @@ WREF_HIDDEN void wref__obj_free(void *obj);
  * was 0, dead, or the increment took it into the saturated zone (old >=
  * SAT - 1, so the warning comes with the increment that saturates).  @h
  * names the object in the warning. */
-WREF_HIDDEN bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old,
-				       struct wref__hdr *h);
+WREF_HIDDEN bool wref__cnt_tryget_slow(_Atomic uint64_t *cnt, uint64_t old);
 /* the upgrade on a block's counter: one fetch_add; fails forever once DEAD
  * (sticky: only the CAS 0 -> DEAD of the release that took the count to 0
  * sets it; an upgrade that finds 0 before that CAS revives the count) */
-static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt,
-				    struct wref__hdr *h)
+static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt)
 {
 	/* relaxed: taking a ref needs no ordering; what the caller reads of
 	 * the object was published by whatever handed it the weak ref or
@@ -109,18 +107,17 @@ static inline bool wref__cnt_tryget(_Atomic uint64_t *cnt,
 	 * the decrement side */
 	uint64_t c = atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
 	if (wref_unlikely(c - 1 >= WREF_SAT - 2))
-		return wref__cnt_tryget_slow(cnt, c, h);
+		return wref__cnt_tryget_slow(cnt, c);
 	return true;
 }
 /* the same with a DEAD pre-check, so a dead count's line is not dirtied */
-static inline bool wref__cnt_tryget_checked(_Atomic uint64_t *cnt,
-					    struct wref__hdr *h)
+static inline bool wref__cnt_tryget_checked(_Atomic uint64_t *cnt)
 {
 	/* relaxed: the fetch_add re-checks */
 	if (wref_unlikely(atomic_load_explicit(cnt, memory_order_relaxed) >=
 			  WREF_UNDERFLOW_ZONE))
 		return false;
-	return wref__cnt_tryget(cnt, h);
+	return wref__cnt_tryget(cnt);
 }
 /* inline-count part of wref__tryget (a CAS loop; a word that turns out to
  * be a block is followed there) */

@@ -449,11 +449,7 @@ static struct wref__cb *shared_block(const wref_ref *r)
 /* the block a handle upgrades through */
 static inline struct wref__cb *ref_block(const wref_ref *r)
 {
-	/* relaxed: the type never changes (only the PIN bit, set before the
-	 * handle is handed out) */
-	uintptr_t tc = atomic_load_explicit(&wref__hdr(r)->tc,
-					    memory_order_relaxed);
-	if (tc == ((uintptr_t)&wref__shared_type | WREF_TC_PIN))
+	if (wref__ref_is_shared(r))
 		return shared_block(r);
 	return r->cb;
 }

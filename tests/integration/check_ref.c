@@ -308,6 +308,55 @@ START_TEST(test_no_weak)
 }
 END_TEST
 
+/* wref_ref_get tells a shared handle from a callback ref by bit 3 of its
+ * address (internal.h wref__ref_is_shared): on objects of many payload
+ * sizes, both block layouts (hashed types get the larger one) and refs
+ * made in either order, every handle upgrades to its own object, then
+ * reads dead */
+START_TEST(test_handle_kinds_by_address)
+{
+	struct wref_stats st0 = ct_stats();
+	enum { N = 96 };
+	void *o[N];
+	wref_ref *sh[N], *cr[N];
+	for (int i = 0; i < N; i++) {
+		const wref_type *t = i % 3 ? &obj_type : &hashed_type;
+		o[i] = wref_new(t, sizeof(struct obj) + (size_t)(i % 7) * 8);
+		ck_assert_ptr_nonnull(o[i]);
+		if (i % 2) {
+			sh[i] = wref_ref_new(o[i], NULL, NULL);
+			cr[i] = wref_ref_new(o[i], cb_dummy, &cb_dummy_count);
+		} else {
+			cr[i] = wref_ref_new(o[i], cb_dummy, &cb_dummy_count);
+			sh[i] = wref_ref_new(o[i], NULL, NULL);
+		}
+		ck_assert_ptr_nonnull(sh[i]);
+		ck_assert_ptr_nonnull(cr[i]);
+		ck_assert_uint_eq((uintptr_t)sh[i] & 15, 8);
+		ck_assert_uint_eq((uintptr_t)cr[i] & 15, 0);
+	}
+	for (int i = 0; i < N; i++) {
+		void *a = wref_ref_get(sh[i]), *b = wref_ref_get(cr[i]);
+		ck_assert_ptr_eq(a, o[i]);
+		ck_assert_ptr_eq(b, o[i]);
+		wref_release(a);
+		wref_release(b);
+	}
+	int runs0 = atomic_load(&cb_dummy_count);
+	for (int i = 0; i < N; i++)
+		wref_release(o[i]);
+	wref_flush();
+	ck_assert_int_eq(atomic_load(&cb_dummy_count), runs0 + N);
+	for (int i = 0; i < N; i++) {
+		ck_assert_ptr_null(wref_ref_get(sh[i]));
+		ck_assert_ptr_null(wref_ref_get(cr[i]));
+		wref_release(sh[i]);
+		wref_release(cr[i]);
+	}
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 /* the shared handle lives inside the control block (docs/core.md) and
  * cannot itself be weakly referenced, as Python's weakref.ref objects;
  * a callback ref can be */
@@ -741,6 +790,7 @@ int main(void)
 	tcase_add_test(tc, test_shared_refs);
 	tcase_add_test(tc, test_no_weak);
 	tcase_add_test(tc, test_weak_ref_to_refs);
+	tcase_add_test(tc, test_handle_kinds_by_address);
 	tcase_add_test(tc, test_null_args);
 	tcase_add_test(tc, test_enomem_shared);
 	tcase_add_test(tc, test_enomem_callback);

@@ -28,6 +28,21 @@ int main(int argc, char **argv)
 			return 1;
 	wref__free(p);
 	wref__free(z);
+	/* every block is 16-aligned, whatever its size: a shared weak ref is
+	 * told from a callback ref by bit 3 of its address (internal.h,
+	 * wref__ref_is_shared); 1-byte steps, allocations kept live so the
+	 * allocator cannot hand one slot back each time */
+	void *blk[300];
+	for (size_t n = 0; n < 300; n++) {
+		blk[n] = n % 2 ? wref__zalloc(n) : wref__alloc(n);
+		if (!blk[n] || ((uintptr_t)blk[n] & 15)) {
+			printf("wref__alloc(%zu) = %p: not 16-aligned\n", n,
+			       blk[n]);
+			return 1;
+		}
+	}
+	for (size_t n = 0; n < 300; n++)
+		wref__free(blk[n]);
 	printf("allocator: %s (expected %s)\n", wref__allocator(), want);
 	if (strcmp(wref__allocator(), want) != 0)
 		return 1;
