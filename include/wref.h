@@ -70,7 +70,8 @@ typedef struct wref_type {
  * wref_new - allocate an object with a zeroed payload of @size bytes.
  * @type must outlive the object (normally a static const).  Returns the
  * payload with strong count 1 (owned by the caller), or NULL with errno
- * ENOMEM, or EINVAL when @type is NULL.
+ * ENOMEM, or EINVAL when @type is NULL or its flags has bits other than
+ * WREF_TYPE_*.
  */
 WREF_API void *wref_new(const wref_type *type, size_t size);
 

@@ -6,7 +6,10 @@
  * barrier through the same queue.  Inline mode runs items on the thread
  * that queued them, at the outermost return from library code.
  */
-#include "internal.h"
+#include "executor.h"
+#include "lock.h"
+#include "rcu.h"
+#include "thread.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -443,24 +446,20 @@ static bool to_executor(struct wref__work *w)
 	return false;
 }
 
-void wref__defer(struct wref__work *w)
+bool wref__exec_queue(struct wref__work *w)
 {
-	if (!to_executor(w)) {
-		wref__enter();
-		wref__leave();
-		return;
-	}
+	if (!to_executor(w))
+		return true; /* the caller runs it: wref__defer (object.c) */
 	/* parked: if the fork ended before our push, its handler missed it */
 	if (!enqueue(w) && !wref__forking())
 		unpark();
+	return false;
 }
 
-void wref__defer_chain(struct wref__work *w)
+bool wref__exec_queue_chain(struct wref__work *w)
 {
-	if (w && !work_next(w)) { /* one item: no private queue */
-		wref__defer(w);
-		return;
-	}
+	if (w && !work_next(w)) /* one item: no private queue */
+		return wref__exec_queue(w);
 	struct __cds_wfcq_head h;
 	struct cds_wfcq_tail t;
 	bool any = false, inl = false;
@@ -477,10 +476,7 @@ void wref__defer_chain(struct wref__work *w)
 	}
 	if (any && !enqueue_all(&h, &t) && !wref__forking())
 		unpark();
-	if (inl) {
-		wref__enter();
-		wref__leave();
-	}
+	return inl;
 }
 
 /* A flush barrier lives on the heap, not on its waiter's stack: after a
@@ -530,7 +526,10 @@ int wref_flush(void)
 	else
 		b = &stack_b; /* out of memory */
 	atomic_init(&b->done, 0);
-	wref__defer(&b->w);
+	/* no executor could be started: the barrier was queued inline, and
+	 * is all this thread has queued (wref__exec_cannot_wait above) */
+	if (wref__exec_queue(&b->w))
+		wref__inline_drain();
 	/* acquire: pairs with the release in barrier_run() */
 	while (!atomic_load_explicit(&b->done, memory_order_acquire))
 		wref__futex_wait(&b->done, 0);

@@ -13,11 +13,15 @@ struct wref__work {
 	struct cds_wfcq_node node;
 	void (*run)(struct wref__work *w);
 };
-/* queue @w to run on the executor (or inline mode); never under a lock */
-WREF_HIDDEN void wref__defer(struct wref__work *w);
+/* queue @w to run on the executor; true if it was queued inline on this
+ * thread instead (inline mode, or no executor thread could be started),
+ * where the caller must run it in a death context: callers use
+ * wref__defer (object.h), which does.  Never under a lock. */
+WREF_HIDDEN bool wref__exec_queue(struct wref__work *w);
 /* the same for a chain linked through node.next (NULL-terminated), in its
- * order: one splice onto the executor's queue (a death's callbacks) */
-WREF_HIDDEN void wref__defer_chain(struct wref__work *first);
+ * order: one splice onto the executor's queue (a death's callbacks); true
+ * if any of it was queued inline */
+WREF_HIDDEN bool wref__exec_queue_chain(struct wref__work *first);
 WREF_HIDDEN bool wref__in_callback(void);
 /* a callback runs on this thread, or inline items wait on it for the
  * caller to return: wref_flush cannot wait (-EDEADLK) */

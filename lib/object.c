@@ -2,7 +2,13 @@
  * object.c - the object header: sticky strong counter, death, and the
  * per-thread "trashcan" that flattens cascades of deaths into a loop.
  */
-#include "internal.h"
+#include "object.h"
+#include "block.h"
+#include "alloc.h"
+#include "executor.h"
+#include "lock.h"
+#include "rcu.h"
+#include "thread.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -173,10 +179,15 @@ void wref__pinnable(void *obj)
 
 void *wref_new(const wref_type *type, size_t size)
 {
-	if (!type) {
+	if (!type || (type->flags & ~WREF_TYPE_NO_WEAK)) {
 		errno = EINVAL;
 		return NULL;
 	}
+	return wref__new(type, size);
+}
+
+void *wref__new(const wref_type *type, size_t size)
+{
 	if (size > SIZE_MAX - sizeof(struct wref__hdr) - 8) {
 		errno = ENOMEM;
 		return NULL;
@@ -264,6 +275,108 @@ size_t wref_strong_count(const void *obj)
 	return (size_t)wref__count(wref__hdr(obj));
 }
 
+/* ---- the control block: holds, watches, the death's collection ------ */
+/* (created by the object's first weak use: ref.c cb_get) */
+
+void wref__cb_hold(struct wref__cb *cb)
+{
+	/* relaxed: the caller already has the block through a hold */
+	atomic_fetch_add_explicit(&cb->holds, 1, memory_order_relaxed);
+}
+
+void wref__cb_unhold(struct wref__cb *cb)
+{
+	/* acq_rel: every holder's accesses happen-before the free by the
+	 * last one (an RMW rather than a fence: TSan does not model fences) */
+	if (atomic_fetch_sub_explicit(&cb->holds, 1,
+				      memory_order_acq_rel) != 1)
+		return;
+	wref__free(cb);
+	wref__stat_add(WREF_ST_CB_FREE, 1);
+}
+
+int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
+{
+	int ret = -ENOENT;
+	wref__pinnable(wref__watch_owner(w));
+	wref__lock(&cb->lock);
+	if (!(wref__cb_flags(cb) & WREF_CB_DEAD)) {
+		wref__watch_link(cb, w);
+		ret = 0;
+	}
+	wref__unlock(&cb->lock);
+	return ret;
+}
+
+bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
+{
+	bool linked;
+	wref__lock(&cb->lock);
+	linked = w->link != 0;
+	if (linked)
+		wref__watch_unlink(cb, w);
+	wref__unlock(&cb->lock);
+	return linked;
+}
+
+/*
+ * Watches are collected and fired in batches, each inside one read-side
+ * section opened BEFORE cb->lock is taken: a remover that finds a watch
+ * unlinked (wref__watch_del false) may retire its memory with call_rcu,
+ * and the grace period then waits for us.  Everything needed after the
+ * section (the owners to release) is copied out before fire(), which may
+ * retire the watch: no watch field is read after the section ends.
+ */
+#define KILL_BATCH 16
+void wref__cb_kill(struct wref__cb *cb)
+{
+	struct wref__watch *batch[KILL_BATCH], *w, *next, *prev;
+	void *pinned[KILL_BATCH];
+	size_t n, i;
+
+	/* relaxed: every watch was linked by a strong holder of the object
+	 * (wref__watch_add), whose release happens-before this death (the
+	 * acq_rel CAS that set DEAD): an empty list stays empty, and no
+	 * remover can find a watch of ours to race with, so no lock */
+	if (!atomic_load_explicit(&cb->watches, memory_order_relaxed))
+		return; /* WREF_CB_DEAD only matters to linked watches */
+	do {
+		n = 0;
+		prev = NULL; /* the last watch left linked */
+		wref__rcu_lock();
+		wref__lock(&cb->lock);
+		/* relaxed: under cb->lock */
+		atomic_fetch_or_explicit(&cb->flags, WREF_CB_DEAD,
+					 memory_order_relaxed);
+		for (w = wref__watch_first(cb); w && n < KILL_BATCH; w = next) {
+			next = wref__watch_next(w);
+			void *owner = wref__watch_owner(w);
+			/* an owner we cannot pin is dying: its destroy
+			 * unlinks, unless it is a ref whose callback is still
+			 * owed (it keeps its memory for the callback) */
+			bool pin = wref__tryget(wref__hdr(owner));
+			if (!pin && !(w->ops->owed && w->ops->owed(w))) {
+				prev = w;
+				continue;
+			}
+			wref__watch_unlink_after(cb, prev, w);
+			pinned[n] = pin ? owner : NULL;
+			batch[n++] = w;
+		}
+		wref__unlock(&cb->lock);
+		/* a fire that keeps the owner's pin (a callback ref hands it
+		 * to its callback) says so; the watch is readable inside the
+		 * section (pinned, held, or retired through RCU), and its
+		 * ops are read before fire() may retire it */
+		for (i = 0; i < n; i++)
+			if (batch[i]->ops->fire(batch[i], pinned[i] != NULL))
+				pinned[i] = NULL;
+		wref__rcu_unlock();
+		for (i = 0; i < n; i++)
+			wref_release(pinned[i]); /* NULL: not pinned */
+	} while (n == KILL_BATCH);
+}
+
 /* ---- the trashcan ------------------------------------------------------ */
 
 /* a queued destroy, and the death's callbacks held until it has run */
@@ -293,6 +406,22 @@ static void destroy_and_free(struct wref__hdr *h);
 void wref__enter(void)
 {
 	tls_can.depth++;
+}
+
+void wref__defer(struct wref__work *w)
+{
+	if (wref__exec_queue(w)) {
+		wref__enter(); /* runs it now, or when the outermost returns */
+		wref__leave();
+	}
+}
+
+void wref__defer_chain(struct wref__work *w)
+{
+	if (wref__exec_queue_chain(w)) {
+		wref__enter();
+		wref__leave();
+	}
 }
 
 void wref__defer_death(struct wref__work *w)
@@ -555,11 +684,16 @@ static void die(struct wref__hdr *h)
 	struct trashcan *t = &tls_can;
 	/* relaxed: written while strong refs were held; we own the object */
 	uintptr_t tc = atomic_load_explicit(&h->tc, memory_order_relaxed);
-	if (tc == ((uintptr_t)&wref__shared_type | WREF_TC_PIN)) {
-		/* a shared weak ref: library memory inside its block, no
-		 * destroy and no user code, so no trashcan either */
-		wref__shared_died(h);
-		return;
+	const wref_type *ty = (const wref_type *)(tc & ~WREF_TC_PIN);
+	const struct wref__lib_type *lt = NULL;
+	if (wref_unlikely(ty->flags & WREF__TYPE_LIB)) {
+		lt = caa_container_of(ty, struct wref__lib_type, t);
+		if (lt->died) {
+			/* e.g. a shared weak ref: no destroy and no user
+			 * code, so no trashcan either */
+			lt->died(h);
+			return;
+		}
 	}
 	wref__stat_add(WREF_ST_DIED, 1);
 	t->depth++;
@@ -572,8 +706,8 @@ static void die(struct wref__hdr *h)
 	struct wref__cb *cb = wref__word_cb(atomic_load_explicit(&h->word,
 						memory_order_relaxed));
 	if (cb || (tc & WREF_TC_PIN)) {
-		if (wref__type(h) == &wref__ref_type)
-			wref__ref_unpublish(wref__payload(h));
+		if (lt && lt->unpublish)
+			lt->unpublish(wref__payload(h));
 		if (cb) {
 			struct wref__work **outer = t->hold_tail;
 			t->hold_tail = &held;

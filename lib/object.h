@@ -90,6 +90,24 @@ WREF_HIDDEN void wref__obj_free(void *obj);
 /* internal wref_type.flags bit: destroy frees the memory itself, later,
  * with wref__obj_free (a dying weak ref whose callback is still owed) */
 #define WREF__TYPE_OWN_FREE (1u << 31)
+/* internal wref_type.flags bit: a type of the library's own whose deaths
+ * need more than destroy (a wref_ref's, the shared handle's); the type is
+ * the first member of a struct wref__lib_type, and die() calls its hooks,
+ * so object.c names no type of a module above it */
+#define WREF__TYPE_LIB (1u << 30)
+struct wref__lib_type {
+	wref_type t;
+	/* replaces the whole death: no destroy, no trashcan, no user code
+	 * (the shared handle, library memory inside its block) */
+	void (*died)(struct wref__hdr *h);
+	/* runs first in the death of an object with a block or the PIN bit,
+	 * before its block's watches are collected (a wref_ref unpublishes
+	 * itself); may be NULL */
+	void (*unpublish)(void *obj);
+};
+/* wref_new without the check of @type's flags: the library's own types,
+ * which carry WREF__TYPE_* bits that wref_new refuses to users */
+WREF_HIDDEN void *wref__new(const wref_type *type, size_t size);
 
 /* Slow path of a block's upgrade: @old (the count before the increment)
  * was 0, dead, or the increment took it into the saturated zone (old >=
@@ -130,6 +148,14 @@ WREF_HIDDEN uint64_t wref__count(struct wref__hdr *h);
  * after the dying object's destroy returned; outside a death, wref__defer. */
 struct wref__work;
 WREF_HIDDEN void wref__defer_death(struct wref__work *w);
+/* queue @w to run on the executor (executor.c); where it was queued
+ * inline on this thread instead (inline mode, no executor thread), run it
+ * now in a death context, or at the outermost level's return if we are
+ * inside one.  Never under a lock. */
+WREF_HIDDEN void wref__defer(struct wref__work *w);
+/* the same for a chain linked through node.next (NULL-terminated), in its
+ * order: one splice onto the executor's queue (a death's callbacks) */
+WREF_HIDDEN void wref__defer_chain(struct wref__work *first);
 
 /* Death context (trashcan): cascades of deaths on one thread are flattened
  * into a loop.  Inside it, releases that kill an object queue the destroy

@@ -8,7 +8,13 @@
  * until the last hold goes: the object's hold is dropped when the object's
  * memory is freed (at death), each ref and entry holds one.
  */
-#include "internal.h"
+#include "ref.h"
+#include "block.h"
+#include "object.h"
+#include "alloc.h"
+#include "executor.h"
+#include "lock.h"
+#include "thread.h"
 
 #include <stdlib.h>
 
@@ -29,6 +35,9 @@ struct wref_ref {
 	 * last frees the memory */
 	_Atomic int owed_parties;
 };
+
+/* the two handle types (defined below): tentative definitions */
+static const struct wref__lib_type ref_type, shared_type;
 
 uint64_t wref__hash_ptr(const void *p)
 {
@@ -85,7 +94,7 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 	}
 	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
 	n->shared = shared;
-	atomic_init(&n->sh.tc, (uintptr_t)&wref__shared_type | WREF_TC_PIN);
+	atomic_init(&n->sh.tc, (uintptr_t)&shared_type.t | WREF_TC_PIN);
 	if (shared)
 		shared_arm(n);
 	else
@@ -176,154 +185,6 @@ struct wref__cb *wref__cb_get(void *obj)
 	return cb_get(obj, false, NULL, NULL, &made);
 }
 
-void wref__cb_hold(struct wref__cb *cb)
-{
-	/* relaxed: the caller already has the block through a hold */
-	atomic_fetch_add_explicit(&cb->holds, 1, memory_order_relaxed);
-}
-
-void wref__cb_unhold(struct wref__cb *cb)
-{
-	/* acq_rel: every holder's accesses happen-before the free by the
-	 * last one (an RMW rather than a fence: TSan does not model fences) */
-	if (atomic_fetch_sub_explicit(&cb->holds, 1,
-				      memory_order_acq_rel) != 1)
-		return;
-	wref__free(cb);
-	wref__stat_add(WREF_ST_CB_FREE, 1);
-}
-
-/* the first watch on @cb's list (under cb->lock) */
-static struct wref__watch *watch_first(struct wref__cb *cb)
-{
-	/* relaxed: under cb->lock, which orders the list */
-	return atomic_load_explicit(&cb->watches, memory_order_relaxed);
-}
-
-static inline struct wref__watch *watch_next(const struct wref__watch *w)
-{
-	return (struct wref__watch *)(w->link & ~WREF__WATCH_LINKED);
-}
-
-static void watch_link(struct wref__cb *cb, struct wref__watch *w)
-{
-	w->link = (uintptr_t)watch_first(cb) | WREF__WATCH_LINKED;
-	/* relaxed: under cb->lock; the dying thread's lock-free look at
-	 * the list (wref__cb_kill) is ordered by the count, see there */
-	atomic_store_explicit(&cb->watches, w, memory_order_relaxed);
-}
-
-/* unlink @w, whose predecessor on the list is @prev (NULL: @w is the
- * head, which the dying thread may read without the lock: stored
- * atomically); under cb->lock */
-static void watch_unlink_after(struct wref__cb *cb, struct wref__watch *prev,
-			       struct wref__watch *w)
-{
-	struct wref__watch *next = watch_next(w);
-	if (!prev)
-		/* relaxed: as in watch_link */
-		atomic_store_explicit(&cb->watches, next,
-				      memory_order_relaxed);
-	else
-		prev->link = (uintptr_t)next | WREF__WATCH_LINKED;
-	w->link = 0;
-}
-
-/* unlink the linked watch @w: a walk from the head (see struct
- * wref__watch); under cb->lock */
-static void watch_unlink(struct wref__cb *cb, struct wref__watch *w)
-{
-	struct wref__watch *prev = NULL, *p = watch_first(cb);
-	while (p != w) {
-		prev = p;
-		p = watch_next(p);
-	}
-	watch_unlink_after(cb, prev, w);
-}
-
-int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
-{
-	int ret = -ENOENT;
-	wref__pinnable(wref__watch_owner(w));
-	wref__lock(&cb->lock);
-	if (!(wref__cb_flags(cb) & WREF_CB_DEAD)) {
-		watch_link(cb, w);
-		ret = 0;
-	}
-	wref__unlock(&cb->lock);
-	return ret;
-}
-
-bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
-{
-	bool linked;
-	wref__lock(&cb->lock);
-	linked = w->link != 0;
-	if (linked)
-		watch_unlink(cb, w);
-	wref__unlock(&cb->lock);
-	return linked;
-}
-
-/*
- * Watches are collected and fired in batches, each inside one read-side
- * section opened BEFORE cb->lock is taken: a remover that finds a watch
- * unlinked (wref__watch_del false) may retire its memory with call_rcu,
- * and the grace period then waits for us.  Everything needed after the
- * section (the owners to release) is copied out before fire(), which may
- * retire the watch: no watch field is read after the section ends.
- */
-#define KILL_BATCH 16
-void wref__cb_kill(struct wref__cb *cb)
-{
-	struct wref__watch *batch[KILL_BATCH], *w, *next, *prev;
-	void *pinned[KILL_BATCH];
-	size_t n, i;
-
-	/* relaxed: every watch was linked by a strong holder of the object
-	 * (wref__watch_add), whose release happens-before this death (the
-	 * acq_rel CAS that set DEAD): an empty list stays empty, and no
-	 * remover can find a watch of ours to race with, so no lock */
-	if (!atomic_load_explicit(&cb->watches, memory_order_relaxed))
-		return; /* WREF_CB_DEAD only matters to linked watches */
-	do {
-		n = 0;
-		prev = NULL; /* the last watch left linked */
-		wref__rcu_lock();
-		wref__lock(&cb->lock);
-		/* relaxed: under cb->lock */
-		atomic_fetch_or_explicit(&cb->flags, WREF_CB_DEAD,
-					 memory_order_relaxed);
-		for (w = watch_first(cb); w && n < KILL_BATCH; w = next) {
-			next = watch_next(w);
-			void *owner = wref__watch_owner(w);
-			/* an owner we cannot pin is dying: its destroy
-			 * unlinks, unless it is a ref whose callback is still
-			 * owed (it keeps its memory for the callback) */
-			bool pin = wref__tryget(wref__hdr(owner));
-			if (!pin && !(w->ops->is_ref &&
-				      ((struct wref_ref *)owner)->owed)) {
-				prev = w;
-				continue;
-			}
-			watch_unlink_after(cb, prev, w);
-			pinned[n] = pin ? owner : NULL;
-			batch[n++] = w;
-		}
-		wref__unlock(&cb->lock);
-		/* a fire that keeps the owner's pin (a callback ref hands it
-		 * to its callback) says so; the watch is readable inside the
-		 * section (pinned, held, or retired through RCU), and its
-		 * ops are read before fire() may retire it */
-		for (i = 0; i < n; i++)
-			if (batch[i]->ops->fire(batch[i], pinned[i] != NULL))
-				pinned[i] = NULL;
-		wref__rcu_unlock();
-		for (i = 0; i < n; i++)
-			wref_release(pinned[i]); /* NULL: not pinned */
-	} while (n == KILL_BATCH);
-}
-
 /* ---- wref_ref ------------------------------------------------------------ */
 
 /* an owed ref's memory goes when both its destroy and its callback ran */
@@ -350,10 +211,15 @@ static void ref_destroy(void *p)
 	wref__obj_free(r);
 }
 
-const wref_type wref__ref_type = {
-	.name = "wref_ref",
-	.destroy = ref_destroy,
-	.flags = WREF__TYPE_OWN_FREE,
+static void ref_unpublish(void *ref);
+/* a callback ref: die() unpublishes it at once (not deferred) */
+static const struct wref__lib_type ref_type = {
+	.t = {
+		.name = "wref_ref",
+		.destroy = ref_destroy,
+		.flags = WREF__TYPE_OWN_FREE | WREF__TYPE_LIB,
+	},
+	.unpublish = ref_unpublish,
 };
 
 static void ref_run(struct wref__work *work)
@@ -385,10 +251,18 @@ static bool ref_fire(struct wref__watch *w, bool pinned)
 	return true;
 }
 
+/* the dying thread could not pin @w's ref: does it still want the fire?
+ * (under cb->lock: owed is set under it) */
+static bool ref_owed(const struct wref__watch *w)
+{
+	return caa_container_of(w, struct wref_ref, watch)->owed;
+}
+
 static const struct wref__watch_ops ref_watch_ops = {
 	.fire = ref_fire,
 	.off = offsetof(struct wref_ref, watch),
 	.is_ref = true,
+	.owed = ref_owed,
 };
 
 /* has the referent died (DEAD set) without its watches collected yet?
@@ -409,7 +283,7 @@ static bool referent_dying(struct wref__cb *cb)
  * collect it (it fires owed refs it cannot pin) or it already skipped it
  * (we queue it).
  */
-void wref__ref_unpublish(void *ref)
+static void ref_unpublish(void *ref)
 {
 	struct wref_ref *r = ref;
 	struct wref__cb *cb = r->cb;
@@ -424,12 +298,12 @@ void wref__ref_unpublish(void *ref)
 	wref__lock(&cb->lock);
 	if (r->watch.link) {
 		if (wref__cb_flags(cb) & WREF_CB_DEAD) {
-			watch_unlink(cb, &r->watch); /* skipped by cb_kill */
+			wref__watch_unlink(cb, &r->watch); /* skipped by cb_kill */
 			r->owed = queue = true;
 		} else if (referent_dying(cb)) {
 			r->owed = true; /* cb_kill will fire it */
 		} else {
-			watch_unlink(cb, &r->watch); /* cancelled before death */
+			wref__watch_unlink(cb, &r->watch); /* cancelled before death */
 		}
 		if (r->owed)
 			atomic_init(&r->owed_parties, 2);
@@ -459,10 +333,16 @@ static void shared_destroy(void *p)
 	(void)p; /* never called: die() hands the handle to shared_died */
 }
 
-const wref_type wref__shared_type = {
-	.name = "wref_ref",
-	.destroy = shared_destroy,
-	.flags = WREF_TYPE_NO_WEAK | WREF__TYPE_OWN_FREE,
+static void shared_died(struct wref__hdr *h);
+/* the shared handle: die() hands its whole death to shared_died */
+static const struct wref__lib_type shared_type = {
+	.t = {
+		.name = "wref_ref",
+		.destroy = shared_destroy,
+		.flags = WREF_TYPE_NO_WEAK | WREF__TYPE_OWN_FREE |
+			 WREF__TYPE_LIB,
+	},
+	.died = shared_died,
 };
 
 /*
@@ -472,7 +352,7 @@ const wref_type wref__shared_type = {
  * before we got the lock revived it (shared_get) and took this death
  * over: then the handle stays live.
  */
-void wref__shared_died(struct wref__hdr *h)
+static void shared_died(struct wref__hdr *h)
 {
 	struct wref__cb *cb = caa_container_of(h, struct wref__cb, sh);
 	wref__stat_add(WREF_ST_DIED, 1);
@@ -531,13 +411,13 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 		wref__unlock(&cb->lock);
 		return r;
 	}
-	struct wref_ref *n = wref_new(&wref__ref_type, sizeof *n);
+	struct wref_ref *n = wref__new(&ref_type.t, sizeof *n);
 	if (!n)
 		return NULL;
 	/* relaxed: @n is ours alone until returned; cb_kill pins refs, so
 	 * their last release must take the atomic path (wref__pinnable) */
 	atomic_store_explicit(&wref__hdr(n)->tc,
-			      (uintptr_t)&wref__ref_type | WREF_TC_PIN,
+			      (uintptr_t)&ref_type.t | WREF_TC_PIN,
 			      memory_order_relaxed);
 	n->fn = fn;
 	n->arg = arg;
@@ -558,7 +438,7 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	wref__cb_hold(cb);
 	wref__lock(&cb->lock);
 	if (!(wref__cb_flags(cb) & WREF_CB_DEAD))
-		watch_link(cb, &n->watch);
+		wref__watch_link(cb, &n->watch);
 	wref__unlock(&cb->lock);
 	return n;
 }
@@ -628,7 +508,7 @@ static size_t handles(struct wref__cb *cb, wref_ref **out, size_t cap)
 	size_t total = 0;
 	if (cb->shared)
 		collect(&cb->sh, out, cap, &total);
-	for (struct wref__watch *w = watch_first(cb); w; w = watch_next(w)) {
+	for (struct wref__watch *w = wref__watch_first(cb); w; w = wref__watch_next(w)) {
 		struct wref_ref *r = wref__watch_owner(w);
 		if (w->ops->is_ref && !r->owed)
 			collect(wref__hdr(r), out, cap, &total);

@@ -210,6 +210,7 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	t->wops.owner = owner;
 	t->wops.off = 0;
 	t->wops.is_ref = false;
+	t->wops.owed = NULL;
 	atomic_init(&t->len, 0);
 	atomic_init(&t->buckets, init);
 	t->min_buckets = init;

@@ -50,6 +50,11 @@ EXTRA_DIST += tests/build/check_disasm.sh
 TESTS += tests/build/check_hooks.sh
 EXTRA_DIST += tests/build/check_hooks.sh
 
+## issue 14: lib/ imports only downward: the symbol-level import graph of
+## the static core library has no cycle (nm; prints the layers)
+TESTS += tests/build/check_imports.py
+EXTRA_DIST += tests/build/check_imports.py
+
 ## unit tests of modules on their own (tests/unit/): the futex lock
 ## (lib/lock.c) and the hashes (wref__hash_ptr, wref__hash_bytes); the fork
 ## order of lib/fork.c as an upper layer's slot sees it; the table layer

@@ -61,6 +61,20 @@ START_TEST(test_null_args)
 	errno = 0;
 	ck_assert_ptr_null(wref_new(NULL, 8));
 	ck_assert_int_eq(errno, EINVAL);
+	/* flags other than WREF_TYPE_*: EINVAL, never the library's own
+	 * type bits (the top two are internal: lib/object.h) */
+	static const unsigned bad[] = { 0x2u, 1u << 30, 1u << 31,
+					WREF_TYPE_NO_WEAK | 0x100u };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const wref_type t = { .name = "bad", .flags = bad[i] };
+		errno = 0;
+		ck_assert_ptr_null(wref_new(&t, 8));
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	const wref_type nw = { .name = "nw", .flags = WREF_TYPE_NO_WEAK };
+	void *nwo = wref_new(&nw, 8);
+	ck_assert_ptr_nonnull(nwo);
+	wref_release(nwo);
 	errno = 0;
 	ck_assert_ptr_null(wref_new(&obj_type, SIZE_MAX));
 	ck_assert_int_eq(errno, ENOMEM);
