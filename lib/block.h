@@ -96,7 +96,7 @@ struct wref__cb {
 	bool pad_;
 	/* deaths of the shared handle taken over by a revival, not yet
 	 * accounted by their death (ref.c shared_died; under lock) */
-	uint32_t revived;
+	_Atomic uint32_t revived;
 	/* trashcan link while the dying object waits for its destroy in
 	 * the out-of-memory spill (object.c; the dying thread's only) */
 	struct wref__hdr *spill;

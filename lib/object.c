@@ -286,9 +286,16 @@ void wref__cb_hold(struct wref__cb *cb)
 
 void wref__cb_unhold(struct wref__cb *cb)
 {
-	/* acq_rel: every holder's accesses happen-before the free by the
-	 * last one (an RMW rather than a fence: TSan does not model fences) */
-	if (atomic_fetch_sub_explicit(&cb->holds, 1,
+	/* acquire: pairs with the release half of the other holders'
+	 * fetch_sub below.  Seeing 1, ours is the only hold left, and a hold
+	 * is only ever added by a holder (or by a strong holder of the
+	 * object, which holds it too): nobody can add one now, so the last
+	 * unhold skips its RMW (as libstdc++'s _M_release does) */
+	if (atomic_load_explicit(&cb->holds, memory_order_acquire) != 1 &&
+	    /* acq_rel: every holder's accesses happen-before the free by
+	     * the last one (an RMW rather than a fence: TSan does not model
+	     * fences) */
+	    atomic_fetch_sub_explicit(&cb->holds, 1,
 				      memory_order_acq_rel) != 1)
 		return;
 	wref__free(cb);

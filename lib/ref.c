@@ -356,9 +356,32 @@ static void shared_died(struct wref__hdr *h)
 {
 	struct wref__cb *cb = caa_container_of(h, struct wref__cb, sh);
 	wref__stat_add(WREF_ST_DIED, 1);
+	/* The object died first (the common order): no revival can come,
+	 * as wref_ref_new runs for a strong holder of the object, so with
+	 * none pending this death is the handle's last and needs no lock.
+	 * acquire: pairs with the object's death (the acq_rel CAS to DEAD,
+	 * continued by failed upgrades' RMWs), which every reviver's
+	 * strong release, and so its revived++, happened before.  relaxed
+	 * revived: a pending death's revived-- is the only other write, and
+	 * reading 0 means it is done (it only decrements after death) */
+	if (atomic_load_explicit(&cb->strong, memory_order_acquire) >=
+		    WREF_UNDERFLOW_ZONE &&
+	    !atomic_load_explicit(&cb->revived, memory_order_relaxed)) {
+		/* `shared` stays set: it is read after death only by
+		 * wref_weak_refs from a destroy, which tries the (DEAD)
+		 * handle and skips it */
+#ifdef WREF_DEBUG
+		h->magic = WREF_MAGIC_DEAD;
+#endif
+		wref__cb_unhold(cb); /* the handle's hold */
+		return;
+	}
 	wref__lock(&cb->lock);
-	if (cb->revived) {
-		cb->revived--;
+	/* relaxed (both): under cb->lock */
+	uint32_t rv = atomic_load_explicit(&cb->revived, memory_order_relaxed);
+	if (rv) {
+		atomic_store_explicit(&cb->revived, rv - 1,
+				      memory_order_relaxed);
 		wref__unlock(&cb->lock);
 		return;
 	}
@@ -387,7 +410,12 @@ static wref_ref *shared_get(struct wref__cb *cb)
 		 * handle's memory is the block, which that death's hold
 		 * keeps; revive it and let that death account nothing */
 		shared_arm(cb);
-		cb->revived++;
+		/* relaxed: under cb->lock; read without it only after the
+		 * object's death (shared_died) */
+		atomic_store_explicit(&cb->revived,
+			atomic_load_explicit(&cb->revived,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
 	}
 	return wref__payload(h);
 }

@@ -352,6 +352,12 @@ static void w_callbacks(void)
 }
 
 /* ---- 6. memory --------------------------------------------------------- */
+static void mem_cb(wref_ref *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+}
+
 static void w_memory(void)
 {
 	wref_flush();
@@ -376,6 +382,23 @@ static void w_memory(void)
 	bench_out("mem_entry", (double)(a3 - a2) / BENCH_MEM_N);
 	wref_release(m);
 #endif
+	/* a callback ref as an object's first weak ref: its handle and the
+	 * block it brings (issue 12: <= 96 B), on fresh objects */
+	void **o2 = malloc(BENCH_MEM_N * sizeof *o2);
+	wref_ref **c = malloc(BENCH_MEM_N * sizeof *c);
+	for (int i = 0; i < BENCH_MEM_N; i++)
+		o2[i] = wref_new(&obj_type, sizeof(struct obj));
+	size_t a4 = bench_allocated();
+	for (int i = 0; i < BENCH_MEM_N; i++)
+		c[i] = wref_ref_new(o2[i], mem_cb, NULL);
+	size_t a5 = bench_allocated();
+	bench_out("mem_cbref", (double)(a5 - a4) / BENCH_MEM_N + sizeof(void *));
+	for (int i = 0; i < BENCH_MEM_N; i++) {
+		wref_release(c[i]);
+		wref_release(o2[i]);
+	}
+	free(o2);
+	free(c);
 	for (int i = 0; i < BENCH_MEM_N; i++) {
 		wref_release(r[i]);
 		wref_release(o[i]);

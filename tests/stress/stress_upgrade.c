@@ -273,6 +273,83 @@ START_TEST(test_shared_ref_churn)
 END_TEST
 
 /*
+ * The shared handle's deaths racing its referent's: a handle whose last
+ * user ref goes after the object died takes no lock (ref.c shared_died:
+ * no revival can come once the object is dead), one whose death races a
+ * revival takes the lock and may be taken over.  Each round, T threads,
+ * each with its own strong ref, make, upgrade and release the shared
+ * handle, keep some of them past the release of their strong ref (so
+ * handle deaths land before, during and after the object's death), and
+ * upgrade those once more (the object or NULL, never anything else).  A
+ * takeover counted twice or lost, or a lock-free death racing a locked
+ * one, leaks the block or frees it twice (ct_assert_no_leak; ASan).
+ */
+struct hd_arg {
+	void *o;
+	uint64_t seed;
+	_Atomic long *bad;
+};
+
+static void *handle_deaths(void *p)
+{
+	struct hd_arg *a = p;
+	wref_ref *keep[4];
+	int nk = 0;
+	for (int i = 0; i < 8; i++) {
+		wref_ref *r = wref_ref_new(a->o, NULL, NULL);
+		if (!r) {
+			atomic_fetch_add(a->bad, 1);
+			continue;
+		}
+		void *x = wref_ref_get(r);
+		if (x != a->o)
+			atomic_fetch_add(a->bad, 1);
+		wref_release(x);
+		if (nk < 4 && (ct_rand(&a->seed) & 1))
+			keep[nk++] = r;
+		else
+			wref_release(r);
+	}
+	ct_spin(ct_rand(&a->seed) % 64);
+	wref_release(a->o); /* this thread's strong ref */
+	for (int i = 0; i < nk; i++) {
+		ct_spin(ct_rand(&a->seed) % 64);
+		void *x = wref_ref_get(keep[i]);
+		if (x && x != a->o)
+			atomic_fetch_add(a->bad, 1);
+		wref_release(x);
+		wref_release(keep[i]);
+	}
+	return NULL;
+}
+
+START_TEST(test_shared_handle_deaths_vs_object_death)
+{
+	struct wref_stats st0 = ct_stats();
+	enum { T = 3 };
+	_Atomic long bad = 0;
+	long rounds = (ct_tsan() ? 300 : 3000) * ct_scale();
+	for (long r = 0; r < rounds; r++) {
+		pthread_t t[T];
+		struct hd_arg a[T];
+		void *o = wref_new(&obj_type, sizeof(struct obj));
+		atomic_store(&((struct obj *)o)->v, LIVE);
+		for (int i = 0; i < T; i++) {
+			a[i] = (struct hd_arg){ .o = wref_retain(o),
+				.seed = (uint64_t)r * 7919 + (uint64_t)i + 1,
+				.bad = &bad };
+			pthread_create(&t[i], NULL, handle_deaths, &a[i]);
+		}
+		wref_release(o); /* the threads' refs keep it */
+		for (int i = 0; i < T; i++)
+			pthread_join(t[i], NULL);
+	}
+	ck_assert_int_eq(atomic_load(&bad), 0);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
+/*
  * wref_weak_refs racing an object's first callback ref: the new block is
  * published with that ref's watch already linked (docs/core.md), so a
  * concurrent wref_weak_refs can hand the ref out before wref_ref_new
@@ -357,6 +434,7 @@ int main(void)
 	tcase_add_test(tc, test_callback_refs_vs_last_put);
 	tcase_add_test(tc, test_call_vs_last_put);
 	tcase_add_test(tc, test_shared_ref_churn);
+	tcase_add_test(tc, test_shared_handle_deaths_vs_object_death);
 	tcase_add_test(tc, test_weak_refs_vs_first_callback_ref);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
