@@ -1,6 +1,8 @@
 /*
- * object.c - the object header: sticky strong counter, death, and the
- * per-thread "trashcan" that flattens cascades of deaths into a loop.
+ * object.c - the object header: sticky strong counter, the control block's
+ * holds and watch list (lib/block.h; the block is created by ref.c),
+ * death, and the per-thread "trashcan" that flattens cascades of deaths
+ * into a loop (which also runs the work the executor queued inline).
  */
 #include "object.h"
 #include "block.h"

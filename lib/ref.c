@@ -1,10 +1,12 @@
 /*
- * ref.c - control blocks, watches, and weak references.
+ * ref.c - an object's first weak use, and weak references.
  *
- * The control block (docs/core.md: the side table) is allocated on an
- * object's first weak use and CASed into its header, taking over the
- * strong count.  It carries the list of watches (callback refs, container
- * entries) and is itself the shared callback-less ref.  Its memory lives
+ * The control block (docs/core.md: the side table; lib/block.h) is
+ * allocated here on an object's first weak use and CASed into its header,
+ * taking over the strong count.  It is itself the shared callback-less
+ * ref (its arming, revival and death are here too); callback refs are
+ * wref objects of their own with a watch on the block.  The block's
+ * holds, watch list and death collection are object.c's.  Its memory lives
  * until the last hold goes: the object's hold is dropped when the object's
  * memory is freed (at death), each ref and entry holds one.
  */
