@@ -85,18 +85,15 @@ struct wref__cb {
 	/* under lock; read without it only by the dying thread, which
 	 * skips the lock when there is no watch (wref__cb_kill) */
 	_Atomic(struct wref__watch *) watches;
-	/* holds: 1 for the object until its memory is freed, 1 for the
-	 * live shared handle, 1 per callback ref, container entry, method,
+	/* holds: 1 for the object until its memory is freed, 1 per arming
+	 * of the shared handle until that arming's death, 1 per callback ref, container entry, method,
 	 * finalizer or connection, 1 per revival ticket (object.c).  32
 	 * bits: each hold is an allocation of 48 bytes or more */
 	_Atomic uint32_t holds;
 	wref__lock_t lock;
 	_Atomic uint16_t flags;    /* WREF_CB_*, see below */
-	bool shared;               /* the shared handle is live (under lock) */
-	bool pad_;
-	/* deaths of the shared handle taken over by a revival, not yet
-	 * accounted by their death (ref.c shared_died; under lock) */
-	_Atomic uint32_t revived;
+	uint16_t pad16_;
+	uint32_t pad32_;
 	/* trashcan link while the dying object waits for its destroy in
 	 * the out-of-memory spill (object.c; the dying thread's only) */
 	struct wref__hdr *spill;

@@ -95,7 +95,6 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 		atomic_init(&n->watches, first);
 	}
 	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
-	n->shared = shared;
 	atomic_init(&n->sh.tc, (uintptr_t)&shared_type.t | WREF_TC_PIN);
 	if (shared)
 		shared_arm(n);
@@ -349,76 +348,43 @@ static const struct wref__lib_type shared_type = {
 
 /*
  * The shared handle's last user ref went (its count is DEAD).  Its memory
- * is the block's: the handle is not freed but disarmed, and dropping its
- * hold may free the block.  A wref_ref_new that found the handle DEAD
- * before we got the lock revived it (shared_get) and took this death
- * over: then the handle stays live.
+ * is the block's: the handle is not freed, and its death only drops the
+ * hold its arming took, which may free the block.  No lock: a
+ * wref_ref_new that finds the handle DEAD before this runs arms it again
+ * with a hold of its own (shared_get), so each death owns exactly one
+ * hold whatever the order (formal-model/shared_handle.pml; its variant
+ * BROKEN_REVIVE_TAKEOVER is the protocol this replaced, in which a
+ * revival took a pending death's hold over, and a death skipping the lock
+ * freed the block under the lock word of one still inside it).
  */
 static void shared_died(struct wref__hdr *h)
 {
 	struct wref__cb *cb = caa_container_of(h, struct wref__cb, sh);
 	wref__stat_add(WREF_ST_DIED, 1);
-	/* The object died first (the common order): no revival can come,
-	 * as wref_ref_new runs for a strong holder of the object, so with
-	 * none pending this death is the handle's last and needs no lock.
-	 * acquire: pairs with the object's death (the acq_rel CAS to DEAD,
-	 * continued by failed upgrades' RMWs), which every reviver's
-	 * strong release, and so its revived++, happened before.  relaxed
-	 * revived: a pending death's revived-- is the only other write, and
-	 * reading 0 means it is done (it only decrements after death) */
-	if (atomic_load_explicit(&cb->strong, memory_order_acquire) >=
-		    WREF_UNDERFLOW_ZONE &&
-	    !atomic_load_explicit(&cb->revived, memory_order_relaxed)) {
-		/* `shared` stays set: it is read after death only by
-		 * wref_weak_refs from a destroy, which tries the (DEAD)
-		 * handle and skips it */
 #ifdef WREF_DEBUG
-		h->magic = WREF_MAGIC_DEAD;
-#endif
-		wref__cb_unhold(cb); /* the handle's hold */
-		return;
-	}
+	/* misuse checks: mark it dead unless it was armed again meanwhile
+	 * (under the lock that arming takes; our hold keeps the block) */
 	wref__lock(&cb->lock);
-	/* relaxed (both): under cb->lock */
-	uint32_t rv = atomic_load_explicit(&cb->revived, memory_order_relaxed);
-	if (rv) {
-		atomic_store_explicit(&cb->revived, rv - 1,
-				      memory_order_relaxed);
-		wref__unlock(&cb->lock);
-		return;
-	}
-	cb->shared = false;
-#ifdef WREF_DEBUG
-	h->magic = WREF_MAGIC_DEAD;
-#endif
+	/* relaxed: under cb->lock, which orders armings */
+	if (atomic_load_explicit(&h->word, memory_order_relaxed) == WREF_DEAD)
+		h->magic = WREF_MAGIC_DEAD;
 	wref__unlock(&cb->lock);
-	wref__cb_unhold(cb); /* the handle's hold */
+#endif
+	wref__cb_unhold(cb); /* this arming's hold */
 }
 
-/* a new user ref to @cb's shared handle, arming or reviving it; under
- * cb->lock */
+/* a new user ref to @cb's shared handle, arming it (again) if it is DEAD;
+ * under cb->lock, which serialises armings.  Each arming takes a hold,
+ * which the death of that arming drops (shared_died): a death still on
+ * its way to shared_died keeps its own */
 static wref_ref *shared_get(struct wref__cb *cb)
 {
 	struct wref__hdr *h = &cb->sh;
 	if (wref__tryget(h))
 		return wref__payload(h);
-	wref__stat_add(WREF_ST_CREATED, 1); /* armed or revived */
-	if (!cb->shared) {
-		shared_arm(cb);
-		cb->shared = true;
-		wref__cb_hold(cb);
-	} else {
-		/* its last ref went and its death waits for our lock: the
-		 * handle's memory is the block, which that death's hold
-		 * keeps; revive it and let that death account nothing */
-		shared_arm(cb);
-		/* relaxed: under cb->lock; read without it only after the
-		 * object's death (shared_died) */
-		atomic_store_explicit(&cb->revived,
-			atomic_load_explicit(&cb->revived,
-					     memory_order_relaxed) + 1,
-			memory_order_relaxed);
-	}
+	wref__stat_add(WREF_ST_CREATED, 1);
+	wref__cb_hold(cb);
+	shared_arm(cb);
 	return wref__payload(h);
 }
 
@@ -536,8 +502,7 @@ static void collect(struct wref__hdr *h, wref_ref **out, size_t cap,
 static size_t handles(struct wref__cb *cb, wref_ref **out, size_t cap)
 {
 	size_t total = 0;
-	if (cb->shared)
-		collect(&cb->sh, out, cap, &total);
+	collect(&cb->sh, out, cap, &total); /* DEAD unless armed: skipped */
 	for (struct wref__watch *w = wref__watch_first(cb); w; w = wref__watch_next(w)) {
 		struct wref_ref *r = wref__watch_owner(w);
 		if (w->ops->is_ref && !r->owed)
