@@ -220,11 +220,13 @@ END_TEST
  * grace period) before the first releaser's CAS touches the freed header.
  *
  * Since the shared handle lives in the control block (docs/core.md), this
- * also drives its revival: a wref_ref_new that finds the handle DEAD with
- * its death not yet accounted revives it and takes that death over.  A
- * temporary probe (2026-11-29) counted over 65,000 takeovers in one plain
- * run; a lost or doubled takeover shows as a leaked block or a wrong
- * wref_weak_count (both asserted below).
+ * also drives its rearming: a wref_ref_new that finds the handle DEAD
+ * arms it again with a hold of its own while the previous arming's death
+ * may still be on its way to drop its hold (formal-model/shared_handle.pml).
+ * Under the earlier takeover protocol a temporary probe (2026-11-29)
+ * counted over 65,000 rearmings over a pending death in one plain run; a
+ * lost or doubled hold shows as a leaked block, an ASan use-after-free,
+ * or a wrong wref_weak_count (asserted below).
  */
 static struct {
 	void *o;
@@ -273,16 +275,16 @@ START_TEST(test_shared_ref_churn)
 END_TEST
 
 /*
- * The shared handle's deaths racing its referent's: a handle whose last
- * user ref goes after the object died takes no lock (ref.c shared_died:
- * no revival can come once the object is dead), one whose death races a
- * revival takes the lock and may be taken over.  Each round, T threads,
- * each with its own strong ref, make, upgrade and release the shared
- * handle, keep some of them past the release of their strong ref (so
- * handle deaths land before, during and after the object's death), and
+ * The shared handle's deaths racing its referent's (written for a
+ * lock-free handle death in 1fe1e6b, whose use-after-free the SPIN model
+ * then found and this test did not: formal-model/shared_handle.pml,
+ * BROKEN_REVIVE_TAKEOVER; the window was a death's unlock).  Each round, T
+ * threads, each with its own strong ref, make, upgrade and release the
+ * shared handle, keep some of them past the release of their strong ref
+ * (so handle deaths land before, during and after the object's death), and
  * upgrade those once more (the object or NULL, never anything else).  A
- * takeover counted twice or lost, or a lock-free death racing a locked
- * one, leaks the block or frees it twice (ct_assert_no_leak; ASan).
+ * hold lost or dropped twice leaks the block or frees it twice
+ * (ct_assert_no_leak; ASan).
  */
 struct hd_arg {
 	void *o;
