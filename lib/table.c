@@ -15,10 +15,11 @@ static bool entry_fire(struct wref__watch *w, bool pinned)
 	struct wref__entry *e = caa_container_of(w, struct wref__entry, watch);
 	(void)pinned;
 	/* inside the dying thread's read-side section, the owner pinned:
-	 * remove exactly this node; a newer entry under the key survives */
-	if (wref__entry_unlink(wref__entry_table(e), e))
-		wref__entry_put(e); /* the table count */
-	wref__entry_put(e);         /* the watch count: the fire is over */
+	 * remove exactly this node; a newer entry under the key survives.
+	 * Then drop the watch count (the fire is over) and, if we unlinked
+	 * it, the table count, in one RMW */
+	uint32_t n = wref__entry_unlink(wref__entry_table(e), e) ? 2 : 1;
+	wref__entry_put_n(e, n);
 	return false;
 }
 
@@ -65,7 +66,7 @@ struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
 	if (n == &e->node) {
 		if (e->cb)
 			/* relaxed: len is a snapshot (table.h) */
-			atomic_fetch_add_explicit(&t->len, 1,
+			atomic_fetch_add_explicit(wref__table_len_slot(t), 1,
 						  memory_order_relaxed);
 		return e;
 	}
@@ -88,7 +89,7 @@ struct wref__entry *wref__entry_add_replace(struct wref__entry *e,
 	long d = (e->cb != NULL) - (old && old->cb);
 	if (d)
 		/* relaxed: len is a snapshot (table.h) */
-		atomic_fetch_add_explicit(&t->len, (size_t)d,
+		atomic_fetch_add_explicit(wref__table_len_slot(t), d,
 					  memory_order_relaxed);
 	return old;
 }
@@ -112,7 +113,7 @@ bool wref__entry_replace(struct wref__entry *old, struct wref__entry *e,
 	long d = (e->cb != NULL) - (old->cb != NULL);
 	if (d)
 		/* relaxed: len is a snapshot (table.h) */
-		atomic_fetch_add_explicit(&t->len, (size_t)d,
+		atomic_fetch_add_explicit(wref__table_len_slot(t), d,
 					  memory_order_relaxed);
 	return true;
 }
@@ -123,7 +124,8 @@ bool wref__entry_unlink(struct wref__table *t, struct wref__entry *e)
 		return false;
 	if (e->cb)
 		/* relaxed: len is a snapshot (table.h) */
-		atomic_fetch_sub_explicit(&t->len, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(wref__table_len_slot(t), 1,
+					  memory_order_relaxed);
 	return true;
 }
 
@@ -133,20 +135,25 @@ void wref__entry_removed(struct wref__entry *e)
 	if (ops->forget)
 		ops->forget(e);
 	/* false: the dying thread took the watch and drops its count when
-	 * its fire is over */
-	if (e->cb && wref__watch_del(e->cb, &e->watch))
-		wref__entry_put(e);
-	wref__entry_put(e);
+	 * its fire is over.  Ours (the watch's, if we unlinked it, and the
+	 * table's) go in one RMW */
+	wref__entry_put_n(e, e->cb && wref__watch_del(e->cb, &e->watch) ?
+				     2 : 1);
+}
+
+void wref__entry_put_n(struct wref__entry *e, uint32_t n)
+{
+	/* acq_rel: every putter's uses of the entry happen-before retire
+	 * (an RMW rather than release + fence: TSan does not model fences) */
+	if (atomic_fetch_sub_explicit(wref__entry_refs(e), n,
+				      memory_order_acq_rel) != n)
+		return;
+	wref__entry_table(e)->ops->retire(e);
 }
 
 void wref__entry_put(struct wref__entry *e)
 {
-	/* acq_rel: every putter's uses of the entry happen-before retire
-	 * (an RMW rather than release + fence: TSan does not model fences) */
-	if (atomic_fetch_sub_explicit(wref__entry_refs(e), 1,
-				      memory_order_acq_rel) != 1)
-		return;
-	wref__entry_table(e)->ops->retire(e);
+	wref__entry_put_n(e, 1);
 }
 
 static void entry_free_cb(struct rcu_head *head)
@@ -211,7 +218,8 @@ int wref__table_init(struct wref__table *t, void *owner, size_t initial_size,
 	t->wops.off = 0;
 	t->wops.is_ref = false;
 	t->wops.owed = NULL;
-	atomic_init(&t->len, 0);
+	for (int i = 0; i < WREF__LEN_SLOTS; i++)
+		atomic_init(&t->len[i].n, 0);
 	atomic_init(&t->buckets, init);
 	t->min_buckets = init;
 	atomic_init(&t->growing, 0);
@@ -397,39 +405,10 @@ static inline uint64_t mix64(uint64_t x)
 	return x;
 }
 
-/* 64x64 -> 128-bit multiply, folded (wyhash's mum) */
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-	__uint128_t r = (__uint128_t)a * b;
-	return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-uint64_t wref__hash_bytes(const void *p, size_t n)
+/* keys longer than 16 bytes (wref__hash_bytes has the short ones) */
+uint64_t wref__hash_long(const void *p, size_t n)
 {
 	const unsigned char *s = p;
-	/* keys up to 16 bytes (most map keys): two whole, possibly
-	 * overlapping loads and two dependent 128-bit multiplies, as
-	 * wyhash finishes (the loop below chains nine 64-bit multiplies for
-	 * a 12-byte key: ~4% of a get in the oversubscribed mix) */
-	if (wref_likely(n <= 16)) {
-		uint64_t a = 0, b = 0;
-		if (n >= 8) {
-			memcpy(&a, s, 8);
-			memcpy(&b, s + n - 8, 8);
-		} else if (n >= 4) {
-			uint32_t x, y;
-			memcpy(&x, s, 4);
-			memcpy(&y, s + n - 4, 4);
-			a = x;
-			b = y;
-		} else if (n) {
-			a = (uint64_t)s[0] << 16 | (uint64_t)s[n / 2] << 8 |
-			    s[n - 1];
-		}
-		return mum(UINT64_C(0xa0761d6478bd642f) ^ n,
-			   mum(a ^ UINT64_C(0xe7037ed1a0b428db),
-			       b ^ UINT64_C(0x8ebc6af09c88c6e3)));
-	}
 	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ (n * UINT64_C(0xff51afd7ed558ccd));
 	while (n >= 8) {
 		uint64_t v;

@@ -21,10 +21,13 @@
  * thread is about to fire.  retire() must defer the free past a grace
  * period (wref__entry_free_rcu) since readers may still see the node.
  *
- * len is an atomic counter changed only by whoever succeeded
- * cds_lfht_add/replace/del, on its own cache line; placeholders (cb NULL)
- * are not counted.  It is a snapshot: while adds and removals are in
- * flight it may lag by their number (never below 0).
+ * len is a counter split over WREF__LEN_SLOTS cache lines (picked by the
+ * updater's CPU), changed only by whoever succeeded cds_lfht_add/replace/
+ * del; placeholders (cb NULL) are not counted.  Its value is the slots'
+ * sum, a snapshot: while adds and removals are in flight it may lag by
+ * their number (never below 0).  One shared counter cost every create and
+ * every death a contended line (issue 18: two threads creating and
+ * killing entries moved it ~1.2 times per get_or_create).
  *
  * Calling rules: lookups, adds, replaces and wref__entry_unlink run
  * inside wref__rcu_lock(); wref__entry_put and wref__entry_removed (which
@@ -50,12 +53,32 @@
 
 #include "internal.h"
 
+#include <sched.h>
+#include <string.h>
+#include <sys/rseq.h>
 #include <sys/types.h>
 
 #include <urcu/rculfhash.h>
 
+#ifdef _LGPL_SOURCE
+/* liburcu-bp's reader pointer, which the inlined read lock and unlock of
+ * every container operation reach, in the initial-exec model: a
+ * %fs-relative load instead of a TLS descriptor call per access (3-4% of
+ * a map get; -mtls-dialect=gnu2, configure.ac).  libwref.so is STATIC_TLS
+ * already (its own thread state); liburcu-bp is its dependency, loaded
+ * with it, and adds 80 bytes of static TLS.  A process that dlopen()ed
+ * another library using liburcu-bp before dlopen()ing libwref may then
+ * fail the latter's load (liburcu-bp's block already dynamic) */
+extern __thread struct urcu_bp_reader *urcu_bp_reader
+	__attribute__((tls_model("initial-exec")));
+#endif
+
 struct wref__table;
 struct wref__entry;
+
+/* slots of a table's split length (a power of two): 512 bytes a
+ * container; CPUs beyond it share slots */
+#define WREF__LEN_SLOTS 8
 
 struct wref__table_ops {
 	/* cds_lfht match function: @key is the container's lookup key;
@@ -83,8 +106,9 @@ struct wref__table_ops {
  * are the table's own (wops), which name the container: the entry finds
  * its table through them (wref__entry_table).
  *
- * No copy of cb->mem: a hit's prefetch of the object's header waits for
- * the block's line (the entry's 64 bytes have no room for it). */
+ * No copy of cb->mem (the entry's 64 bytes have no room for it): the
+ * valmap keeps a 4-byte offset of the object's header after short keys
+ * instead, for its match's prefetch (valmap.c, hint_at). */
 struct wref__entry {
 	union {
 		struct wref__watch watch; /* fire = prompt removal */
@@ -125,12 +149,16 @@ struct wref__table {
 	unsigned long min_buckets; /* the initial size: never shrunk below */
 	_Atomic uint32_t growing;  /* a resize is queued (grow holds owner) */
 	struct wref__work grow;
-	/* live entries: changed only by the winner of an lfht add/del.  Kept
-	 * off the read-mostly lines above and the container's fields below by
-	 * padding, not by alignment: wref payloads are only 16-byte aligned */
+	/* live entries: changed only by the winner of an lfht add/del (see
+	 * above), slot by slot.  Kept off each other, the read-mostly lines
+	 * above and the container's fields below by padding, not by
+	 * alignment: wref payloads are only 16-byte aligned, and two words
+	 * 64 bytes apart never share a line */
 	char pad0_[WREF_CACHELINE];
-	_Atomic size_t len;
-	char pad1_[WREF_CACHELINE - sizeof(size_t)];
+	struct {
+		_Atomic intptr_t n;
+		char pad_[WREF_CACHELINE - sizeof(intptr_t)];
+	} len[WREF__LEN_SLOTS];
 };
 
 static inline struct wref__table *wref__entry_table(struct wref__entry *e)
@@ -161,10 +189,38 @@ WREF_HIDDEN void wref__table_clear(struct wref__table *t);
 
 static inline size_t wref__table_len(struct wref__table *t)
 {
-	/* relaxed: a snapshot.  A node's remover may decrement before its
-	 * adder incremented: the counter can be transiently "negative" */
-	size_t n = atomic_load_explicit(&t->len, memory_order_relaxed);
-	return (ptrdiff_t)n < 0 ? 0 : n;
+	/* relaxed: a snapshot.  A node's remover may decrement (in its
+	 * slot) before its adder incremented (in another): a slot, and the
+	 * sum for a while, can be negative */
+	intptr_t n = 0;
+	for (int i = 0; i < WREF__LEN_SLOTS; i++)
+		n += atomic_load_explicit(&t->len[i].n, memory_order_relaxed);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* the calling thread's CPU, a hint: the kernel's copy in glibc's rseq
+ * area (a %fs-relative load; sched_getcpu's call was 1.3% of a churned
+ * get_or_create), else sched_getcpu() */
+static inline unsigned wref__cpu_hint(void)
+{
+#if defined(__GLIBC_HAVE_KERNEL_RSEQ) && (defined(__x86_64__) || defined(__aarch64__))
+	if (wref_likely(__rseq_size != 0)) {
+		const struct rseq *rs = (const struct rseq *)(const void *)
+			((const char *)__builtin_thread_pointer() +
+			 __rseq_offset);
+		/* volatile: the kernel rewrites it when the thread migrates */
+		return *(const volatile uint32_t *)&rs->cpu_id;
+	}
+#endif
+	int cpu = sched_getcpu();
+	return cpu < 0 ? 0 : (unsigned)cpu;
+}
+
+/* the calling thread's slot of @t's length (its CPU's; a thread that
+ * migrates meanwhile only shares a line for a while) */
+static inline _Atomic intptr_t *wref__table_len_slot(struct wref__table *t)
+{
+	return &t->len[wref__cpu_hint() & (WREF__LEN_SLOTS - 1)].n;
 }
 
 /* Queue a resize of the lfht to the largest power of two <= len (load
@@ -182,13 +238,24 @@ WREF_HIDDEN void wref__table_grow(struct wref__table *t);
  * worker thread, whose allocator cache then kept the bucket arrays' spare
  * regions (~150 KiB per process); and ACCOUNTING costs every add and del
  * a per-CPU counter update.  A map emptied by deaths alone shrinks at its
- * next insert or removal. */
+ * next inserts or removals (within buckets / 64 of them).  The length's
+ * sum reads every slot's line, which other CPUs write: it is taken only
+ * when this thread's slot (a line it just wrote) is at a multiple of the
+ * check step, buckets / 64 (every time in a table of up to 64 buckets),
+ * so a table grows once its length passes twice its buckets by at most
+ * WREF__LEN_SLOTS steps (an eighth of its buckets) and shrinks likewise. */
 static inline void wref__table_grow_check(struct wref__table *t)
 {
 	/* relaxed: hints; wref__table_grow's exchange decides, and its work
 	 * re-reads both */
 	unsigned long b = atomic_load_explicit(&t->buckets,
 					       memory_order_relaxed);
+	unsigned long step = b / 64 ? b / 64 : 1;
+	/* relaxed: a hint (our own slot, as we last left it) */
+	intptr_t mine = atomic_load_explicit(wref__table_len_slot(t),
+					     memory_order_relaxed);
+	if (wref_likely((unsigned long)mine & (step - 1)))
+		return;
 	size_t n = wref__table_len(t);
 	if (wref_unlikely(n >= 2 * b || (n < b / 8 && b > t->min_buckets)))
 		wref__table_grow(t);
@@ -252,6 +319,8 @@ static inline void wref__entry_hold(struct wref__entry *e)
 }
 /* Drop a count; the last one calls ops->retire. */
 WREF_HIDDEN void wref__entry_put(struct wref__entry *e);
+/* Drop @n counts at once (one RMW) */
+WREF_HIDDEN void wref__entry_put_n(struct wref__entry *e, uint32_t n);
 
 /* Free @e (its whole allocation, @e is its start) after a grace period,
  * unholding its control block. */
@@ -313,8 +382,42 @@ static inline void *wref__entry_upgrade(struct wref__entry *e)
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* hash of a byte string (keys of valmap) */
-WREF_HIDDEN uint64_t wref__hash_bytes(const void *p, size_t n);
+/* hash of a byte string of more than 16 bytes (wref__hash_bytes) */
+WREF_HIDDEN uint64_t wref__hash_long(const void *p, size_t n);
+
+/* 64x64 -> 128-bit multiply, folded (wyhash's mum) */
+static inline uint64_t wref__mum(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* hash of a byte string (keys of valmap).  Keys up to 16 bytes (most map
+ * keys) inline: two whole, possibly overlapping loads and two dependent
+ * 128-bit multiplies, as wyhash finishes; longer ones in
+ * wref__hash_long */
+static inline uint64_t wref__hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	if (wref_unlikely(n > 16))
+		return wref__hash_long(p, n);
+	uint64_t a = 0, b = 0;
+	if (n >= 8) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+	} else if (n >= 4) {
+		uint32_t x, y;
+		memcpy(&x, s, 4);
+		memcpy(&y, s + n - 4, 4);
+		a = x;
+		b = y;
+	} else if (n) {
+		a = (uint64_t)s[0] << 16 | (uint64_t)s[n / 2] << 8 | s[n - 1];
+	}
+	return wref__mum(UINT64_C(0xa0761d6478bd642f) ^ n,
+			 wref__mum(a ^ UINT64_C(0xe7037ed1a0b428db),
+				   b ^ UINT64_C(0x8ebc6af09c88c6e3)));
+}
 
 /* The key object's control block for an insert (EINVAL for NULL, NO_WEAK,
  * or @by_value without hash/equal), or NULL. */

@@ -30,15 +30,32 @@ struct wref_valmap {
 enum { PEND_WAIT, PEND_DONE, PEND_FAILED };
 
 /* The key follows the table entry's hot fields (cb, node) directly; its
- * length is the entry's aux word.  The retention part (tier maps) or the
- * placeholder part (CREATE_ONCE) sits after the key, 8-byte aligned, and
- * exists only when needed.  A plain entry is VM_KEY + len bytes: 64 with a
- * 16-byte key (jemalloc's 64-byte class, one cache line). */
+ * length is the entry's aux word.  A plain entry is VM_KEY + len bytes
+ * rounded up to the allocator's 16-byte step: 64 with a key of 4 to 16
+ * bytes (jemalloc's 64-byte class, one cache line).  When that rounding
+ * leaves 4 bytes after the key (key lengths 1..12 mod 16), they hold the
+ * object header's offset from the entry (hint_at): a lookup's match
+ * prefetches the header, which the caller's wref_release of the value
+ * loads, beside the block (the upgrade's RMW), instead of after it.  The
+ * retention part (tier maps) or the placeholder part (CREATE_ONCE) sits
+ * after the key and hint, 8-byte aligned, and exists only when needed. */
 struct vm_entry {
 	struct wref__entry e;
 	unsigned char key[];
 };
 #define VM_KEY offsetof(struct vm_entry, key)
+
+/* offset of the header hint after a key of @len bytes (4-aligned) */
+static inline size_t hint_off(size_t len)
+{
+	return (VM_KEY + len + 3) & ~(size_t)3;
+}
+/* an entry with a key of @len bytes has a hint: it fits in the 16-byte
+ * rounding of VM_KEY + len (a length from a match: never huge) */
+static inline bool has_hint(size_t len)
+{
+	return hint_off(len) + 4 <= ((VM_KEY + len + 15) & ~(size_t)15);
+}
 
 union vm_part {
 	struct wref__tier_node r; /* a real entry of a tier map */
@@ -49,10 +66,28 @@ union vm_part {
 	} p;
 };
 
-/* offset of the part after a key of @len bytes */
+/* offset of the part after a key of @len bytes (and its hint) */
 static inline size_t part_off(size_t len)
 {
-	return (VM_KEY + len + 7) & ~(size_t)7;
+	size_t end = has_hint(len) ? hint_off(len) + 4 : VM_KEY + len;
+	return (end + 7) & ~(size_t)7;
+}
+
+/* the header hint's slot of @v (has_hint(v->e.aux)) */
+static inline int32_t *hint_at(struct vm_entry *v)
+{
+	return (int32_t *)(void *)((char *)v + hint_off(v->e.aux));
+}
+
+/* the hint for @v watching @cb: the object header's offset from the entry
+ * in 16-byte units (both are 16-aligned), or 0 (no hint: the offset does
+ * not fit, a prefetch of the entry itself) */
+static inline int32_t hint_of(struct vm_entry *v, struct wref__cb *cb)
+{
+	intptr_t d = (intptr_t)cb->mem - (intptr_t)v;
+	if (d % 16 || d / 16 < INT32_MIN || d / 16 > INT32_MAX)
+		return 0;
+	return (int32_t)(d / 16);
 }
 
 static inline union vm_part *vm_part(struct vm_entry *v)
@@ -126,6 +161,12 @@ static int vm_match(struct cds_lfht_node *node, const void *key)
 	 * compare and the rest of the lookup: the block's line (the
 	 * upgrade's RMW).  Prefetches never fault */
 	__builtin_prefetch(v->e.cb, 1);
+	/* and the object's header (the caller's release loads its word), in
+	 * parallel rather than after the block.  The hint is written before
+	 * the entry's publication and never changes; it is only a prefetch
+	 * address (stale or wrong costs a useless prefetch, never a fault) */
+	if (has_hint(k->n))
+		__builtin_prefetch((char *)v + 16 * (intptr_t)*hint_at(v), 0);
 	return key_eq(v->key, k->p, k->n);
 }
 
@@ -156,14 +197,18 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 		errno = ENOMEM;
 		return NULL;
 	}
+	bool hint = has_hint(k->n);
 	struct vm_entry *v = wref__alloc(part ? part_off(k->n) +
-					 sizeof(union vm_part) : VM_KEY + k->n);
+					 sizeof(union vm_part) :
+					 hint ? hint_off(k->n) + 4 : VM_KEY + k->n);
 	if (!v)
 		return NULL;
 	wref__entry_init(&m->t, &v->e, cb);
 	v->e.aux = (uint32_t)k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
+	if (hint)
+		*hint_at(v) = cb ? hint_of(v, cb) : 0;
 	if (!cb) {
 		atomic_init(&pend(v)->state, PEND_WAIT);
 		pend(v)->err = 0;
@@ -338,32 +383,30 @@ struct goc {
 
 enum goc_step { GOC_HIT, GOC_WAIT, GOC_AGAIN, GOC_PREPARE, GOC_LINKED };
 
-/* our entry (placeholder or real) becomes the key's entry, replacing the
- * dead @e or into an empty slot; inside the read-side section */
-static bool goc_link(struct goc *g, struct wref__entry *e)
-{
-	struct vm_entry *ours = g->once ? g->p : g->v;
-	bool linked;
-	if (e)
-		linked = wref__entry_replace(e, &ours->e, g->h, &g->k);
-	else
-		linked = wref__entry_add_unique(&ours->e, g->h, &g->k) ==
-			 &ours->e;
-	if (linked && e)
-		g->gone = e; /* the dead entry we displaced */
-	g->added |= linked && !e;
-	if (linked && !g->once)
-		g->kick |= touch(g->m, g->v);
-	return linked;
-}
-
 /* One read-side section: GOC_HIT (g->ret), GOC_WAIT (*@wait pinned),
- * GOC_AGAIN, GOC_PREPARE (our entry is needed first) or GOC_LINKED. */
+ * GOC_AGAIN, GOC_PREPARE (our entry is needed first) or GOC_LINKED.
+ * Before our entry exists, a lookup; once it does, its add_unique is the
+ * lookup (one walk of the chain instead of a lookup and then an add: a
+ * create used to walk it three times), and an entry found there is
+ * treated as the lookup's would be: a dead one is replaced by ours. */
 static enum goc_step goc_find(struct goc *g, struct vm_entry **wait)
 {
 	enum goc_step step;
+	struct vm_entry *ours = g->once ? g->p : g->v;
+	struct wref__entry *e;
 	wref__rcu_lock();
-	struct wref__entry *e = wref__table_lookup(&g->m->t, g->h, &g->k);
+	if (ours) {
+		e = wref__entry_add_unique(&ours->e, g->h, &g->k);
+		if (e == &ours->e) {
+			g->added = true;
+			if (!g->once)
+				g->kick |= touch(g->m, g->v);
+			step = GOC_LINKED;
+			goto out;
+		}
+	} else {
+		e = wref__table_lookup(&g->m->t, g->h, &g->k);
+	}
 	if (e && e->cb && (g->ret = upgrade(e))) {
 		g->kick |= touch(g->m, vm_entry_of(e));
 		step = GOC_HIT; /* a live value */
@@ -371,11 +414,17 @@ static enum goc_step goc_find(struct goc *g, struct vm_entry **wait)
 		/* someone is making it; a placeholder retiring: look again */
 		*wait = wref__entry_tryhold(e) ? vm_entry_of(e) : NULL;
 		step = *wait ? GOC_WAIT : GOC_AGAIN;
-	} else if (!(g->once ? g->p : g->v)) {
+	} else if (!ours) {
 		step = GOC_PREPARE; /* absent or dead: ours is needed */
+	} else if (wref__entry_replace(e, &ours->e, g->h, &g->k)) {
+		g->gone = e; /* the dead entry we displaced */
+		if (!g->once)
+			g->kick |= touch(g->m, g->v);
+		step = GOC_LINKED;
 	} else {
-		step = goc_link(g, e) ? GOC_LINKED : GOC_AGAIN;
+		step = GOC_AGAIN; /* it left meanwhile: add again */
 	}
+out:
 	wref__rcu_unlock();
 	return step;
 }

@@ -6,6 +6,7 @@
  */
 #include "containers_test.h"
 
+#include <sched.h>
 #include <sys/wait.h>
 
 static struct wref_stats start;
@@ -306,6 +307,156 @@ START_TEST(test_key_lengths)
 	wref_release(a);
 	wref_release(b);
 	wref_release(c);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* keys of every length from 0 to 40 in a plain map, a map with a
+ * retention tier and a CREATE_ONCE map: an entry's layout (the key, the
+ * header hint after it when the allocator's 16-byte rounding leaves room,
+ * the tier or placeholder part after that) depends on the length.  In the
+ * plain map each hint names its object's header (white box: valmap.c's
+ * layout, VM_KEY = 48) */
+static void *make_item(const void *key, size_t len, void *arg);
+static void *make_fail(const void *key, size_t len, void *arg);
+
+static void key_of_len(unsigned char *k, size_t len, unsigned char last)
+{
+	for (size_t i = 0; i < len; i++)
+		k[i] = (unsigned char)(i * 13 + len);
+	if (len)
+		k[len - 1] = last;
+}
+
+START_TEST(test_key_length_layouts)
+{
+	enum { MAXLEN = 40 };
+	wref_map_options ret = { .retain_ms = 1000000 };
+	wref_map_options once = { .flags = WREF_MAP_CREATE_ONCE };
+	wref_valmap *maps[3] = { wref_valmap_new(NULL), wref_valmap_new(&ret),
+				 wref_valmap_new(&once) };
+	struct item *v[3][MAXLEN + 1];
+	unsigned char k[MAXLEN], k2[MAXLEN];
+	for (int mi = 0; mi < 3; mi++) {
+		for (size_t len = 0; len <= MAXLEN; len++) {
+			key_of_len(k, len, 0xa5);
+			if (mi == 2) {
+				v[mi][len] = wref_valmap_get_or_create(maps[mi],
+						k, len, make_item, NULL);
+				ck_assert_ptr_nonnull(v[mi][len]);
+			} else {
+				v[mi][len] = item_new(&item_type, len, NULL);
+				ck_assert_int_eq(wref_valmap_set(maps[mi], k,
+						len, v[mi][len]), 0);
+			}
+		}
+		ck_assert_uint_eq(wref_valmap_len(maps[mi]), MAXLEN + 1);
+		for (size_t len = 0; len <= MAXLEN; len++) {
+			key_of_len(k, len, 0xa5);
+			key_of_len(k2, len, 0x5a);
+			struct item *g = wref_valmap_get(maps[mi], k, len);
+			ck_assert_ptr_eq(g, v[mi][len]);
+			wref_release(g);
+			g = wref_valmap_get_or_create(maps[mi], k, len,
+						      make_fail, NULL);
+			ck_assert_ptr_eq(g, v[mi][len]);
+			wref_release(g);
+			if (len)
+				ck_assert_ptr_null(wref_valmap_get(maps[mi],
+								   k2, len));
+		}
+	}
+	/* the plain map's hints */
+	struct wref__table *t = (struct wref__table *)(void *)maps[0];
+	struct cds_lfht_iter it;
+	int hinted = 0;
+	wref__rcu_lock();
+	for (struct wref__entry *e = wref__table_first(t, &it); e;
+	     e = wref__table_next(t, &it)) {
+		size_t len = e->aux, end = 48 + len;
+		size_t off = (end + 3) & ~(size_t)3;
+		if (off + 4 > ((end + 15) & ~(size_t)15))
+			continue; /* no room: no hint */
+		int32_t h;
+		memcpy(&h, (char *)e + off, 4);
+		/* 0: the offset did not fit in 32 bits of 16-byte units (the
+		 * sanitizers' heaps are that far apart) */
+		if (h)
+			ck_assert_ptr_eq((char *)e + 16 * (intptr_t)h,
+					 (char *)e->cb->mem);
+		hinted++;
+	}
+	wref__rcu_unlock();
+	/* lengths 1..12 and 17..28 mod 16 of 0..40: 12 + 12 + 8 */
+	ck_assert_int_eq(hinted, 32);
+	for (int mi = 0; mi < 3; mi++) {
+		for (size_t len = 0; len <= MAXLEN; len++) {
+			key_of_len(k, len, 0xa5);
+			ck_assert_int_eq(wref_valmap_del(maps[mi], k, len), 0);
+			wref_release(v[mi][len]);
+		}
+		ck_assert_uint_eq(wref_valmap_len(maps[mi]), 0);
+		wref_release(maps[mi]);
+	}
+	wref_flush();
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* the length is split over per-CPU slots: it stays exact when threads
+ * (on whatever CPUs they land) insert and remove, and one thread's
+ * removals of another's inserts take it back to 0 */
+struct len_ctx {
+	wref_valmap *m;
+	struct item *o;
+	int base, n;
+	bool del;
+};
+
+static void *len_worker(void *p)
+{
+	struct len_ctx *c = p;
+	char k[32];
+	for (int i = 0; i < c->n; i++) {
+		snprintf(k, sizeof k, "len%d", c->base + i);
+		if (c->del)
+			ck_assert_int_eq(wref_valmap_del(c->m, k, strlen(k)), 0);
+		else
+			ck_assert_int_eq(wref_valmap_set(c->m, k, strlen(k),
+							 c->o), 0);
+		if (i % 64 == 0)
+			sched_yield(); /* move around the CPUs */
+	}
+	return NULL;
+}
+
+START_TEST(test_len_split)
+{
+	enum { T = 4, N = 3000 };
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *o = item_new(&item_type, 1, NULL);
+	pthread_t th[T];
+	struct len_ctx c[T];
+	for (int del = 0; del < 2; del++) {
+		for (int i = 0; i < T; i++) {
+			/* removers take the keys of another inserter */
+			c[i] = (struct len_ctx){ m, o, ((i + del) % T) * N, N,
+						 del };
+			pthread_create(&th[i], NULL, len_worker, &c[i]);
+		}
+		for (int i = 0; i < T; i++)
+			pthread_join(th[i], NULL);
+		ck_assert_uint_eq(wref_valmap_len(m), del ? 0 : T * N);
+		wref_flush();
+		struct wref__table *t = (struct wref__table *)(void *)m;
+		/* grown to load 1-2 (8192 buckets for 12000), then shrunk */
+		if (!del)
+			ck_assert_uint_eq(atomic_load(&t->buckets), 8192);
+		else
+			ck_assert_uint_le(atomic_load(&t->buckets), 128);
+	}
+	wref_release(o);
 	wref_release(m);
 	ct_assert_no_leak(start);
 }
@@ -1063,6 +1214,8 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_resize_both_ways);
 	tcase_add_test(tc, test_replace_then_old_dies);
 	tcase_add_test(tc, test_key_lengths);
+	tcase_add_test(tc, test_key_length_layouts);
+	tcase_add_test(tc, test_len_split);
 	tcase_add_test(tc, test_clear);
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_foreach_releases_map);
