@@ -118,9 +118,13 @@ struct wref__cb_byval {
 	uint64_t hash;             /* the type's hash of the object */
 	struct rcu_head rcu;       /* frees a by-value member after a GP */
 };
-/* flags: DEAD under lock (an atomic RMW, so MEM_RCU can be set beside it
- * without the lock); BYVAL constant */
+/* flags: DEAD under lock, stored by the dying thread (no strong holder is
+ * left to set MEM_RCU or RCU_WATCH beside it); MEM_RCU by an RMW without
+ * the lock; RCU_WATCH by an RMW under it; BYVAL constant */
 #define WREF_CB_DEAD 1u    /* watches collected: no new watch links */
+/* a watch other than a callback ref's was ever linked: the death collects
+ * inside an RCU read-side section (wref__cb_kill) */
+#define WREF_CB_RCU_WATCH 2u
 #define WREF_CB_MEM_RCU 4u /* see wref__cb_mem_rcu */
 #define WREF_CB_BYVAL 8u   /* a struct wref__cb_byval */
 static inline uint32_t wref__cb_flags(struct wref__cb *cb)

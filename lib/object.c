@@ -309,7 +309,13 @@ int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
 	int ret = -ENOENT;
 	wref__pinnable(wref__watch_owner(w));
 	wref__lock(&cb->lock);
-	if (!(wref__cb_flags(cb) & WREF_CB_DEAD)) {
+	uint32_t f = wref__cb_flags(cb);
+	if (!(f & WREF_CB_DEAD)) {
+		/* relaxed: under cb->lock; the dying thread reads it after
+		 * the count's acq_rel (our caller holds a strong ref) */
+		if (!w->ops->is_ref && !(f & WREF_CB_RCU_WATCH))
+			atomic_fetch_or_explicit(&cb->flags, WREF_CB_RCU_WATCH,
+						 memory_order_relaxed);
 		wref__watch_link(cb, w);
 		ret = 0;
 	}
@@ -335,6 +341,10 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
  * and the grace period then waits for us.  Everything needed after the
  * section (the owners to release) is copied out before fire(), which may
  * retire the watch: no watch field is read after the section ends.
+ * A block that only ever had callback refs' watches (no RCU_WATCH) needs
+ * no section: a ref's memory is freed at once, never through RCU, and we
+ * fire only refs we pinned or whose callback is owed (either keeps the
+ * memory until the callback ran).
  */
 #define KILL_BATCH 16
 void wref__cb_kill(struct wref__cb *cb)
@@ -349,14 +359,20 @@ void wref__cb_kill(struct wref__cb *cb)
 	 * remover can find a watch of ours to race with, so no lock */
 	if (!atomic_load_explicit(&cb->watches, memory_order_relaxed))
 		return; /* WREF_CB_DEAD only matters to linked watches */
+	/* RCU_WATCH is set only while a strong ref is held (as the watches
+	 * are linked), so it is ordered before us like the list */
+	bool rcu = wref__cb_flags(cb) & WREF_CB_RCU_WATCH;
 	do {
 		n = 0;
 		prev = NULL; /* the last watch left linked */
-		wref__rcu_lock();
+		if (rcu)
+			wref__rcu_lock();
 		wref__lock(&cb->lock);
-		/* relaxed: under cb->lock */
-		atomic_fetch_or_explicit(&cb->flags, WREF_CB_DEAD,
-					 memory_order_relaxed);
+		/* relaxed: under cb->lock; a store, not an RMW: the flags'
+		 * other writers hold a strong ref, and none is left */
+		atomic_store_explicit(&cb->flags,
+				      wref__cb_flags(cb) | WREF_CB_DEAD,
+				      memory_order_relaxed);
 		for (w = wref__watch_first(cb); w && n < KILL_BATCH; w = next) {
 			next = wref__watch_next(w);
 			void *owner = wref__watch_owner(w);
@@ -380,7 +396,8 @@ void wref__cb_kill(struct wref__cb *cb)
 		for (i = 0; i < n; i++)
 			if (batch[i]->ops->fire(batch[i], pinned[i] != NULL))
 				pinned[i] = NULL;
-		wref__rcu_unlock();
+		if (rcu)
+			wref__rcu_unlock();
 		for (i = 0; i < n; i++)
 			wref_release(pinned[i]); /* NULL: not pinned */
 	} while (n == KILL_BATCH);
@@ -819,6 +836,23 @@ static inline void release_cnt(struct wref__hdr *h, _Atomic uint64_t *cnt)
 	if (wref_likely(c - 2 < WREF_SAT - 2))
 		return;
 	release_cnt_slow(h, cnt, c);
+}
+
+void wref__release_unpinned(void *obj)
+{
+	struct wref__hdr *h = wref__hdr(obj);
+	/* acquire: pairs with the release CAS of the other holders' last
+	 * releases, so their writes happen-before destroy */
+	if (atomic_load_explicit(&h->word, memory_order_acquire) ==
+	    WREF_INL(1)) {
+		/* relaxed: ours alone (see object.h); as wref_release's
+		 * sole-owner path */
+		atomic_store_explicit(&h->word, WREF_DEAD,
+				      memory_order_relaxed);
+		die(h);
+		return;
+	}
+	wref_release(obj);
 }
 
 /*

@@ -141,6 +141,12 @@ static inline bool wref__cnt_tryget_checked(_Atomic uint64_t *cnt)
  * be a block is followed there) */
 WREF_HIDDEN bool wref__tryget_word(struct wref__hdr *h, uint64_t w);
 
+/* wref_release(@obj) by a holder that knows nothing can retain or pin
+ * @obj concurrently unless it holds a ref too (no watch of its is linked:
+ * a fired callback ref): a count of 1 is then the caller's alone, and the
+ * release takes no RMW */
+WREF_HIDDEN void wref__release_unpinned(void *obj);
+
 /* a snapshot of @h's strong count; 0 once dead */
 WREF_HIDDEN uint64_t wref__count(struct wref__hdr *h);
 

@@ -230,7 +230,10 @@ static void ref_run(struct wref__work *work)
 	if (r->owed)
 		ref_owed_done(r);
 	else
-		wref_release(r);
+		/* the dying thread's pin: our watch is unlinked for good, so
+		 * nothing pins the ref again (usually the user's ref went
+		 * inside the callback and this is the last) */
+		wref__release_unpinned(r);
 }
 
 static void ref_queue(struct wref_ref *r)

@@ -392,6 +392,35 @@ START_TEST(test_weak_ref_to_refs)
 }
 END_TEST
 
+/* issue 18: a death whose block only ever had callback refs' watches
+ * collects them without an RCU read-side section; any other watch (a
+ * container entry) marks the block for one, for good */
+START_TEST(test_rcu_watch_flag)
+{
+	struct obj *o = new_obj(&obj_type, 1);
+	wref_ref *a = wref_ref_new(o, cb_count, (void *)(intptr_t)1);
+	wref_ref *b = wref_ref_new(o, cb_count, (void *)(intptr_t)2);
+	struct wref__cb *cb = wref__cb_peek(wref__hdr(o));
+	ck_assert(!(wref__cb_flags(cb) & WREF_CB_RCU_WATCH));
+	wref_set *s = wref_set_new(NULL);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(wref_set_add(s, o), 0);
+	ck_assert(wref__cb_flags(cb) & WREF_CB_RCU_WATCH);
+	ck_assert_int_eq(wref_set_discard(s, o), 0);
+	ck_assert(wref__cb_flags(cb) & WREF_CB_RCU_WATCH);
+	ck_assert_int_eq(wref_set_add(s, o), 0);
+	wref_release(o); /* its entry and both callbacks go */
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(wref_set_len(s), 0);
+	ck_assert_int_eq(cb_runs[1], 1);
+	ck_assert_int_eq(cb_runs[2], 1);
+	ck_assert_int_eq(cb_bad[1] + cb_bad[2], 0);
+	wref_release(a);
+	wref_release(b);
+	wref_release(s);
+}
+END_TEST
+
 START_TEST(test_null_args)
 {
 	errno = 0;
@@ -791,6 +820,7 @@ int main(void)
 	tcase_add_test(tc, test_no_weak);
 	tcase_add_test(tc, test_weak_ref_to_refs);
 	tcase_add_test(tc, test_handle_kinds_by_address);
+	tcase_add_test(tc, test_rcu_watch_flag);
 	tcase_add_test(tc, test_null_args);
 	tcase_add_test(tc, test_enomem_shared);
 	tcase_add_test(tc, test_enomem_callback);
