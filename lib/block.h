@@ -140,6 +140,8 @@ static inline struct wref__cb_byval *wref__cb_byval(struct wref__cb *cb)
 
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
 WREF_HIDDEN void wref__cb_unhold(struct wref__cb *cb);
+/* drop @n holds at once (an embedded callback ref's own and its memory's) */
+WREF_HIDDEN void wref__cb_unhold_n(struct wref__cb *cb, uint32_t n);
 /* @cb's object (held strongly by the caller) joins a by-value container,
  * whose lookups call equal on members' memory under RCU without a ref:
  * its memory is then freed after a grace period (wref__obj_free) */

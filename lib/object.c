@@ -286,22 +286,27 @@ void wref__cb_hold(struct wref__cb *cb)
 	atomic_fetch_add_explicit(&cb->holds, 1, memory_order_relaxed);
 }
 
-void wref__cb_unhold(struct wref__cb *cb)
+void wref__cb_unhold_n(struct wref__cb *cb, uint32_t n)
 {
 	/* acquire: pairs with the release half of the other holders'
-	 * fetch_sub below.  Seeing 1, ours is the only hold left, and a hold
-	 * is only ever added by a holder (or by a strong holder of the
-	 * object, which holds it too): nobody can add one now, so the last
-	 * unhold skips its RMW (as libstdc++'s _M_release does) */
-	if (atomic_load_explicit(&cb->holds, memory_order_acquire) != 1 &&
+	 * fetch_sub below.  Seeing n, the n holds we drop are the only ones
+	 * left, and a hold is only ever added by a holder (or by a strong
+	 * holder of the object, which holds it too): nobody can add one now,
+	 * so the last unhold skips its RMW (as libstdc++'s _M_release does) */
+	if (atomic_load_explicit(&cb->holds, memory_order_acquire) != n &&
 	    /* acq_rel: every holder's accesses happen-before the free by
 	     * the last one (an RMW rather than a fence: TSan does not model
 	     * fences) */
-	    atomic_fetch_sub_explicit(&cb->holds, 1,
-				      memory_order_acq_rel) != 1)
+	    atomic_fetch_sub_explicit(&cb->holds, n,
+				      memory_order_acq_rel) != n)
 		return;
-	wref__free(cb);
+	wref__free(cb); /* an embedded callback ref with it (ref.c) */
 	wref__stat_add(WREF_ST_CB_FREE, 1);
+}
+
+void wref__cb_unhold(struct wref__cb *cb)
+{
+	wref__cb_unhold_n(cb, 1);
 }
 
 int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)

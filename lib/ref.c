@@ -24,12 +24,22 @@ struct wref_ref {
 	struct wref__cb *cb; /* NULL until attached */
 	wref_callback fn;
 	void *arg;
-	struct wref__watch watch; /* on cb->watches while armed (fn only) */
-	struct wref__work work;   /* the callback's executor item */
+	/* the executor item reuses the watch's two words: a ref is queued
+	 * only once its watch is unlinked for good (ref_fire, or an owed
+	 * ref that the death skipped), and after that nothing reads the
+	 * watch (ref_unpublish sees fired or owed first) */
+	union {
+		struct wref__watch watch; /* on cb->watches while armed */
+		struct wref__work work;   /* the callback's executor item */
+	};
 	/* set under cb->lock when the user let go of the ref after its
 	 * referent died but before the callbacks were collected: the callback
 	 * is still owed, so the ref's memory outlives its destroy */
 	bool owed;
+	/* the object's first callback ref lives in its block's allocation
+	 * (block_new): its memory is one more hold on the block, dropped
+	 * with the ref's own (ref_free); constant */
+	bool embedded;
 	/* set by the dying thread when it unlinked the watch for good and
 	 * fired it: the ref's release then needs no lock (ref_unpublish) */
 	_Atomic bool fired;
@@ -37,6 +47,21 @@ struct wref_ref {
 	 * last frees the memory */
 	_Atomic int owed_parties;
 };
+#ifndef WREF_DEBUG
+/* with its 16-byte header, one 64-byte line and allocation class */
+_Static_assert(sizeof(struct wref_ref) == 48, "a callback ref is 48 bytes");
+#endif
+static const struct wref__watch_ops ref_watch_ops;
+
+/* where a block embeds its first callback ref's header: after the block,
+ * 16-aligned (so the ref tells itself from a shared handle by address,
+ * wref__ref_is_shared) */
+static size_t embed_off(bool byval)
+{
+	size_t sz = byval ? sizeof(struct wref__cb_byval)
+			  : sizeof(struct wref__cb);
+	return (sz + 15) & ~(size_t)15;
+}
 
 /* the two handle types (defined below): tentative definitions */
 static const struct wref__lib_type ref_type, shared_type;
@@ -75,24 +100,50 @@ static void shared_arm(struct wref__cb *cb)
 #endif
 }
 
+/* a callback ref's fields */
+struct ref_init {
+	wref_callback fn;
+	void *arg;
+};
+
 /* a new block for @obj, private until published; born with its shared
- * handle live (@shared) or with @first (a callback ref's watch) linked:
- * either one's hold is counted beside the object's */
+ * handle live (@shared), or with a callback ref (@ri) inside its own
+ * allocation, watch linked: one allocation, and one free on the thread
+ * that drops the last hold, where a separate ref cost two of each (issue
+ * 18).  The handle's hold, or the ref's and its memory's (two), are
+ * counted beside the object's */
 static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
-				  struct wref__watch *first)
+				  const struct ref_init *ri)
 {
 	bool byval = t->hash && t->equal;
-	struct wref__cb *n = wref__alloc(byval ? sizeof(struct wref__cb_byval)
-					      : sizeof(struct wref__cb));
+	size_t off = embed_off(byval);
+	struct wref__cb *n = wref__alloc(ri ? off + sizeof(struct wref__hdr) +
+						 sizeof(struct wref_ref)
+					    : byval ? sizeof(struct wref__cb_byval)
+						    : sizeof(struct wref__cb));
 	if (!n)
 		return NULL;
 	/* zeroed by four inline 16-byte stores rather than a memset call
 	 * (the rcu_head of a by-value block is written by call_rcu) */
 	*n = (struct wref__cb){ .mem = wref__hdr(obj) };
-	atomic_init(&n->holds, shared || first ? 2 : 1);
-	if (first) {
-		first->link = WREF__WATCH_LINKED; /* the only one */
-		atomic_init(&n->watches, first);
+	atomic_init(&n->holds, ri ? 3 : shared ? 2 : 1);
+	if (ri) {
+		struct wref__hdr *rh = (struct wref__hdr *)((char *)n + off);
+		struct wref_ref *r = wref__payload(rh);
+		atomic_init(&rh->word, WREF_INL(1));
+		/* PIN: cb_kill pins refs, so their last release must take
+		 * the atomic path (wref__pinnable) */
+		atomic_init(&rh->tc, (uintptr_t)&ref_type.t | WREF_TC_PIN);
+#ifdef WREF_DEBUG
+		rh->magic = WREF_MAGIC;
+#endif
+		*r = (struct wref_ref){
+			.cb = n, .fn = ri->fn, .arg = ri->arg,
+			.watch = { .link = WREF__WATCH_LINKED, /* the only */
+				   .ops = &ref_watch_ops },
+			.embedded = true,
+		};
+		atomic_init(&n->watches, &r->watch);
 	}
 	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
 	atomic_init(&n->sh.tc, (uintptr_t)&shared_type.t | WREF_TC_PIN);
@@ -119,8 +170,7 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
  * watch or ref on the block it has (its watches were collected).
  */
 static struct wref__cb *cb_get(void *obj, bool shared,
-			       struct wref__watch *first,
-			       struct wref__cb **first_cb, bool *made)
+			       const struct ref_init *ri, bool *made)
 {
 	struct wref__hdr *h = wref__hdr(obj);
 	/* acquire: pairs with the CAS publishing the block (below, in the
@@ -137,14 +187,12 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 		errno = EINVAL;
 		return NULL;
 	}
-	struct wref__cb *n = block_new(obj, t, shared, first);
+	/* an embedded ref names its block before the CAS publishes both:
+	 * wref_weak_refs may hand it to another thread as soon as the block
+	 * is reachable */
+	struct wref__cb *n = block_new(obj, t, shared, ri);
 	if (!n)
 		return NULL;
-	/* the first watch's owner names its block before the CAS publishes
-	 * both: wref_weak_refs may hand the owner to another thread as soon
-	 * as the block is reachable */
-	if (first_cb)
-		*first_cb = n;
 	for (;;) {
 		/* relaxed: the block is private until the CAS publishes it */
 		atomic_store_explicit(&n->strong,
@@ -157,7 +205,7 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 				(uint64_t)(uintptr_t)n | WREF_W_CB,
 				memory_order_acq_rel, memory_order_acquire)) {
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
-			if (shared) /* the handle counts as an object */
+			if (shared || ri) /* the handle counts as an object */
 				wref__stat_add(WREF_ST_CREATED, 1);
 			*made = true;
 			return n;
@@ -166,27 +214,53 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 			break; /* another thread's block won */
 		if (w >= WREF_UNDERFLOW_ZONE || w < WREF_INL(1)) {
 			/* cannot happen while the caller holds its ref */
-			if (first)
-				first->link = 0;
-			wref__free(n);
+			wref__free(n); /* and an embedded ref, never seen */
 			errno = ENOENT;
 			return NULL;
 		}
 		/* a racing retain or release: copy the new count */
 	}
-	if (first) /* linked only in our lost block */
-		first->link = 0;
-	wref__free(n);
+	wref__free(n); /* and an embedded ref, never seen */
 	return live_block(wref__word_cb(w));
 }
 
 struct wref__cb *wref__cb_get(void *obj)
 {
 	bool made = false;
-	return cb_get(obj, false, NULL, NULL, &made);
+	return cb_get(obj, false, NULL, &made);
+}
+
+/* the embedded callback ref of a block cb_get made for @ri */
+static struct wref_ref *embedded_ref(struct wref__cb *cb)
+{
+	bool byval = wref__cb_flags(cb) & WREF_CB_BYVAL;
+	return wref__payload((struct wref__hdr *)((char *)cb +
+						  embed_off(byval)));
 }
 
 /* ---- wref_ref ------------------------------------------------------------ */
+
+/* the dead ref @r lets go of its block and its memory */
+static void ref_free(struct wref_ref *r)
+{
+	struct wref__cb *cb = r->cb;
+	if (!r->embedded) {
+		if (cb)
+			wref__cb_unhold(cb);
+		wref__obj_free(r);
+		return;
+	}
+	/* wref__obj_free's work but the memory's, which is the block's:
+	 * a ref is never by-value (no MEM_RCU on a block of its own) */
+	struct wref__hdr *h = wref__hdr(r);
+	struct wref__cb *own = wref__cb_peek(h);
+#ifdef WREF_DEBUG
+	h->magic = WREF_MAGIC_DEAD;
+#endif
+	if (own) /* the ref itself was weakly referenced */
+		wref__cb_unhold(own);
+	wref__cb_unhold_n(cb, 2); /* the ref's hold and its memory's */
+}
 
 /* an owed ref's memory goes when both its destroy and its callback ran */
 static void ref_owed_done(struct wref_ref *r)
@@ -194,10 +268,8 @@ static void ref_owed_done(struct wref_ref *r)
 	/* acq_rel: the two parties' accesses to the ref happen-before the
 	 * free by whichever comes last */
 	if (atomic_fetch_sub_explicit(&r->owed_parties, 1,
-				      memory_order_acq_rel) == 1) {
-		wref__cb_unhold(r->cb);
-		wref__obj_free(r);
-	}
+				      memory_order_acq_rel) == 1)
+		ref_free(r);
 }
 
 static void ref_destroy(void *p)
@@ -207,9 +279,7 @@ static void ref_destroy(void *p)
 		ref_owed_done(r);
 		return;
 	}
-	if (r->cb)
-		wref__cb_unhold(r->cb);
-	wref__obj_free(r);
+	ref_free(r);
 }
 
 static void ref_unpublish(void *ref);
@@ -400,7 +470,7 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	wref__check(obj, "wref_ref_new");
 	bool made = false;
 	if (!fn) {
-		struct wref__cb *cb = cb_get(obj, true, NULL, NULL, &made);
+		struct wref__cb *cb = cb_get(obj, true, NULL, &made);
 		if (!cb)
 			return NULL;
 		if (made)
@@ -410,6 +480,14 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 		wref__unlock(&cb->lock);
 		return r;
 	}
+	/* the object's first weak use: a new block is published with the
+	 * ref inside it, its watch linked and its holds counted, no lock */
+	const struct ref_init ri = { fn, arg };
+	struct wref__cb *cb = cb_get(obj, false, &ri, &made);
+	if (!cb)
+		return NULL;
+	if (made)
+		return embedded_ref(cb);
 	struct wref_ref *n = wref__new(&ref_type.t, sizeof *n);
 	if (!n)
 		return NULL;
@@ -421,18 +499,6 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	n->fn = fn;
 	n->arg = arg;
 	n->watch.ops = &ref_watch_ops;
-	/* the object's first weak use: a new block is published with our
-	 * watch linked and our hold counted, no lock */
-	struct wref__cb *cb = cb_get(obj, false, &n->watch, &n->cb, &made);
-	if (!cb) {
-		int err = errno;
-		n->cb = NULL;
-		wref_release(n); /* never attached */
-		errno = err;
-		return NULL;
-	}
-	if (made)
-		return n; /* n->cb was set before the block's publication */
 	n->cb = cb; /* n is still private: its watch is linked below */
 	wref__cb_hold(cb);
 	wref__lock(&cb->lock);

@@ -392,6 +392,77 @@ START_TEST(test_weak_ref_to_refs)
 }
 END_TEST
 
+/* issue 18: an object's first callback ref is born inside its block's
+ * allocation (one allocation, one free), at 16-aligned offset 64 (80 for
+ * a by-value type's block); a later one is its own allocation.  Every
+ * release order of the embedded ref against its referent's death: before
+ * it (cancelled), after it and before the callback (still runs), inside
+ * the callback, long after it; and the embedded ref weakly referenced
+ * itself.  Nothing leaks, the block lives until the last of them. */
+static void cb_release(wref_ref *r, void *arg)
+{
+	cb_count(r, arg);
+	wref_release(r); /* the user's ref, inside its callback */
+}
+
+static bool ref_embedded_in(wref_ref *r, void *o)
+{
+	struct wref__cb *cb = wref__cb_peek(wref__hdr(o));
+	size_t off = wref__cb_flags(cb) & WREF_CB_BYVAL ? 96 : 64;
+	return (char *)wref__hdr(r) == (char *)cb + off;
+}
+
+START_TEST(test_first_callback_ref_embedded)
+{
+	struct wref_stats st0 = ct_stats();
+	for (int order = 0; order < 5; order++) {
+		for (int byval = 0; byval < 2; byval++) {
+			const wref_type *t = byval ? &hashed_type : &obj_type;
+			struct obj *o = new_obj(t, order);
+			int id = 2 * order + byval + 1;
+			wref_ref *r = wref_ref_new(o, order == 2 ? cb_release
+					: cb_count, (void *)(intptr_t)id);
+			ck_assert_ptr_nonnull(r);
+			ck_assert(ref_embedded_in(r, o));
+			wref_ref *k = wref_ref_new(o, cb_count,
+					(void *)(intptr_t)(id + 20));
+			ck_assert(!ref_embedded_in(k, o));
+			ck_assert_uint_eq(wref_weak_count(o), 2);
+			ck_assert_ptr_eq(wref_ref_get(r), o);
+			wref_release(o);
+			wref_ref *rr = NULL;
+			if (order == 4) { /* a weak ref to the embedded ref */
+				rr = wref_ref_new(r, NULL, NULL);
+				ck_assert_ptr_nonnull(rr);
+			}
+			if (order == 0) /* before death: cancelled */
+				wref_release(r);
+			wref_release(o); /* dies */
+			if (order == 1) /* before its callback ran */
+				wref_release(r);
+			ck_assert_int_eq(wref_flush(), 0);
+			ck_assert_int_eq(cb_runs[id], order == 0 ? 0 : 1);
+			ck_assert_int_eq(cb_bad[id], 0);
+			ck_assert_int_eq(cb_runs[id + 20], 1);
+			wref_release(k);
+			if (order >= 3) { /* kept after its callback */
+				ck_assert(!wref_ref_alive(r));
+				ck_assert_ptr_null(wref_ref_get(r));
+				if (rr)
+					ck_assert_ptr_eq(wref_ref_get(rr), r);
+				wref_release(rr ? r : NULL); /* the upgrade */
+				wref_release(r);
+				if (rr) {
+					ck_assert_ptr_null(wref_ref_get(rr));
+					wref_release(rr);
+				}
+			}
+		}
+	}
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 /* issue 18: a death whose block only ever had callback refs' watches
  * collects them without an RCU read-side section; any other watch (a
  * container entry) marks the block for one, for good */
@@ -820,6 +891,7 @@ int main(void)
 	tcase_add_test(tc, test_no_weak);
 	tcase_add_test(tc, test_weak_ref_to_refs);
 	tcase_add_test(tc, test_handle_kinds_by_address);
+	tcase_add_test(tc, test_first_callback_ref_embedded);
 	tcase_add_test(tc, test_rcu_watch_flag);
 	tcase_add_test(tc, test_null_args);
 	tcase_add_test(tc, test_enomem_shared);
