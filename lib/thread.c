@@ -20,8 +20,12 @@
  */
 #include "thread.h"
 
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 __thread struct wref__thread wref__tls_thread
 	__attribute__((tls_model("initial-exec")));
@@ -170,11 +174,38 @@ struct rcu_head *wref__threads_take_retired(void)
 
 static _Atomic int forking;
 
+/*
+ * The guard's Dekker is asymmetric (issue 18): a guard is taken per
+ * executor hand-off and per call_rcu batch, a fork is rare.  With
+ * membarrier(2) registered, a thread's side is a relaxed store and load
+ * with a compiler barrier between them, and the fork handler's side is
+ * the flag's store, then MEMBARRIER_CMD_PRIVATE_EXPEDITED (a full barrier
+ * on every running thread of the process: either a thread's load comes
+ * after it and sees the flag, or its store came before it and the
+ * handler sees in_submit), then the wait.  Registration is per process
+ * and a fork child inherits it.  Without membarrier, and under TSan
+ * (which does not know the system call), both sides are seq_cst.
+ */
+static bool guard_asym; /* set once, at load */
+
+__attribute__((constructor)) static void guard_init(void)
+{
+#ifndef WREF_TSAN
+	guard_asym = syscall(__NR_membarrier,
+			     MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+
 void wref__fork_block(bool on)
 {
 	/* seq_cst: Dekker with wref__fork_guard_try (flag, then in_submit,
 	 * against in_submit, then flag) and with the executor's park */
 	atomic_store(&forking, on);
+	/* registered, so it cannot fail (EINVAL/EPERM only without it):
+	 * the asymmetric Dekker's heavy side, see guard_asym */
+	if (on && guard_asym &&
+	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		abort(); /* a guard could be missed: the child's queue torn */
 }
 
 bool wref__forking(void)
@@ -204,13 +235,23 @@ struct wref__thread *wref__fork_guard_try(void)
 	/* the fork handler must see our flag: on the registry */
 	if (wref_unlikely(!me->registered) && !wref__thread_register())
 		return late_guard_try();
-	/* seq_cst, Dekker with the fork handler (wref__fork_block, then
-	 * wref__threads_wait_guards): either it sees in_submit set and waits
-	 * for us, or we see forking and stay out */
-	atomic_store(&me->in_submit, 1);
-	/* seq_cst: the Dekker's second half */
-	if (!atomic_load(&forking))
-		return me;
+	if (wref_likely(guard_asym)) {
+		/* relaxed, with a compiler barrier between them: the
+		 * asymmetric Dekker with wref__fork_block's membarrier (see
+		 * guard_asym) */
+		atomic_store_explicit(&me->in_submit, 1, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		if (!atomic_load_explicit(&forking, memory_order_relaxed))
+			return me;
+	} else {
+		/* seq_cst, Dekker with the fork handler (wref__fork_block,
+		 * then wref__threads_wait_guards): either it sees in_submit
+		 * set and waits for us, or we see forking and stay out */
+		atomic_store(&me->in_submit, 1);
+		/* seq_cst: the Dekker's second half */
+		if (!atomic_load(&forking))
+			return me;
+	}
 	/* release: pairs with the load in wref__threads_wait_guards */
 	atomic_store_explicit(&me->in_submit, 0, memory_order_release);
 	return NULL;
