@@ -92,6 +92,7 @@ bool wref__exec_inline(void)
 }
 
 static void barrier_run(struct wref__work *w);
+static bool exec_busy(void);
 
 static bool counted(const struct wref__work *w)
 {
@@ -515,9 +516,13 @@ int wref_flush(void)
 	if (wref__exec_inline())
 		return 0; /* inline items ran before the call that queued them
 			     returned (none is queued on this thread) */
-	/* acquire: pairs with the release in start_executor() */
+	/* acquire: pairs with the release in start_executor().  Not running
+	 * and nothing pending: nothing to wait for.  Pending is exec_busy(),
+	 * not just the queue: an executor another thread is starting may
+	 * have taken our items into its batch before ex_running is stored
+	 * (it was: a callback queued before the flush ran after it) */
 	if (!atomic_load_explicit(&ex_running, memory_order_acquire) &&
-	    cds_wfcq_empty(&q_head, &q_tail))
+	    !exec_busy())
 		return 0;
 	struct barrier stack_b = { .w.run = barrier_run };
 	struct barrier *b = malloc(sizeof *b);
