@@ -72,16 +72,16 @@ struct wref__tier {
 	uint64_t retain_ms;
 	size_t retain_max;
 	pthread_mutex_t lock;
-	struct wref__tier_node *head, *tail; /* LRU list, under lock */
+	struct cds_list_head lru;  /* LRU list, oldest first, under lock */
 	bool dead;                    /* under lock: the map is gone */
-	struct wref__tier *rnext, **rpprev; /* registry, under reg_lock */
+	struct cds_list_head reg;  /* on reg_list, under reg_lock */
 	uint64_t next_poll;           /* registry, under reg_lock */
 	uint64_t sync_gen;            /* registry, under reg_lock */
 };
 
 /* registry of tiers + the timer thread that queues their work */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wref__tier *reg_head;              /* under reg_lock */
+static CDS_LIST_HEAD(reg_list);                  /* under reg_lock */
 static bool timer_running;                 /* under reg_lock */
 static pthread_t timer_th;                 /* under reg_lock, if running */
 static uintptr_t timer_gen;                /* under reg_lock: a timer whose
@@ -126,25 +126,21 @@ void wref__tier_schedule(struct wref__tier *tr)
 
 static void list_append(struct wref__tier *tr, struct wref__tier_node *v)
 {
-	v->next = NULL;
-	v->prev = tr->tail;
-	if (tr->tail)
-		tr->tail->next = v;
-	else
-		tr->head = v;
-	tr->tail = v;
+	cds_list_add_tail(&v->lru, &tr->lru);
 }
 
 static void list_unlink(struct wref__tier *tr, struct wref__tier_node *v)
 {
-	if (v->prev)
-		v->prev->next = v->next;
-	else
-		tr->head = v->next;
-	if (v->next)
-		v->next->prev = v->prev;
-	else
-		tr->tail = v->prev;
+	(void)tr;
+	cds_list_del(&v->lru);
+}
+
+/* the oldest node of @tr's LRU list, or NULL; under tr->lock */
+static struct wref__tier_node *list_oldest(struct wref__tier *tr)
+{
+	if (cds_list_empty(&tr->lru))
+		return NULL;
+	return cds_list_first_entry(&tr->lru, struct wref__tier_node, lru);
 }
 
 /* move the inbox into the list; under tr->lock */
@@ -219,8 +215,8 @@ static bool tier_pass(struct wref__tier *tr)
 	/* each entry may be moved to the tail once per pass */
 	/* relaxed: n is a count (a bound for this pass) */
 	size_t budget = atomic_load_explicit(&tr->n, memory_order_relaxed) + 1;
-	while (tr->head) {
-		struct wref__tier_node *v = tr->head;
+	struct wref__tier_node *v;
+	while ((v = list_oldest(tr)) != NULL) {
 		/* relaxed: a hint (the access path's store) */
 		uint64_t s = atomic_load_explicit(&v->stamp,
 						  memory_order_relaxed);
@@ -352,7 +348,8 @@ static size_t due_tiers(struct wref__tier **out, uint64_t now, uint64_t *next)
 {
 	size_t n = 0;
 	*next = UINT64_MAX;
-	for (struct wref__tier *tr = reg_head; tr; tr = tr->rnext) {
+	struct wref__tier *tr;
+	cds_list_for_each_entry(tr, &reg_list, reg) {
 		bool all = now == UINT64_MAX;
 		/* relaxed: a count; an empty tier is skipped this scan */
 		if (all ? tr->sync_gen == sync_gen :
@@ -458,7 +455,7 @@ static void timer_shutdown_hook(void)
 {
 	pthread_mutex_lock(&reg_lock);
 	pthread_t th = timer_th;
-	bool join = timer_running && !reg_head;
+	bool join = timer_running && cds_list_empty(&reg_list);
 	if (join) {
 		timer_running = false;
 		timer_gen++;
@@ -475,13 +472,15 @@ static void timer_shutdown_hook(void)
  * core does with its locks (re-initialising a held mutex upsets TSan) */
 static void reg_prepare(void)
 {
+	struct wref__tier *tr;
 	pthread_mutex_lock(&reg_lock);
-	for (struct wref__tier *tr = reg_head; tr; tr = tr->rnext)
+	cds_list_for_each_entry(tr, &reg_list, reg)
 		pthread_mutex_lock(&tr->lock);
 }
 static void reg_unlock_all(void)
 {
-	for (struct wref__tier *tr = reg_head; tr; tr = tr->rnext)
+	struct wref__tier *tr;
+	cds_list_for_each_entry(tr, &reg_list, reg)
 		pthread_mutex_unlock(&tr->lock);
 }
 static void reg_parent(void)
@@ -494,7 +493,7 @@ static void reg_child(void)
 	reg_unlock_all();
 	/* the timer thread is gone: restart it if tiers exist */
 	timer_running = false;
-	if (reg_head)
+	if (!cds_list_empty(&reg_list))
 		timer_start();
 	pthread_mutex_unlock(&reg_lock);
 }
@@ -520,11 +519,8 @@ struct wref__tier *wref__tier_new(uint64_t retain_ms, size_t retain_max)
 	tr->retain_max = retain_max;
 	pthread_mutex_init(&tr->lock, NULL);
 	pthread_mutex_lock(&reg_lock);
-	tr->rnext = reg_head;
-	if (reg_head)
-		reg_head->rpprev = &tr->rnext;
-	tr->rpprev = &reg_head;
-	reg_head = tr;
+	CDS_INIT_LIST_HEAD(&tr->lru);
+	cds_list_add(&tr->reg, &reg_list);
 	tr->next_poll = UINT64_MAX;
 	timer_start();
 	pthread_mutex_unlock(&reg_lock);
@@ -555,15 +551,14 @@ static void tier_gone_run(struct wref__work *w)
 void wref__tier_kill(struct wref__tier *tr)
 {
 	pthread_mutex_lock(&reg_lock);
-	*tr->rpprev = tr->rnext;
-	if (tr->rnext)
-		tr->rnext->rpprev = tr->rpprev;
+	cds_list_del(&tr->reg);
 	pthread_mutex_unlock(&reg_lock);
 	pthread_mutex_lock(&tr->lock);
 	tr->dead = true;
 	drain_inbox(tr);
 	size_t cap = 0;
-	for (struct wref__tier_node *v = tr->head; v; v = v->next)
+	struct wref__tier_node *v;
+	cds_list_for_each_entry(v, &tr->lru, lru)
 		cap++;
 	/* no touch can come any more (the map has no user left), so the
 	 * list is all there is */
@@ -571,8 +566,8 @@ void wref__tier_kill(struct wref__tier *tr)
 						cap * sizeof(void *)) : NULL;
 	if (g) {
 		g->n = 0;
-		while (tr->head) {
-			void *obj = evict(tr, tr->head);
+		while ((v = list_oldest(tr)) != NULL) {
+			void *obj = evict(tr, v);
 			if (obj)
 				g->objs[g->n++] = obj;
 		}

@@ -32,6 +32,8 @@
 
 #include "table.h"
 
+#include <urcu/list.h>
+
 struct wref__tier;
 
 /* the retention part of an entry (memory owned by the container) */
@@ -40,7 +42,7 @@ struct wref__tier_node {
 	_Atomic uint32_t state;          /* TS_* of tier.c */
 	bool inlist;                     /* under the tier's lock */
 	uint64_t rstamp;                 /* recorded stamp, lock */
-	struct wref__tier_node *next, *prev; /* LRU, under lock */
+	struct cds_list_head lru;        /* LRU, under the tier's lock */
 	struct wref__tier_node *inext;   /* inbox link */
 	struct wref__entry *e;           /* the entry this node is part of */
 };
