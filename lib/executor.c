@@ -334,7 +334,10 @@ void wref__inline_drain(void)
 /* Work queued while a fork is in progress: a thread that finds the fork
  * flag set must not touch the queue (fork_prepare may be waiting for it to
  * leave a read-side section), so it pushes the item here with one CAS, which
- * a fork cannot cut in half.  Linked through node.next; LIFO. */
+ * a fork cannot cut in half.  Linked through node.next; LIFO.  A Treiber
+ * push by hand, not urcu/lfstack.h: an item's only link is its
+ * cds_wfcq_node (it is queued on the wfcqueue otherwise), not the
+ * cds_lfs_node lfstack needs, and a second link would grow every item. */
 static _Atomic(struct wref__work *) parked;
 
 static void park(struct wref__work *w)
