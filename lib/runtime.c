@@ -43,6 +43,9 @@ void wref_shutdown(void)
 	for (int round = 0; round < 2; round++) {
 		retire_all();
 		urcu_bp_barrier();
+		/* what that barrier's batches handed back to their
+		 * threads (rcu.c, "hand-back") */
+		wref__rcu_drain_all();
 	}
 }
 

@@ -103,6 +103,15 @@ static void thread_exit(void *p)
 	cds_list_del(&t->node);
 	fold(t);
 	pthread_mutex_unlock(&reg_lock);
+	/* relaxed: our own field; off the registry, nobody else reads it.
+	 * The exit step marked the home gone: batches still in flight free
+	 * themselves, and the last drops the home */
+	struct wref__home *h = atomic_load_explicit(&t->home,
+						    memory_order_relaxed);
+	if (h) {
+		atomic_store_explicit(&t->home, NULL, memory_order_relaxed);
+		wref__home_put(h);
+	}
 	/* a later key destructor of this thread may call the library: it
 	 * must not link this block again, which would stay on the registry
 	 * after the thread is gone (issue 16); it counts in wref__late */
@@ -300,6 +309,49 @@ void wref__threads_fork_parent(void)
 	pthread_mutex_unlock(&reg_lock);
 }
 
+/* the fork child: @t's thread is gone.  Its home is marked so (batches
+ * coming back are freed where they land, rcu.c home_return), loses the
+ * thread's ref, and what already came back is returned: each is a batch's
+ * rcu_head, which re-retired runs run_batch again, on a gone home */
+static struct rcu_head *lose_home(struct wref__thread *t)
+{
+	/* relaxed: the child has one thread */
+	struct wref__home *h = atomic_load_explicit(&t->home,
+						    memory_order_relaxed);
+	if (!h)
+		return NULL;
+	atomic_store_explicit(&t->home, NULL, memory_order_relaxed);
+	atomic_store(&h->gone, true);
+	struct rcu_head *ready = wref__retired_chain(t->own_ready,
+				atomic_exchange(&h->ready, NULL));
+	t->own_ready = NULL;
+	wref__home_put(h);
+	return ready;
+}
+
+struct rcu_head *wref__threads_take_ready(void)
+{
+	struct rcu_head *all = NULL;
+	pthread_mutex_lock(&reg_lock);
+	struct wref__thread *t;
+	for_each_thread(t) {
+		/* acquire: pairs with the owner's release store (rcu.c
+		 * home_get); the thread's ref keeps the home while it is
+		 * on the registry */
+		struct wref__home *h = atomic_load_explicit(&t->home,
+							memory_order_acquire);
+		if (h)
+			/* acquire: pairs with the release push (rcu.c
+			 * home_return): the batch's list is complete */
+			all = wref__retired_chain(
+				atomic_exchange_explicit(&h->ready, NULL,
+							 memory_order_acquire),
+				all);
+	}
+	pthread_mutex_unlock(&reg_lock);
+	return all;
+}
+
 struct rcu_head *wref__threads_fork_child(void)
 {
 	/* the other threads are gone: fold their counters */
@@ -315,6 +367,7 @@ struct rcu_head *wref__threads_fork_child(void)
 			 * once reg_lock is free (handing over may need it) */
 			orphans = wref__retired_chain(
 				wref__thread_take_retired(t), orphans);
+			orphans = wref__retired_chain(lose_home(t), orphans);
 		}
 	}
 	/* relaxed: the child has one thread, not inside a guard (the others'

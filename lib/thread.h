@@ -8,6 +8,8 @@
 
 #include "common.h"
 
+#include <stdlib.h>
+
 /* ---- thread.c: per-thread state ---------------------------------------
  * One struct wref__thread per thread that used the library (its TLS), on a
  * registry that wref_stats, wref_shutdown and the fork handlers walk: the
@@ -22,6 +24,33 @@ enum {
 	WREF_ST_RUN,
 	WREF_ST_N
 };
+/*
+ * A thread's home for its retired memory after the grace period (rcu.c,
+ * "hand-back"): the call_rcu thread pushes each of the thread's batches
+ * back here instead of freeing it, and the thread frees them itself at its
+ * next batch hand-over.  On the heap, not in the TLS block: a batch in
+ * flight may outlive its thread.  One ref for the thread (dropped at its
+ * exit, or by the fork child for the threads it lost) and one per batch in
+ * flight.
+ */
+struct wref__home {
+	/* batches past their grace period (their rcu_heads, linked through
+	 * next.next): pushed by the call_rcu thread, taken by exchange */
+	_Atomic(struct rcu_head *) ready;
+	_Atomic uint32_t nready; /* about how many: the push's cap */
+	_Atomic uint32_t refs;
+	/* the thread is gone: batches coming back are freed where they
+	 * land (seq_cst, a Dekker with the push: rcu.c home_return) */
+	_Atomic bool gone;
+};
+/* drop a ref to @h; the last frees it */
+static inline void wref__home_put(struct wref__home *h)
+{
+	/* acq_rel: every user's accesses happen-before the free */
+	if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1)
+		free(h);
+}
+
 struct wref__thread {
 	/* statistics: only this thread writes its slots (wref__late's: by
 	 * RMW); wref_stats() sums snapshots */
@@ -31,6 +60,15 @@ struct wref__thread {
 	 * child may take it from another thread */
 	_Atomic(struct rcu_head *) retired;
 	unsigned nretired; /* owner only: the batch threshold */
+	/* where its batches come back after their grace period (rcu.c);
+	 * NULL until its first hand-over, or if that found no memory.  Set
+	 * once by the owner; read by the shutdown under the registry's lock
+	 * (the thread's ref keeps it until the thread left the registry) */
+	_Atomic(struct wref__home *) home;
+	/* owner only (and the fork child): batches taken from the home,
+	 * being freed a few heads at a time (rcu.c home_step) */
+	struct rcu_head *own_ready;
+	bool in_step; /* owner only: inside home_step */
 	/* fork guard: inside call_rcu() or an executor queue operation;
 	 * fork() waits until no thread is (liburcu cannot finish an
 	 * enqueue, a splice or a dequeue that a vanished thread began) */
@@ -78,6 +116,9 @@ static inline struct rcu_head *wref__retired_next(struct rcu_head *h)
 /* @list with @more appended */
 WREF_HIDDEN struct rcu_head *wref__retired_chain(struct rcu_head *list,
 						 struct rcu_head *more);
+/* shutdown: take every registered thread's batches that came back after
+ * their grace period (home->ready), chained */
+WREF_HIDDEN struct rcu_head *wref__threads_take_ready(void);
 /* take @t's retired list (any thread's), without handing it over */
 WREF_HIDDEN struct rcu_head *wref__thread_take_retired(struct wref__thread *t);
 /* shutdown: take every thread's retired list, after waiting for owners

@@ -59,8 +59,10 @@ EXTRA_DIST += tests/build/check_imports.py
 ## (lib/lock.c) and the hashes (wref__hash_ptr, wref__hash_bytes); the fork
 ## order of lib/fork.c as an upper layer's slot sees it; the table layer
 ## (lib/table.h) and the retention tier (lib/tier.h) through a minimal test
-## container.  tests/unit/alloc_core is in tests/alloc.mk.
-UNIT_TESTS = tests/unit/lock_hash tests/unit/fork_order tests/unit/table_tier
+## container; rcu.c's hand-back of retired memory to the thread that
+## retired it.  tests/unit/alloc_core is in tests/alloc.mk.
+UNIT_TESTS = tests/unit/lock_hash tests/unit/fork_order tests/unit/table_tier \
+	tests/unit/rcu_handback
 TESTS += $(UNIT_TESTS)
 check_PROGRAMS += $(UNIT_TESTS)
 tests_unit_lock_hash_SOURCES = tests/unit/lock_hash.c tests/core_test.h
@@ -69,6 +71,9 @@ tests_unit_lock_hash_LDADD = $(WREF_TEST_LIBS)
 tests_unit_fork_order_SOURCES = tests/unit/fork_order.c tests/core_test.h
 tests_unit_fork_order_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_unit_fork_order_LDADD = $(WREF_TEST_LIBS)
+tests_unit_rcu_handback_SOURCES = tests/unit/rcu_handback.c tests/core_test.h
+tests_unit_rcu_handback_CFLAGS = $(WREF_TEST_CFLAGS)
+tests_unit_rcu_handback_LDADD = $(WREF_TEST_LIBS)
 tests_unit_table_tier_SOURCES = tests/unit/table_tier.c tests/core_test.h
 tests_unit_table_tier_CFLAGS = $(WREF_TEST_CFLAGS)
 tests_unit_table_tier_LDADD = $(WREF_TEST_LIBS)
