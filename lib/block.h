@@ -127,6 +127,9 @@ struct wref__cb_byval {
 #define WREF_CB_RCU_WATCH 2u
 #define WREF_CB_MEM_RCU 4u /* see wref__cb_mem_rcu */
 #define WREF_CB_BYVAL 8u   /* a struct wref__cb_byval */
+/* the block's allocation holds, at wref__cb_embed_off, the first
+ * container entry of its object (ref.c wref__cb_get_embed) */
+#define WREF_CB_EMBED 16u
 static inline uint32_t wref__cb_flags(struct wref__cb *cb)
 {
 	/* relaxed: DEAD is read under the lock that orders it; MEM_RCU by
@@ -136,6 +139,25 @@ static inline uint32_t wref__cb_flags(struct wref__cb *cb)
 static inline struct wref__cb_byval *wref__cb_byval(struct wref__cb *cb)
 {
 	return caa_container_of(cb, struct wref__cb_byval, cb);
+}
+/* where a block's allocation embeds its object's first callback ref (the
+ * ref's header) or container entry: after the block, 16-aligned (a ref
+ * tells itself from a shared handle by address, wref__ref_is_shared) */
+static inline size_t wref__cb_embed_off(bool byval)
+{
+	size_t sz = byval ? sizeof(struct wref__cb_byval)
+			  : sizeof(struct wref__cb);
+	return (sz + 15) & ~(size_t)15;
+}
+/* @p is the container entry embedded in @cb's allocation: its memory is
+ * one more hold on the block (WREF_CB_EMBED is constant, and no other
+ * allocation can sit inside the block's) */
+static inline bool wref__cb_embeds(struct wref__cb *cb, const void *p)
+{
+	uint32_t f = wref__cb_flags(cb);
+	return (f & WREF_CB_EMBED) &&
+	       (const char *)p == (const char *)cb +
+					  wref__cb_embed_off(f & WREF_CB_BYVAL);
 }
 
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);

@@ -118,6 +118,7 @@ static bool home_return(struct retire_batch *b)
 static void run_batch(struct rcu_head *rh)
 {
 	struct retire_batch *b = caa_container_of(rh, struct retire_batch, rh);
+	wref__rcu_tsan_after_gp(rh); /* TSan: hand_over's writes to @b */
 	/* relaxed: a threshold; no memory depends on it */
 	if (b->home && mono_ns() - b->t0 >= atomic_load_explicit(
 			&wref__rcu_late_ns, memory_order_relaxed) &&

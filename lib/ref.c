@@ -53,14 +53,9 @@ _Static_assert(sizeof(struct wref_ref) == 48, "a callback ref is 48 bytes");
 #endif
 static const struct wref__watch_ops ref_watch_ops;
 
-/* where a block embeds its first callback ref's header: after the block,
- * 16-aligned (so the ref tells itself from a shared handle by address,
- * wref__ref_is_shared) */
 static size_t embed_off(bool byval)
 {
-	size_t sz = byval ? sizeof(struct wref__cb_byval)
-			  : sizeof(struct wref__cb);
-	return (sz + 15) & ~(size_t)15;
+	return wref__cb_embed_off(byval);
 }
 
 /* the two handle types (defined below): tentative definitions */
@@ -100,10 +95,13 @@ static void shared_arm(struct wref__cb *cb)
 #endif
 }
 
-/* a callback ref's fields */
+/* a callback ref's fields, or (fn NULL) a container entry's size and
+ * watch ops: what a new block embeds */
 struct ref_init {
 	wref_callback fn;
 	void *arg;
+	size_t size;
+	const struct wref__watch_ops *ops;
 };
 
 /* a new block for @obj, private until published; born with its shared
@@ -117,17 +115,29 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 {
 	bool byval = t->hash && t->equal;
 	size_t off = embed_off(byval);
-	struct wref__cb *n = wref__alloc(ri ? off + sizeof(struct wref__hdr) +
-						 sizeof(struct wref_ref)
-					    : byval ? sizeof(struct wref__cb_byval)
-						    : sizeof(struct wref__cb));
+	bool entry = ri && !ri->fn;
+	struct wref__cb *n = wref__alloc(entry ? off + ri->size
+				 : ri ? off + sizeof(struct wref__hdr) +
+					sizeof(struct wref_ref)
+				 : byval ? sizeof(struct wref__cb_byval)
+					 : sizeof(struct wref__cb));
 	if (!n)
 		return NULL;
 	/* zeroed by four inline 16-byte stores rather than a memset call
 	 * (the rcu_head of a by-value block is written by call_rcu) */
 	*n = (struct wref__cb){ .mem = wref__hdr(obj) };
+	/* an embedded ref's or entry's hold and its memory's beside the
+	 * object's (wref__entry_init_linked takes none) */
 	atomic_init(&n->holds, ri ? 3 : shared ? 2 : 1);
-	if (ri) {
+	if (entry) {
+		/* linked before the block is published, as a callback ref's
+		 * watch below; the caller pins the object until the entry
+		 * around the watch is initialised (its fire needs a death) */
+		struct wref__watch *w = (struct wref__watch *)((char *)n + off);
+		*w = (struct wref__watch){ .link = WREF__WATCH_LINKED,
+					   .ops = ri->ops };
+		atomic_init(&n->watches, w);
+	} else if (ri) {
 		struct wref__hdr *rh = (struct wref__hdr *)((char *)n + off);
 		struct wref_ref *r = wref__payload(rh);
 		atomic_init(&rh->word, WREF_INL(1));
@@ -145,7 +155,8 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 		};
 		atomic_init(&n->watches, &r->watch);
 	}
-	atomic_init(&n->flags, byval ? WREF_CB_BYVAL : 0);
+	atomic_init(&n->flags, (byval ? WREF_CB_BYVAL : 0) |
+			       (entry ? WREF_CB_EMBED | WREF_CB_RCU_WATCH : 0));
 	atomic_init(&n->sh.tc, (uintptr_t)&shared_type.t | WREF_TC_PIN);
 	if (shared)
 		shared_arm(n);
@@ -205,7 +216,8 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 				(uint64_t)(uintptr_t)n | WREF_W_CB,
 				memory_order_acq_rel, memory_order_acquire)) {
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
-			if (shared || ri) /* the handle counts as an object */
+			if (shared || (ri && ri->fn)) /* the handle counts
+							  * as an object */
 				wref__stat_add(WREF_ST_CREATED, 1);
 			*made = true;
 			return n;
@@ -228,6 +240,19 @@ struct wref__cb *wref__cb_get(void *obj)
 {
 	bool made = false;
 	return cb_get(obj, false, NULL, &made);
+}
+
+struct wref__cb *wref__cb_get_embed(void *obj, size_t size,
+				    const struct wref__watch_ops *ops,
+				    void **mem)
+{
+	bool made = false;
+	struct ref_init ei = { .size = size, .ops = ops };
+	struct wref__cb *cb = cb_get(obj, false, &ei, &made);
+	*mem = made ? (char *)cb + wref__cb_embed_off(wref__cb_flags(cb) &
+						      WREF_CB_BYVAL)
+		    : NULL;
+	return cb;
 }
 
 /* the embedded callback ref of a block cb_get made for @ri */
@@ -482,7 +507,7 @@ wref_ref *wref_ref_new(void *obj, wref_callback fn, void *arg)
 	}
 	/* the object's first weak use: a new block is published with the
 	 * ref inside it, its watch linked and its holds counted, no lock */
-	const struct ref_init ri = { fn, arg };
+	const struct ref_init ri = { .fn = fn, .arg = arg };
 	struct wref__cb *cb = cb_get(obj, false, &ri, &made);
 	if (!cb)
 		return NULL;

@@ -22,6 +22,13 @@ static inline uint64_t wref__cb_hash(struct wref__cb *cb)
 /* the control block of the live object @obj (created on first use);
  * NULL + errno EINVAL (NO_WEAK) or ENOMEM.  Does not take a hold. */
 WREF_HIDDEN struct wref__cb *wref__cb_get(void *obj);
+/* the same; if this call makes the block, its allocation also holds @size
+ * bytes for the object's first container entry, at *@mem (else *@mem is
+ * NULL), whose watch (at the entry's start) is linked with @ops, the
+ * block flagged RCU_WATCH and EMBED, and the memory's hold taken: the
+ * caller initialises the entry with wref__entry_init_linked */
+WREF_HIDDEN struct wref__cb *wref__cb_get_embed(void *obj, size_t size,
+		const struct wref__watch_ops *ops, void **mem);
 /* tests: the sticky counter of @obj's block (created if need be), where
  * the strong count lives once the object is weakly referenced */
 static inline _Atomic uint64_t *wref__test_cnt(void *obj)

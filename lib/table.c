@@ -35,6 +35,29 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 		wref__cb_hold(cb);
 }
 
+void wref__entry_init_linked(struct wref__table *t, struct wref__entry *e,
+			     struct wref__cb *cb)
+{
+	(void)t; /* its wops were linked by wref__cb_get_embed */
+	cds_lfht_node_init(&e->node);
+	e->cb = cb;
+	atomic_init(wref__entry_refs(e), 2);
+}
+
+/* let go of @e's block hold and its memory: an embedded entry's memory is
+ * one more hold on the block (wref__cb_get_embed) */
+static void entry_release_mem(struct wref__entry *e)
+{
+	struct wref__cb *cb = e->cb;
+	if (cb && wref__cb_embeds(cb, e)) {
+		wref__cb_unhold_n(cb, 2);
+		return;
+	}
+	if (cb)
+		wref__cb_unhold(cb);
+	wref__free(e);
+}
+
 void wref__entry_arm(struct wref__entry *e)
 {
 	if (e->cb) {
@@ -46,11 +69,9 @@ void wref__entry_arm(struct wref__entry *e)
 
 void wref__entry_discard(struct wref__entry *e)
 {
-	if (e->cb) {
+	if (e->cb)
 		wref__watch_del(e->cb, &e->watch);
-		wref__cb_unhold(e->cb);
-	}
-	wref__free(e);
+	entry_release_mem(e);
 }
 
 struct wref__entry *wref__entry_add_unique(struct wref__entry *e,
@@ -161,9 +182,7 @@ static void entry_free_cb(struct rcu_head *head)
 	struct wref__entry *e = caa_container_of(head, struct wref__entry,
 						 rcu);
 	wref__rcu_tsan_after_gp(head);
-	if (e->cb)
-		wref__cb_unhold(e->cb);
-	wref__free(e);
+	entry_release_mem(e);
 }
 
 void wref__entry_free_rcu(struct wref__entry *e)
@@ -438,8 +457,12 @@ uint64_t wref__hash_long(const void *p, size_t n)
 	return mix64(h);
 }
 
-struct wref__cb *wref__key_cb(void *obj, bool by_value)
+struct wref__cb *wref__key_cb_embed(void *obj, bool by_value,
+				    struct wref__table *t, size_t size,
+				    void **mem)
 {
+	if (mem)
+		*mem = NULL;
 	if (!obj) {
 		errno = EINVAL;
 		return NULL;
@@ -452,7 +475,8 @@ struct wref__cb *wref__key_cb(void *obj, bool by_value)
 			return NULL;
 		}
 	}
-	struct wref__cb *cb = wref__cb_get(obj);
+	struct wref__cb *cb = t ? wref__cb_get_embed(obj, size, &t->wops, mem)
+				: wref__cb_get(obj);
 	if (cb && by_value)
 		wref__cb_mem_rcu(cb); /* objkey_match reads its memory */
 	return cb;

@@ -265,6 +265,12 @@ static inline void wref__table_grow_check(struct wref__table *t)
  * @cb (NULL for a placeholder).  Takes a hold on @cb.  Count = 2. */
 WREF_HIDDEN void wref__entry_init(struct wref__table *t,
 				  struct wref__entry *e, struct wref__cb *cb);
+/* The same for the entry embedded in @cb's allocation at its creation
+ * (wref__key_cb_embed): its watch is already linked, and the block's
+ * creation took the entry's hold on it. */
+WREF_HIDDEN void wref__entry_init_linked(struct wref__table *t,
+					 struct wref__entry *e,
+					 struct wref__cb *cb);
 /* Arm the watch of an entry that was linked into the table (caller holds
  * a strong ref to the watched object, so this cannot fail).  A placeholder
  * has no watch: its watch count is dropped here. */
@@ -420,8 +426,17 @@ static inline uint64_t wref__hash_bytes(const void *p, size_t n)
 }
 
 /* The key object's control block for an insert (EINVAL for NULL, NO_WEAK,
- * or @by_value without hash/equal), or NULL. */
-WREF_HIDDEN struct wref__cb *wref__key_cb(void *obj, bool by_value);
+ * or @by_value without hash/equal), or NULL.  With @t: if this call makes
+ * the block, *@mem is @size bytes in its allocation for the object's
+ * first entry in @t, to be set up with wref__entry_init_linked (one
+ * allocation and no block-lock trip instead of two and one); else NULL. */
+WREF_HIDDEN struct wref__cb *wref__key_cb_embed(void *obj, bool by_value,
+						struct wref__table *t,
+						size_t size, void **mem);
+static inline struct wref__cb *wref__key_cb(void *obj, bool by_value)
+{
+	return wref__key_cb_embed(obj, by_value, NULL, 0, NULL);
+}
 
 /* Lookup key for object-keyed tables (keymap, set). */
 struct wref__objkey {

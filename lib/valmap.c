@@ -189,21 +189,25 @@ static const struct wref__table_ops vm_ops = {
 	.forget = vm_forget,
 };
 
-static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
-				 struct wref__cb *cb)
+/* bytes of an entry for @k (@real: not a placeholder) */
+static size_t vm_size(struct wref_valmap *m, const struct vkey *k, bool real)
 {
-	bool part = !cb || m->tier;
-	if (k->n > UINT32_MAX) { /* the length is 32 bits */
-		errno = ENOMEM;
-		return NULL;
-	}
+	if (!real || m->tier)
+		return part_off(k->n) + sizeof(union vm_part);
+	return has_hint(k->n) ? hint_off(k->n) + 4 : VM_KEY + k->n;
+}
+
+/* set up @v (vm_size bytes) for @k watching @cb (NULL: a placeholder);
+ * @linked: @v is the entry embedded in @cb's allocation */
+static struct vm_entry *vm_init(struct wref_valmap *m, struct vm_entry *v,
+				const struct vkey *k, struct wref__cb *cb,
+				bool linked)
+{
 	bool hint = has_hint(k->n);
-	struct vm_entry *v = wref__alloc(part ? part_off(k->n) +
-					 sizeof(union vm_part) :
-					 hint ? hint_off(k->n) + 4 : VM_KEY + k->n);
-	if (!v)
-		return NULL;
-	wref__entry_init(&m->t, &v->e, cb);
+	if (linked)
+		wref__entry_init_linked(&m->t, &v->e, cb);
+	else
+		wref__entry_init(&m->t, &v->e, cb);
 	v->e.aux = (uint32_t)k->n;
 	if (k->n)
 		memcpy(v->key, k->p, k->n);
@@ -216,6 +220,43 @@ static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
 	} else if (m->tier) {
 		wref__tier_node_init(tnode(v), &v->e);
 	}
+	return v;
+}
+
+static struct vm_entry *vm_alloc(struct wref_valmap *m, const struct vkey *k,
+				 struct wref__cb *cb)
+{
+	if (k->n > UINT32_MAX) { /* the length is 32 bits */
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct vm_entry *v = wref__alloc(vm_size(m, k, cb != NULL));
+	return v ? vm_init(m, v, k, cb, false) : NULL;
+}
+
+/* @obj's block and a new entry for @k watching it, armed: the entry
+ * embedded in the block's allocation if this makes the block; NULL with
+ * errno */
+static struct vm_entry *vm_entry_for(struct wref_valmap *m,
+				     const struct vkey *k, void *obj)
+{
+	if (k->n > UINT32_MAX) { /* the length is 32 bits */
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *mem;
+	struct wref__cb *cb = wref__key_cb_embed(obj, false, &m->t,
+						 vm_size(m, k, true), &mem);
+	if (!cb)
+		return NULL;
+	if (mem)
+		return vm_init(m, mem, k, cb, true);
+	struct vm_entry *v = vm_alloc(m, k, cb);
+	if (!v) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	wref__entry_arm(&v->e);
 	return v;
 }
 
@@ -310,16 +351,12 @@ int wref_valmap_set(wref_valmap *m, const void *key, size_t len, void *obj)
 	if (!m || (!key && len) || !obj)
 		return -EINVAL;
 	vm_poll(m);
-	struct wref__cb *cb = wref__key_cb(obj, false);
-	if (!cb)
-		return -errno;
 	struct vkey k = { key, len };
-	struct vm_entry *v = vm_alloc(m, &k, cb);
+	struct vm_entry *v = vm_entry_for(m, &k, obj);
 	if (!v)
-		return -ENOMEM;
+		return -errno;
 	uint64_t h = wref__hash_bytes(key, len);
 	bool kick = false;
-	wref__entry_arm(&v->e);
 	wref__rcu_lock();
 	struct wref__entry *old = wref__entry_add_replace(&v->e, h, &k);
 	kick = touch(m, v);
@@ -453,15 +490,13 @@ static bool goc_make(struct goc *g)
 			errno = ENOMEM;
 		return false;
 	}
-	struct wref__cb *cb = wref__key_cb(g->mine, false);
-	if (!cb || !(g->v = vm_alloc(g->m, &g->k, cb))) {
+	if (!(g->v = vm_entry_for(g->m, &g->k, g->mine))) {
 		int err = errno ? errno : ENOMEM;
 		wref_release(g->mine);
 		g->mine = NULL;
 		errno = err;
 		return false;
 	}
-	wref__entry_arm(&g->v->e);
 	return true;
 }
 

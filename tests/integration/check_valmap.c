@@ -2,7 +2,8 @@
  * check_valmap.c - the weak-value map: every call and error, prompt
  * removal, replace vs old death, keys of length 0 and 1 MiB, foreach
  * modifying the map, get_or_create (plain and CREATE_ONCE), the retention
- * tier under a controllable clock, teardown while others hold objects.
+ * tier under a controllable clock, teardown while others hold objects,
+ * the entry embedded in a new block.
  */
 #include "containers_test.h"
 
@@ -1200,6 +1201,127 @@ START_TEST(test_enomem)
 }
 END_TEST
 
+/* ---- the entry embedded in a new block (issue 18) -------------------- */
+
+/*
+ * A set or get_or_create that makes its object's block puts the entry in
+ * the block's allocation (one allocation, its watch linked before the
+ * block is published).  Its memory lives until the block's last hold goes:
+ * replaced, deleted or fired, the entry must not be freed on its own, and
+ * the block must not be freed under it.  Later entries of the same object
+ * are separate.  blocks_live balancing (ct_assert_no_leak) and ASan catch
+ * a lost or doubled free.
+ */
+START_TEST(test_embedded_entry)
+{
+	_Atomic int died = 0;
+	wref_valmap *m = wref_valmap_new(NULL);
+	struct item *a = item_new(&item_type, 1, &died);
+	struct item *b = item_new(&item_type, 2, &died);
+	/* one allocation: the second one from now would fail */
+	wref__alloc_fail_after(1);
+	int rc = wref_valmap_set(m, "one", 3, a);
+	wref__alloc_fail_after(-1);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_ptr_nonnull(wref__cb_peek(wref__hdr(a)));
+	ck_assert(wref__cb_embeds(wref__cb_peek(wref__hdr(a)),
+				  wref__cb_peek(wref__hdr(a))->watches));
+	/* a second key for the same object: a separate entry */
+	ck_assert_int_eq(wref_valmap_set(m, "two", 3, a), 0);
+	struct item *g = wref_valmap_get(m, "one", 3);
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	/* the embedded entry replaced while its object lives: retired, its
+	 * memory kept by the block */
+	ck_assert_int_eq(wref_valmap_set(m, "one", 3, b), 0);
+	ck_assert_int_eq(wref_flush(), 0);
+	g = wref_valmap_get(m, "one", 3);
+	ck_assert_ptr_eq(g, b);
+	wref_release(g);
+	g = wref_valmap_get(m, "two", 3);
+	ck_assert_ptr_eq(g, a);
+	wref_release(g);
+	/* a's death removes "two" at once; its block goes with the last
+	 * hold, the embedded entry's memory with it */
+	wref_release(a);
+	ck_assert_int_eq(atomic_load(&died), 1);
+	ck_assert_ptr_null(wref_valmap_get(m, "two", 3));
+	ck_assert_uint_eq(wref_valmap_len(m), 1);
+	/* b's embedded entry fires at b's death (prompt removal) */
+	wref_release(b);
+	ck_assert_int_eq(atomic_load(&died), 2);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	/* deleted, then the object dies; and one whose map goes first */
+	struct item *c = item_new(&item_type, 3, &died);
+	struct item *d = item_new(&item_type, 4, &died);
+	ck_assert_int_eq(wref_valmap_set(m, "c", 1, c), 0);
+	ck_assert_int_eq(wref_valmap_set(m, "d", 1, d), 0);
+	ck_assert_int_eq(wref_valmap_del(m, "c", 1), 0);
+	wref_release(c);
+	wref_release(m);
+	ck_assert_int_eq(wref_flush(), 0);
+	wref_release(d);
+	ck_assert_int_eq(atomic_load(&died), 4);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
+/* get_or_create racing on one key, each maker's object new: the losers'
+ * embedded entries are discarded (unlinked, their block held no more) */
+static void *goc_fresh(const void *key, size_t len, void *arg)
+{
+	(void)key;
+	(void)len;
+	(void)arg;
+	return wref_new(&item_type, sizeof(struct item));
+}
+
+struct goc_race {
+	wref_valmap *m;
+	pthread_barrier_t *bar;
+	void *got[64];
+};
+
+static void *goc_racer(void *p)
+{
+	struct goc_race *r = p;
+	for (int i = 0; i < 64; i++) {
+		char key[8];
+		int n = snprintf(key, sizeof key, "k%d", i);
+		pthread_barrier_wait(r->bar);
+		r->got[i] = wref_valmap_get_or_create(r->m, key, (size_t)n,
+						      goc_fresh, NULL);
+	}
+	return NULL;
+}
+
+START_TEST(test_embedded_entry_goc_race)
+{
+	wref_valmap *m = wref_valmap_new(NULL);
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct goc_race r[2] = { { .m = m, .bar = &bar },
+				 { .m = m, .bar = &bar } };
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, goc_racer, &r[1]), 0);
+	goc_racer(&r[0]);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	pthread_barrier_destroy(&bar);
+	for (int i = 0; i < 64; i++) {
+		ck_assert_ptr_nonnull(r[0].got[i]);
+		ck_assert_ptr_eq(r[0].got[i], r[1].got[i]);
+	}
+	ck_assert_uint_eq(wref_valmap_len(m), 64);
+	for (int i = 0; i < 64; i++) {
+		wref_release(r[0].got[i]);
+		wref_release(r[1].got[i]);
+	}
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(start);
+}
+END_TEST
+
 static Suite *valmap_suite(void)
 {
 	Suite *s = suite_create("valmap");
@@ -1209,6 +1331,8 @@ static Suite *valmap_suite(void)
 	tcase_add_test(tc, test_new_errors);
 	tcase_add_test(tc, test_arg_errors);
 	tcase_add_test(tc, test_set_get_del);
+	tcase_add_test(tc, test_embedded_entry);
+	tcase_add_test(tc, test_embedded_entry_goc_race);
 	tcase_add_test(tc, test_prompt_removal);
 	tcase_add_test(tc, test_many_watches_one_object);
 	tcase_add_test(tc, test_resize_both_ways);
