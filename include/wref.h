@@ -504,7 +504,10 @@ WREF_API int wref_init(const wref_config *cfg);
  * caller returns (from a destroy, e.g. the value release of a weak key
  * that died inside it).  A dying object's own callbacks are queued only
  * after its destroy returned, so a flush inside that destroy does not
- * wait for them.
+ * wait for them.  It also frees the memory this thread retired whose grace
+ * period has ended (a thread frees its own when the grace period came
+ * late, e.g. when threads outnumber cores: a thread that stops calling the
+ * library keeps that memory until its next flush or its exit).
  */
 WREF_API int wref_flush(void);
 
