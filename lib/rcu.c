@@ -100,6 +100,11 @@ static bool home_return(struct retire_batch *b)
 	    atomic_load_explicit(&h->nready, memory_order_relaxed) >= HOME_CAP)
 		return false;
 	atomic_fetch_add_explicit(&h->nready, 1, memory_order_relaxed);
+	/* our own ref until the re-read of gone below: once pushed, the
+	 * batch and its ref are the taker's, and the owner may free it and
+	 * exit, dropping the last one (formal-model/handback.pml,
+	 * BROKEN_PUSH_NO_REF).  relaxed: the batch's ref keeps it now */
+	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
 	/* relaxed: the CAS re-reads */
 	struct rcu_head *old = atomic_load_explicit(&h->ready,
 						    memory_order_relaxed);
@@ -112,6 +117,7 @@ static bool home_return(struct retire_batch *b)
 	while (!atomic_compare_exchange_weak(&h->ready, &old, &b->rh));
 	if (atomic_load(&h->gone))
 		free_batches(atomic_exchange(&h->ready, NULL));
+	wref__home_put(h);
 	return true;
 }
 
