@@ -78,6 +78,7 @@ OS_ROWS = [
     ("os_upd_p99", "set/del/get-or-create alone: p99, ns", "ns", False),
     ("os_upd_p999", "set/del/get-or-create alone: p99.9, ns", "ns", False),
     ("os_hit", "gets that found a live value, %", "%", None),
+    ("os_mem", "memory in use at the end of the window, MB", "MB", False),
 ]
 # issue 18's targets at OS_TARGET_T threads: libwref / best locked peer
 OS_TARGETS = {"os_mops": (">=", 1.5, "≥ 1.5× best locked peer"),

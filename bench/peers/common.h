@@ -303,12 +303,29 @@ struct bench_os_run {
  * the warm-up starts) */
 #define BENCH_OS_READY(r) __atomic_fetch_add(&(r)->ready, 1, __ATOMIC_RELAXED)
 
+/* ---- memory: jemalloc's own count of live allocated bytes ------------ */
+static inline size_t bench_allocated(void)
+{
+	uint64_t epoch = 1;
+	size_t sz = sizeof epoch, v = 0;
+	mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+	mallctl("epoch", &epoch, &sz, &epoch, sz);
+	sz = sizeof v;
+	if (mallctl("stats.allocated", &v, &sz, NULL, 0))
+		return 0;
+	return v;
+}
+
 struct bench_os_res {
 	double mops;              /* ops recorded in the window / its length */
 	double p50, p99, p999;    /* ns */
 	double get_p99, get_p999; /* ns, the gets alone */
 	double upd_p99, upd_p999; /* ns, the updates alone */
 	double hit;               /* % of gets that found a live value */
+	/* MB allocated (jemalloc) at the end of the window beyond what was
+	 * before the threads started: the map, the objects the threads keep,
+	 * and whatever retired memory is not freed yet */
+	double mem_mb;
 };
 
 /* runs @fn on @n threads over a warm-up of ms/4 (from when every thread
@@ -323,6 +340,7 @@ static inline void bench_run_os(int n, double ms, bench_body fn, void *arg,
 	run.arg = arg;
 	run.keep = BENCH_OS_RING;
 	run.n = n;
+	size_t mem0 = bench_allocated();
 	run.h = (struct bench_hist **)calloc(n, sizeof *run.h);
 	for (int i = 0; i < n; i++)
 		run.h[i] = (struct bench_hist *)calloc(1, sizeof **run.h);
@@ -347,6 +365,8 @@ static inline void bench_run_os(int n, double ms, bench_body fn, void *arg,
 	/* relaxed: the window marker (see BENCH_OS_REC) */
 	__atomic_store_n(&run.rec, 0, __ATOMIC_RELAXED);
 	uint64_t k1 = bench_tick(), t1 = bench_now_ns();
+	size_t mem1 = bench_allocated();
+	res->mem_mb = mem1 > mem0 ? (double)(mem1 - mem0) / 1048576.0 : 0.0;
 	for (int i = 0; i < n; i++) /* relaxed: pairs with BENCH_STOP's load;
 				       the join publishes the histograms */
 		__atomic_store_n(&t[i].stop, 1, __ATOMIC_RELAXED);
@@ -421,20 +441,9 @@ static inline void bench_out_os(int n, const struct bench_os_res *r)
 	printf("%s %.4f\n", k, r->upd_p999);
 	snprintf(k, sizeof k, "os_hit_%d", n);
 	printf("%s %.4f\n", k, r->hit);
+	snprintf(k, sizeof k, "os_mem_%d", n);
+	printf("%s %.4f\n", k, r->mem_mb);
 	fflush(stdout);
-}
-
-/* ---- memory: jemalloc's own count of live allocated bytes ------------ */
-static inline size_t bench_allocated(void)
-{
-	uint64_t epoch = 1;
-	size_t sz = sizeof epoch, v = 0;
-	mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-	mallctl("epoch", &epoch, &sz, &epoch, sz);
-	sz = sizeof v;
-	if (mallctl("stats.allocated", &v, &sz, NULL, 0))
-		return 0;
-	return v;
 }
 
 /* ---- options and output ---------------------------------------------- */
