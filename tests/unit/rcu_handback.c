@@ -6,7 +6,8 @@
  * retirement, all at wref__rcu_flush_local or the thread's exit; a thread
  * that is gone before its batch's grace period ends has it freed on the
  * call_rcu thread; a fork child frees what the threads it lost had taken
- * back; a callback that retires is not run re-entrantly.  Each head's
+ * back; wref_shutdown's step frees what came back to a live thread; a
+ * callback that retires is not run re-entrantly.  Each head's
  * callback must run exactly once.
  *
  * Why: the call_rcu thread used to free everything every thread retired.
@@ -203,11 +204,53 @@ START_TEST(callback_that_retires)
 }
 END_TEST
 
-/* ---- fork: the child frees what a lost thread had taken back --------- */
-
 static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cv = PTHREAD_COND_INITIALIZER;
 static int park_state; /* 1: parked, 2: go on */
+
+/* ---- shutdown: what came back to a live thread is freed -------------- */
+
+static void *park_body(void *arg)
+{
+	(void)arg;
+	retire(0, WREF__RETIRE_BATCH);
+	urcu_bp_barrier(); /* back home, not freed: this thread is parked */
+	pthread_mutex_lock(&park_mu);
+	park_state = 1;
+	pthread_cond_broadcast(&park_cv);
+	while (park_state != 2)
+		pthread_cond_wait(&park_cv, &park_mu);
+	pthread_mutex_unlock(&park_mu);
+	return NULL;
+}
+
+START_TEST(shutdown_frees_live_threads_batches)
+{
+	reset();
+	pthread_t th;
+	park_state = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, park_body, NULL), 0);
+	pthread_mutex_lock(&park_mu);
+	while (park_state != 1)
+		pthread_cond_wait(&park_cv, &park_mu);
+	pthread_mutex_unlock(&park_mu);
+	ck_assert_int_eq(ran(0, WREF__RETIRE_BATCH), 0);
+	wref__rcu_drain_all(); /* wref_shutdown's step, after its barrier */
+	for (int i = 0; i < WREF__RETIRE_BATCH; i++)
+		ck_assert_int_eq(atomic_load(&items[i].runs), 1);
+	pthread_mutex_lock(&park_mu);
+	park_state = 2;
+	pthread_cond_broadcast(&park_cv);
+	pthread_mutex_unlock(&park_mu);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* its exit found nothing more to free */
+	for (int i = 0; i < WREF__RETIRE_BATCH; i++)
+		ck_assert_int_eq(atomic_load(&items[i].runs), 1);
+}
+END_TEST
+
+/* ---- fork: the child frees what a lost thread had taken back --------- */
+
 
 static void *fork_body(void *arg)
 {
@@ -290,6 +333,7 @@ int main(void)
 	tcase_add_test(tc, on_time_batches_freed_by_call_rcu);
 	tcase_add_test(tc, exiting_thread_frees_or_leaves_to_call_rcu);
 	tcase_add_test(tc, callback_that_retires);
+	tcase_add_test(tc, shutdown_frees_live_threads_batches);
 	tcase_add_test(tc, fork_child_frees_lost_threads_batches);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
