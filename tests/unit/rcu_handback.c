@@ -71,6 +71,17 @@ static void retire(int from, int to)
 		wref__call_rcu(&items[i].rh, item_cb);
 }
 
+/* run @body(&fail) on a new thread (a fresh home); its fail code */
+static int on_new_thread(void *(*body)(void *))
+{
+	int fail = 0;
+	pthread_t th;
+	reset();
+	ck_assert_int_eq(pthread_create(&th, NULL, body, &fail), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	return fail;
+}
+
 /* ---- the owner frees, a few heads per retirement --------------------- */
 
 static void *owner_body(void *arg)
@@ -97,12 +108,7 @@ static void *owner_body(void *arg)
 
 START_TEST(owner_frees_its_batches)
 {
-	reset();
-	int fail = 0;
-	pthread_t th;
-	ck_assert_int_eq(pthread_create(&th, NULL, owner_body, &fail), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	ck_assert_int_eq(fail, 0);
+	ck_assert_int_eq(on_new_thread(owner_body), 0);
 }
 END_TEST
 
@@ -122,12 +128,8 @@ static void *on_time_body(void *arg)
 
 START_TEST(on_time_batches_freed_by_call_rcu)
 {
-	reset();
-	int fail = 0;
-	pthread_t th;
 	atomic_store(&wref__rcu_late_ns, UINT64_MAX);
-	ck_assert_int_eq(pthread_create(&th, NULL, on_time_body, &fail), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	int fail = on_new_thread(on_time_body);
 	atomic_store(&wref__rcu_late_ns, 0);
 	ck_assert_int_eq(fail, 0);
 }
@@ -195,18 +197,24 @@ static void *chain_body(void *arg)
 
 START_TEST(callback_that_retires)
 {
-	reset();
-	int fail = 0;
-	pthread_t th;
-	ck_assert_int_eq(pthread_create(&th, NULL, chain_body, &fail), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	ck_assert_int_eq(fail, 0);
+	ck_assert_int_eq(on_new_thread(chain_body), 0);
 }
 END_TEST
 
 static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cv = PTHREAD_COND_INITIALIZER;
 static int park_state; /* 1: parked, 2: go on */
+
+/* a test thread: say it is parked, wait until told to go on */
+static void park(void)
+{
+	pthread_mutex_lock(&park_mu);
+	park_state = 1;
+	pthread_cond_broadcast(&park_cv);
+	while (park_state != 2)
+		pthread_cond_wait(&park_cv, &park_mu);
+	pthread_mutex_unlock(&park_mu);
+}
 
 /* ---- shutdown: what came back to a live thread is freed -------------- */
 
@@ -215,12 +223,7 @@ static void *park_body(void *arg)
 	(void)arg;
 	retire(0, WREF__RETIRE_BATCH);
 	urcu_bp_barrier(); /* back home, not freed: this thread is parked */
-	pthread_mutex_lock(&park_mu);
-	park_state = 1;
-	pthread_cond_broadcast(&park_cv);
-	while (park_state != 2)
-		pthread_cond_wait(&park_cv, &park_mu);
-	pthread_mutex_unlock(&park_mu);
+	park();
 	return NULL;
 }
 
@@ -261,12 +264,7 @@ static void *fork_body(void *arg)
 	/* one retirement: the home's list is now this thread's, 2 freed,
 	 * the rest waiting; and one partial batch not handed over */
 	retire(2 * B, 2 * B + 1);
-	pthread_mutex_lock(&park_mu);
-	park_state = 1;
-	pthread_cond_broadcast(&park_cv);
-	while (park_state != 2)
-		pthread_cond_wait(&park_cv, &park_mu);
-	pthread_mutex_unlock(&park_mu);
+	park();
 	wref__rcu_flush_local();
 	urcu_bp_barrier();
 	wref__rcu_flush_local();
@@ -336,9 +334,5 @@ int main(void)
 	tcase_add_test(tc, shutdown_frees_live_threads_batches);
 	tcase_add_test(tc, fork_child_frees_lost_threads_batches);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ct_run_suite(s);
 }
