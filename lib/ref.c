@@ -137,6 +137,13 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 		*w = (struct wref__watch){ .link = WREF__WATCH_LINKED,
 					   .ops = ri->ops };
 		atomic_init(&n->watches, w);
+		/* as wref__watch_add: the death pins the watch's owner (the
+		 * container, which the caller holds), so its last release
+		 * must take the atomic path.  Without this a container whose
+		 * only inserts were embedded kept the sole-owner release,
+		 * which raced the dying thread's pin: an over-release and a
+		 * destroy under the pin (make torture, ~1 in 2 minutes) */
+		wref__pinnable(wref__watch_owner(w));
 	} else if (ri) {
 		struct wref__hdr *rh = (struct wref__hdr *)((char *)n + off);
 		struct wref_ref *r = wref__payload(rh);

@@ -1223,6 +1223,10 @@ START_TEST(test_embedded_entry)
 	int rc = wref_valmap_set(m, "one", 3, a);
 	wref__alloc_fail_after(-1);
 	ck_assert_int_eq(rc, 0);
+	/* the map, a watch owner that a's death pins, is pinnable: its last
+	 * release takes the atomic path (make torture found the embedded
+	 * path without it: an over-release racing a death's pin) */
+	ck_assert(atomic_load(&wref__hdr(m)->tc) & WREF_TC_PIN);
 	ck_assert_ptr_nonnull(wref__cb_peek(wref__hdr(a)));
 	ck_assert(wref__cb_embeds(wref__cb_peek(wref__hdr(a)),
 				  wref__cb_peek(wref__hdr(a))->watches));
