@@ -26,9 +26,10 @@ enum {
 };
 /*
  * A thread's home for its retired memory after the grace period (rcu.c,
- * "hand-back"): the call_rcu thread pushes each of the thread's batches
- * back here instead of freeing it, and the thread frees them itself at its
- * next batch hand-over.  On the heap, not in the TLS block: a batch in
+ * "hand-back"): the call_rcu thread pushes each of the thread's late
+ * batches back here instead of freeing it, and the thread frees them
+ * itself, a few heads per later retirement (home_step).  On the heap, not
+ * in the TLS block: a batch in
  * flight may outlive its thread.  One ref for the thread (dropped at its
  * exit, or by the fork child for the threads it lost) and one per batch in
  * flight.
