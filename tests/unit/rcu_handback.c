@@ -96,7 +96,10 @@ static void *owner_body(void *arg)
 	/* one retirement frees WREF__HOME_STEP of them, no more */
 	if (ran(0, 2 * B) != WREF__HOME_STEP)
 		*fail = 2;
-	wref__rcu_flush_local(); /* all that came back; hands the 1 over */
+	/* wref_flush frees all that came back (wref.h), and hands the 1
+	 * over */
+	if (wref_flush() != 0)
+		*fail = 5;
 	if (!ran_on(0, 2 * B, pthread_self()))
 		*fail = 3;
 	urcu_bp_barrier();
