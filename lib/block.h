@@ -149,15 +149,20 @@ static inline size_t wref__cb_embed_off(bool byval)
 			  : sizeof(struct wref__cb);
 	return (sz + 15) & ~(size_t)15;
 }
+/* where @cb's allocation embeds its first callback ref's header or first
+ * container entry (if it has one) */
+static inline void *wref__cb_embedded(struct wref__cb *cb)
+{
+	return (char *)cb + wref__cb_embed_off(wref__cb_flags(cb) &
+					       WREF_CB_BYVAL);
+}
 /* @p is the container entry embedded in @cb's allocation: its memory is
  * one more hold on the block (WREF_CB_EMBED is constant, and no other
  * allocation can sit inside the block's) */
 static inline bool wref__cb_embeds(struct wref__cb *cb, const void *p)
 {
-	uint32_t f = wref__cb_flags(cb);
-	return (f & WREF_CB_EMBED) &&
-	       (const char *)p == (const char *)cb +
-					  wref__cb_embed_off(f & WREF_CB_BYVAL);
+	return (wref__cb_flags(cb) & WREF_CB_EMBED) &&
+	       p == wref__cb_embedded(cb);
 }
 
 WREF_HIDDEN void wref__cb_hold(struct wref__cb *cb);
@@ -254,6 +259,17 @@ static inline void wref__watch_unlink(struct wref__cb *cb, struct wref__watch *w
 		p = wref__watch_next(p);
 	}
 	wref__watch_unlink_after(cb, prev, w);
+}
+
+/* Before @w is linked on a block (by wref__watch_add, or by the block's
+ * creation for an embedded entry): the death pins @w's owner with a
+ * tryget, so the owner (held strongly by the caller) must take the atomic
+ * path at its last release; returns the flag the block needs for @w
+ * (RCU_WATCH for a watch other than a callback ref's, 0) */
+static inline uint32_t wref__watch_prepare(struct wref__watch *w)
+{
+	wref__pinnable(wref__watch_owner(w));
+	return w->ops->is_ref ? 0 : WREF_CB_RCU_WATCH;
 }
 
 /* link @w on @cb; -ENOENT if the referent is already dead.  The caller

@@ -312,14 +312,14 @@ void wref__cb_unhold(struct wref__cb *cb)
 int wref__watch_add(struct wref__cb *cb, struct wref__watch *w)
 {
 	int ret = -ENOENT;
-	wref__pinnable(wref__watch_owner(w));
+	uint32_t add = wref__watch_prepare(w);
 	wref__lock(&cb->lock);
 	uint32_t f = wref__cb_flags(cb);
 	if (!(f & WREF_CB_DEAD)) {
 		/* relaxed: under cb->lock; the dying thread reads it after
 		 * the count's acq_rel (our caller holds a strong ref) */
-		if (!w->ops->is_ref && !(f & WREF_CB_RCU_WATCH))
-			atomic_fetch_or_explicit(&cb->flags, WREF_CB_RCU_WATCH,
+		if (add & ~f)
+			atomic_fetch_or_explicit(&cb->flags, add,
 						 memory_order_relaxed);
 		wref__watch_link(cb, w);
 		ret = 0;

@@ -53,11 +53,6 @@ _Static_assert(sizeof(struct wref_ref) == 48, "a callback ref is 48 bytes");
 #endif
 static const struct wref__watch_ops ref_watch_ops;
 
-static size_t embed_off(bool byval)
-{
-	return wref__cb_embed_off(byval);
-}
-
 /* the two handle types (defined below): tentative definitions */
 static const struct wref__lib_type ref_type, shared_type;
 
@@ -114,8 +109,9 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 				  const struct ref_init *ri)
 {
 	bool byval = t->hash && t->equal;
-	size_t off = embed_off(byval);
+	size_t off = wref__cb_embed_off(byval);
 	bool entry = ri && !ri->fn;
+	uint32_t flags = byval ? WREF_CB_BYVAL : 0;
 	struct wref__cb *n = wref__alloc(entry ? off + ri->size
 				 : ri ? off + sizeof(struct wref__hdr) +
 					sizeof(struct wref_ref)
@@ -137,13 +133,11 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 		*w = (struct wref__watch){ .link = WREF__WATCH_LINKED,
 					   .ops = ri->ops };
 		atomic_init(&n->watches, w);
-		/* as wref__watch_add: the death pins the watch's owner (the
-		 * container, which the caller holds), so its last release
-		 * must take the atomic path.  Without this a container whose
-		 * only inserts were embedded kept the sole-owner release,
-		 * which raced the dying thread's pin: an over-release and a
-		 * destroy under the pin (make torture, ~1 in 2 minutes) */
-		wref__pinnable(wref__watch_owner(w));
+		/* as wref__watch_add does (without the pinnable owner, a
+		 * container whose only inserts were embedded kept the
+		 * sole-owner release, which raced the dying thread's pin:
+		 * make torture found an over-release) */
+		flags |= WREF_CB_EMBED | wref__watch_prepare(w);
 	} else if (ri) {
 		struct wref__hdr *rh = (struct wref__hdr *)((char *)n + off);
 		struct wref_ref *r = wref__payload(rh);
@@ -162,8 +156,7 @@ static struct wref__cb *block_new(void *obj, const wref_type *t, bool shared,
 		};
 		atomic_init(&n->watches, &r->watch);
 	}
-	atomic_init(&n->flags, (byval ? WREF_CB_BYVAL : 0) |
-			       (entry ? WREF_CB_EMBED | WREF_CB_RCU_WATCH : 0));
+	atomic_init(&n->flags, flags);
 	atomic_init(&n->sh.tc, (uintptr_t)&shared_type.t | WREF_TC_PIN);
 	if (shared)
 		shared_arm(n);
@@ -256,18 +249,14 @@ struct wref__cb *wref__cb_get_embed(void *obj, size_t size,
 	bool made = false;
 	struct ref_init ei = { .size = size, .ops = ops };
 	struct wref__cb *cb = cb_get(obj, false, &ei, &made);
-	*mem = made ? (char *)cb + wref__cb_embed_off(wref__cb_flags(cb) &
-						      WREF_CB_BYVAL)
-		    : NULL;
+	*mem = made ? wref__cb_embedded(cb) : NULL;
 	return cb;
 }
 
 /* the embedded callback ref of a block cb_get made for @ri */
 static struct wref_ref *embedded_ref(struct wref__cb *cb)
 {
-	bool byval = wref__cb_flags(cb) & WREF_CB_BYVAL;
-	return wref__payload((struct wref__hdr *)((char *)cb +
-						  embed_off(byval)));
+	return wref__payload((struct wref__hdr *)wref__cb_embedded(cb));
 }
 
 /* ---- wref_ref ------------------------------------------------------------ */

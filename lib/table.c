@@ -35,10 +35,9 @@ void wref__entry_init(struct wref__table *t, struct wref__entry *e,
 		wref__cb_hold(cb);
 }
 
-void wref__entry_init_linked(struct wref__table *t, struct wref__entry *e,
-			     struct wref__cb *cb)
+void wref__entry_init_linked(struct wref__entry *e, struct wref__cb *cb)
 {
-	(void)t; /* its wops were linked by wref__cb_get_embed */
+	/* the watch (@t's wops) was linked by wref__cb_get_embed */
 	cds_lfht_node_init(&e->node);
 	e->cb = cb;
 	atomic_init(wref__entry_refs(e), 2);

@@ -268,8 +268,7 @@ WREF_HIDDEN void wref__entry_init(struct wref__table *t,
 /* The same for the entry embedded in @cb's allocation at its creation
  * (wref__key_cb_embed): its watch is already linked, and the block's
  * creation took the entry's hold on it. */
-WREF_HIDDEN void wref__entry_init_linked(struct wref__table *t,
-					 struct wref__entry *e,
+WREF_HIDDEN void wref__entry_init_linked(struct wref__entry *e,
 					 struct wref__cb *cb);
 /* Arm the watch of an entry that was linked into the table (caller holds
  * a strong ref to the watched object, so this cannot fail).  A placeholder

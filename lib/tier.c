@@ -124,17 +124,6 @@ void wref__tier_schedule(struct wref__tier *tr)
 	wref__defer(&tr->work);
 }
 
-static void list_append(struct wref__tier *tr, struct wref__tier_node *v)
-{
-	cds_list_add_tail(&v->lru, &tr->lru);
-}
-
-static void list_unlink(struct wref__tier *tr, struct wref__tier_node *v)
-{
-	(void)tr;
-	cds_list_del(&v->lru);
-}
-
 /* the oldest node of @tr's LRU list, or NULL; under tr->lock */
 static struct wref__tier_node *list_oldest(struct wref__tier *tr)
 {
@@ -172,7 +161,7 @@ static void drain_inbox(struct wref__tier *tr)
 		v->rstamp = atomic_load_explicit(&v->stamp,
 						   memory_order_relaxed);
 		v->inlist = true;
-		list_append(tr, v);
+		cds_list_add_tail(&v->lru, &tr->lru);
 	}
 }
 
@@ -182,7 +171,7 @@ static void drain_inbox(struct wref__tier *tr)
  * retire only queues a call_rcu). */
 static void *evict(struct wref__tier *tr, struct wref__tier_node *v)
 {
-	list_unlink(tr, v);
+	cds_list_del(&v->lru);
 	v->inlist = false;
 	void *obj = NULL;
 	uint32_t held = TS_HELD;
@@ -228,8 +217,8 @@ static bool tier_pass(struct wref__tier *tr)
 		if (s != v->rstamp && !tr->dead && budget) {
 			budget--;
 			v->rstamp = s; /* touched since recorded */
-			list_unlink(tr, v);
-			list_append(tr, v);
+			cds_list_del(&v->lru); /* to the young end */
+			cds_list_add_tail(&v->lru, &tr->lru);
 			continue;
 		}
 		if (!over && (s > now || now - s < tr->retain_ms))
@@ -328,7 +317,7 @@ void wref__tier_forget(struct wref__tier *tr, struct wref__tier_node *v)
 	drain_inbox(tr); /* drops v's node count if its push landed */
 	bool inlist = v->inlist;
 	if (inlist) {
-		list_unlink(tr, v);
+		cds_list_del(&v->lru);
 		v->inlist = false;
 	}
 	pthread_mutex_unlock(&tr->lock);

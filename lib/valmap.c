@@ -205,7 +205,7 @@ static struct vm_entry *vm_init(struct wref_valmap *m, struct vm_entry *v,
 {
 	bool hint = has_hint(k->n);
 	if (linked)
-		wref__entry_init_linked(&m->t, &v->e, cb);
+		wref__entry_init_linked(&v->e, cb);
 	else
 		wref__entry_init(&m->t, &v->e, cb);
 	v->e.aux = (uint32_t)k->n;
@@ -251,12 +251,10 @@ static struct vm_entry *vm_entry_for(struct wref_valmap *m,
 		return NULL;
 	if (mem)
 		return vm_init(m, mem, k, cb, true);
-	struct vm_entry *v = vm_alloc(m, k, cb);
-	if (!v) {
-		errno = ENOMEM;
+	struct vm_entry *v = wref__alloc(vm_size(m, k, true)); /* ENOMEM */
+	if (!v)
 		return NULL;
-	}
-	wref__entry_arm(&v->e);
+	wref__entry_arm(&vm_init(m, v, k, cb, false)->e);
 	return v;
 }
 
