@@ -16,8 +16,18 @@
  *      A's migration (its RMWs may hit the inline word or the side table);
  *   C  upgrades through the weak ref (twice: an upgrade may find the
  *      count at 0, between a release's fetch_sub and its CAS to DEAD, and
- *      revive it), uses and releases what it got, and releases the weak ref (racing the death: the callback must
- *      be queued exactly once iff the ref is still held at death).
+ *      revive it), uses and releases what it got, and releases the weak
+ *      ref (racing the death: the callback must be queued exactly once iff
+ *      the ref is still held at death).
+ * The side table here is made for a callback ref, so it carries the SOLO
+ * hint (object.c release_cnt_solo): every release first loads the count
+ * and, seeing 1, tries one CAS 1 -> DEAD; otherwise (or if the CAS fails)
+ * it takes the fetch_sub path.  Its only watch is the callback ref's, so
+ * the death takes the lone path (object.c kill_lone): it pins the ref
+ * (a tryget on the ref's own count) and, pinned, fires it without the
+ * lock; the pin goes when the callback has run.  The ref's release that
+ * takes its count to 0 unpublishes it: nothing if it was fired, else
+ * under the lock.
  * Safety (assertions, checked in every state that reaches them):
  *   S1 no upgrade succeeds once the object is dead (sticky death), and no
  *      upgrade returns an object whose destroy has begun;
@@ -27,7 +37,9 @@
  *      never touched after;
  *   S4 the callback is queued exactly once iff the weak ref was held when
  *      the object died;
- *   S5 at the end nothing leaks (object and side table freed).
+ *   S5 at the end nothing leaks (object and side table freed);
+ *   S6 the lone death's unlocked writes never overlap a critical section
+ *      of the ref's unpublish (the pin keeps it away).
  * Broken variants (each must make SPIN report an error; `make
  * check-model` checks that it does):
  *   BROKEN_MIGRATE_STORE  publish the side table with a plain store, not a
@@ -45,6 +57,12 @@
  *                         death's collection of armed callbacks races it)
  *   BROKEN_ST_NOHOLD      the object's death frees the side table instead
  *                         of dropping its hold (the weak ref still uses it)
+ *   BROKEN_SOLO_STORE     the SOLO release stores DEAD after loading 1
+ *                         instead of a CAS 1 -> DEAD (an upgrade between
+ *                         the load and the store revives a dying object)
+ *   BROKEN_LONE_NOPIN     the lone death fires the ref without the lock
+ *                         whether or not its pin succeeded (the ref's
+ *                         unpublish may be running, or done)
  */
 
 #define INL(n)   (2 * (n))   /* header word: inline count n */
@@ -69,6 +87,9 @@ bool ref_held = false;       /* C has not released the weak ref */
 bool held_at_death = false;  /* ghost: was the ref held at the death */
 byte cb_queued = 0;
 byte done = 0;
+byte ref_cnt = 0;            /* the callback ref's own strong count */
+bool fired = false;          /* the death fired the ref (lone path) */
+bool in_cs = false;          /* ghost: unpublish is inside st_lock */
 
 #define OBJ_ALIVE()  assert(!obj_freed)
 #define ST_LIVE()    assert(st_alloc && !st_freed)
@@ -86,10 +107,36 @@ inline st_unhold()
 	fi
 }
 
+/* the callback ref's unpublish, by the release that took its count to 0 */
+inline unpublish()
+{
+	if
+	:: fired -> ref_held = false  /* fired by the lone death: no lock */
+	:: else ->
+		lock();
+		in_cs = true;
+		if :: !st_dead -> ref_armed = false :: else -> skip fi;
+		ref_held = false;   /* the ref's release linearises here */
+		in_cs = false;
+		unlock()
+	fi
+}
+
+/* a release of the callback ref (C's, or the pin after the callback) */
+inline ref_put()
+{
+	atomic { ref_cnt--; last = (ref_cnt == 0) };
+	if
+	:: last -> unpublish(); st_unhold()  /* the ref's hold on the table */
+	:: else -> skip
+	fi
+}
+
 /* the thread that made the count dead: collect callbacks, destroy, free */
 inline die_side()
 {
 	ST_LIVE();
+	pinned = false;
 	if
 	:: !ref_armed ->
 		/* no watch linked (read without the lock): every link was
@@ -97,24 +144,43 @@ inline die_side()
 		 * appear now; the ref's release already cancelled it */
 		skip
 	:: else ->
-		lock();
-		st_dead = true;
-		held_at_death = ref_held;
+		/* lone: pin the ref (a tryget on its count) */
+		atomic { if :: ref_cnt > 0 -> ref_cnt++; pinned = true
+			    :: else -> skip fi };
+#ifdef BROKEN_LONE_NOPIN
+		if :: !pinned -> lone = true :: else -> skip fi;
+#endif
 		if
-		:: ref_armed -> ref_armed = false; cb_queued++
-		:: else -> skip
-		fi;
-		unlock()
+		:: pinned || lone ->
+			assert(!in_cs);   /* S6 */
+			st_dead = true;
+			held_at_death = ref_held;
+			assert(!in_cs);   /* S6 */
+			ref_armed = false;
+			fired = true;
+			cb_queued++
+		:: else ->
+			lock();
+			st_dead = true;
+			held_at_death = ref_held;
+			if
+			:: ref_armed -> ref_armed = false; cb_queued++
+			:: else -> skip
+			fi;
+			unlock()
+		fi
 	fi;
 	destroyed++;
 	assert(destroyed == 1);
 	assert(!obj_freed);
 	obj_freed = true;        /* at once: no upgrade reads the object */
 #ifdef BROKEN_ST_NOHOLD
-	st_freed = true
+	st_freed = true;
 #else
-	st_unhold()
+	st_unhold();
 #endif
+	/* the callback ran: its pin goes */
+	if :: pinned -> ref_put() :: else -> skip fi
 }
 
 inline die_inline()
@@ -152,6 +218,20 @@ inline release()
 	:: OBJ_ALIVE(); w = W;
 	   if
 	   :: w == SIDE ->
+		/* SOLO: a load picks the path; seeing 1, one CAS 1 -> DEAD */
+		ST_LIVE();
+		c = st_strong;
+		if
+		:: c == 1 ->
+#ifdef BROKEN_SOLO_STORE
+			st_strong = DEAD; ok = true
+#else
+			atomic { if :: st_strong == 1 -> st_strong = DEAD; ok = true
+				    :: else -> ok = false fi }
+#endif
+		:: else -> ok = false
+		fi;
+		if :: ok -> die_side(); break :: else -> skip fi;
 		/* one fetch_sub; the thread that takes it to 0 then tries
 		 * one CAS 0 -> DEAD (rcuref_t): an upgrade may revive 0 in
 		 * between, and then takes a hold on the table for us */
@@ -196,12 +276,13 @@ inline release()
 
 proctype A()
 {
-	byte w, c, n; bool ok, last;
+	byte w, c, n; bool ok, last, pinned, lone;
 	/* first weak ref: allocate and initialise the side table, then
 	 * publish it by a CAS against the inline count it copied */
 	st_holds = 2;            /* the object's hold + the weak ref's */
 	ref_armed = true;
 	ref_held = true;
+	ref_cnt = 1;             /* C's handle */
 	st_alloc = true;         /* not yet reachable by anyone else */
 	do
 	:: OBJ_ALIVE(); w = W;
@@ -223,7 +304,7 @@ proctype A()
 
 proctype B()
 {
-	byte w, c; bool ok, last;
+	byte w, c; bool ok, last, pinned, lone;
 	retain();
 	release();
 	release();
@@ -232,7 +313,7 @@ proctype B()
 
 proctype C()
 {
-	byte c, w, k; bool ok, last;
+	byte c, w, k; bool ok, last, pinned, lone;
 	ref_made;
 	k = 0;
 	do
@@ -268,13 +349,12 @@ proctype C()
 #ifdef BROKEN_CB_NOLOCK
 	if :: !st_dead -> ref_armed = false :: else -> skip fi;
 	ref_held = false;
+	atomic { ref_cnt--; last = (ref_cnt == 0) };
+	if :: last -> st_unhold() :: else -> skip fi;
 #else
-	lock();
-	if :: !st_dead -> ref_armed = false :: else -> skip fi;
-	ref_held = false;
-	unlock();
+	atomic { ref_cnt--; last = (ref_cnt == 0) };
+	if :: last -> unpublish(); st_unhold() :: else -> skip fi;
 #endif
-	st_unhold();
 	done++
 }
 

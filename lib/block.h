@@ -130,6 +130,10 @@ struct wref__cb_byval {
 /* the block's allocation holds, at wref__cb_embed_off, the first
  * container entry of its object (ref.c wref__cb_get_embed) */
 #define WREF_CB_EMBED 16u
+/* a watch was linked after the block's creation (wref__watch_link): with
+ * it clear, a block's only watch ever is its embedded callback ref's,
+ * which the death fires without the lock (wref__cb_kill) */
+#define WREF_CB_LATE_WATCH 32u
 static inline uint32_t wref__cb_flags(struct wref__cb *cb)
 {
 	/* relaxed: DEAD is read under the lock that orders it; MEM_RCU by
@@ -227,6 +231,11 @@ static inline struct wref__watch *wref__watch_next(const struct wref__watch *w)
 
 static inline void wref__watch_link(struct wref__cb *cb, struct wref__watch *w)
 {
+	/* relaxed: under cb->lock; the linker holds a strong ref, whose
+	 * release orders the flag before the death that reads it */
+	if (!(wref__cb_flags(cb) & WREF_CB_LATE_WATCH))
+		atomic_fetch_or_explicit(&cb->flags, WREF_CB_LATE_WATCH,
+					 memory_order_relaxed);
 	w->link = (uintptr_t)wref__watch_first(cb) | WREF__WATCH_LINKED;
 	/* relaxed: under cb->lock; the dying thread's lock-free look at
 	 * the list (wref__cb_kill) is ordered by the count, see there */

@@ -32,6 +32,11 @@
  * upgrades' increments, or a dead count an over-release pushed below DEAD */
 #define WREF_UNDERFLOW_ZONE (WREF_DEAD - (UINT64_C(1) << 40))
 #define WREF_W_CB UINT64_C(1)
+/* beside WREF_W_CB: the block was made for a callback ref (its object is
+ * usually released by a sole owner), so the last release tries one CAS
+ * 1 -> DEAD before the fetch_sub (object.c release_cnt_solo).  A hint
+ * only: set once, with the block's address, by the publishing CAS */
+#define WREF_W_SOLO UINT64_C(2)
 #define WREF_INL(n) ((uint64_t)(n) << 1)
 
 struct wref__cb;
@@ -71,7 +76,8 @@ WREF_HIDDEN void wref__check_slow(const void *obj, const char *what);
 WREF_HIDDEN const wref_type *wref__type(const struct wref__hdr *h);
 static inline struct wref__cb *wref__word_cb(uint64_t w)
 {
-	return (w & WREF_W_CB) ? (struct wref__cb *)(uintptr_t)(w - WREF_W_CB)
+	return (w & WREF_W_CB) ? (struct wref__cb *)(uintptr_t)(w &
+					~(WREF_W_CB | WREF_W_SOLO))
 			       : NULL;
 }
 /* control block of @h or NULL; the caller holds a strong ref to @h, or

@@ -213,7 +213,8 @@ static struct wref__cb *cb_get(void *obj, bool shared,
 		 * included (pairs with the acquire loads of the word); acquire
 		 * on failure, to read a winner's block */
 		if (atomic_compare_exchange_strong_explicit(&h->word, &w,
-				(uint64_t)(uintptr_t)n | WREF_W_CB,
+				(uint64_t)(uintptr_t)n | WREF_W_CB |
+				(ri && ri->fn ? WREF_W_SOLO : 0),
 				memory_order_acq_rel, memory_order_acquire)) {
 			wref__stat_add(WREF_ST_CB_ALLOC, 1);
 			if (shared || (ri && ri->fn)) /* the handle counts

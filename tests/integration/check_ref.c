@@ -492,6 +492,108 @@ START_TEST(test_rcu_watch_flag)
 }
 END_TEST
 
+/* the death of an object whose block only ever had its embedded callback
+ * ref's watch fires it without the block's lock (object.c kill_lone,
+ * picked by the block's flags: no LATE_WATCH, no RCU_WATCH, no entry),
+ * and such a block's last strong release tries one CAS 1 -> DEAD (the
+ * header word's WREF_W_SOLO hint).  The hint and the flags are what pick
+ * those paths, so they are asserted; then every release order of the ref
+ * against the death, and the last strong ref an upgrade's, still give the
+ * callback exactly once iff the ref is held at death, and nothing leaks.
+ * A second callback ref (a late watch), a shared handle first, or a
+ * container entry first leave the locked death and the fetch_sub release. */
+START_TEST(test_lone_death)
+{
+	struct wref_stats st0 = ct_stats();
+	for (int order = 0; order < 5; order++) {
+		struct obj *o = new_obj(&obj_type, order);
+		int id = order + 1;
+		wref_ref *r = wref_ref_new(o, order == 2 ? cb_release
+						      : cb_count,
+					   (void *)(intptr_t)id);
+		ck_assert_ptr_nonnull(r);
+		struct wref__hdr *h = wref__hdr(o);
+		struct wref__cb *cb = wref__cb_peek(h);
+		ck_assert(atomic_load(&h->word) & WREF_W_SOLO);
+		ck_assert_uint_eq(wref__cb_flags(cb) &
+				  (WREF_CB_LATE_WATCH | WREF_CB_RCU_WATCH |
+				   WREF_CB_EMBED), 0);
+		/* an upgrade and its release, not the last: the SOLO guess
+		 * reads 2 and takes the fetch_sub */
+		ck_assert_ptr_eq(wref_ref_get(r), o);
+		ck_assert_uint_eq(wref_strong_count(o), 2);
+		wref_release(o);
+		ck_assert_uint_eq(wref_strong_count(o), 1);
+		ck_assert_int_eq(destroyed, order);
+		if (order == 0) /* before death: cancelled */
+			wref_release(r);
+		if (order == 3) { /* the last strong ref is an upgrade's */
+			void *u = wref_ref_get(r);
+			ck_assert_ptr_eq(u, o);
+			wref_release(o);
+			ck_assert_int_eq(destroyed, order);
+			ck_assert_uint_eq(wref_strong_count(u), 1);
+			wref_release(u); /* dies: CAS 1 -> DEAD */
+		} else {
+			wref_release(o); /* dies */
+		}
+		ck_assert_int_eq(destroyed, order + 1);
+		if (order == 1) /* after death, before its callback ran */
+			wref_release(r);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(cb_runs[id], order == 0 ? 0 : 1);
+		ck_assert_int_eq(cb_bad[id], 0);
+		if (order >= 3) { /* kept after its callback */
+			ck_assert(!wref_ref_alive(r));
+			ck_assert_ptr_null(wref_ref_get(r));
+			wref_release(r);
+		}
+	}
+
+	/* a later second callback ref: the locked death fires both */
+	struct obj *o = new_obj(&obj_type, 10);
+	wref_ref *a = wref_ref_new(o, cb_count, (void *)(intptr_t)10);
+	struct wref__cb *cb = wref__cb_peek(wref__hdr(o));
+	ck_assert(!(wref__cb_flags(cb) & WREF_CB_LATE_WATCH));
+	wref_ref *b = wref_ref_new(o, cb_count, (void *)(intptr_t)11);
+	ck_assert(wref__cb_flags(cb) & WREF_CB_LATE_WATCH);
+	wref_release(b); /* cancelled: the flag stays */
+	ck_assert(wref__cb_flags(cb) & WREF_CB_LATE_WATCH);
+	b = wref_ref_new(o, cb_count, (void *)(intptr_t)12);
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[10], 1);
+	ck_assert_int_eq(cb_runs[11], 0);
+	ck_assert_int_eq(cb_runs[12], 1);
+	ck_assert_int_eq(cb_bad[10] + cb_bad[12], 0);
+	wref_release(a);
+	wref_release(b);
+
+	/* blocks not made for a callback ref carry no hint */
+	o = new_obj(&obj_type, 13);
+	wref_ref *sh = wref_ref_new(o, NULL, NULL);
+	ck_assert(!(atomic_load(&wref__hdr(o)->word) & WREF_W_SOLO));
+	a = wref_ref_new(o, cb_count, (void *)(intptr_t)13);
+	ck_assert(wref__cb_flags(wref__cb_peek(wref__hdr(o))) &
+		  WREF_CB_LATE_WATCH);
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_int_eq(cb_runs[13], 1);
+	wref_release(a);
+	wref_release(sh);
+	wref_valmap *m = wref_valmap_new(NULL);
+	ck_assert_ptr_nonnull(m);
+	o = new_obj(&obj_type, 14);
+	ck_assert_int_eq(wref_valmap_set(m, "k", 1, o), 0);
+	ck_assert(!(atomic_load(&wref__hdr(o)->word) & WREF_W_SOLO));
+	wref_release(o);
+	ck_assert_int_eq(wref_flush(), 0);
+	ck_assert_uint_eq(wref_valmap_len(m), 0);
+	wref_release(m);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 START_TEST(test_null_args)
 {
 	errno = 0;
@@ -893,6 +995,7 @@ int main(void)
 	tcase_add_test(tc, test_handle_kinds_by_address);
 	tcase_add_test(tc, test_first_callback_ref_embedded);
 	tcase_add_test(tc, test_rcu_watch_flag);
+	tcase_add_test(tc, test_lone_death);
 	tcase_add_test(tc, test_null_args);
 	tcase_add_test(tc, test_enomem_shared);
 	tcase_add_test(tc, test_enomem_callback);

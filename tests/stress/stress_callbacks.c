@@ -371,6 +371,135 @@ START_TEST(test_handoff_wakes)
 }
 END_TEST
 
+/*
+ * The lone death and the SOLO release (object.c kill_lone,
+ * release_cnt_solo): an object whose first weak use is a callback ref,
+ * and no other watch.  The owner's last strong release races a thread
+ * that upgrades through the ref and releases what it got (so the last
+ * release, and the death with its unlocked fire, may be that thread's,
+ * pinning its own ref) and lets go of the ref at a random point:
+ *  - released while the owner still held the object (the owner's flag
+ *    read 0 after the release returned): 0 runs;
+ *  - released after destroy began: pinned, exactly 1 run;
+ *  - otherwise racing: at most 1 run;
+ * and an upgrade never returns an object whose destroy has begun.  Under
+ * TSan this also checks that the unlocked fire never overlaps the ref's
+ * locked unpublish (rule: no lock when the pin keeps the remover away).
+ */
+static struct {
+	wref_ref *r;
+	_Atomic int owner_gone, dead, runs, bad;
+	pthread_barrier_t start, end;
+	long rounds;
+	_Atomic int expect;
+	long n[3];
+	pthread_t owner;
+	_Atomic long racer_deaths; /* the death ran on the racing thread */
+} lone;
+
+static void lone_destroy(void *p)
+{
+	(void)p;
+	if (!pthread_equal(pthread_self(), lone.owner))
+		atomic_fetch_add(&lone.racer_deaths, 1);
+	atomic_store(&lone.dead, 1);
+}
+static const wref_type lone_type = { .name = "lone",
+				     .destroy = lone_destroy };
+
+static void lone_cb(wref_ref *r, void *arg)
+{
+	(void)arg;
+	if (wref_ref_get(r) != NULL || !atomic_load(&lone.dead))
+		atomic_fetch_add(&lone.bad, 1);
+	atomic_fetch_add(&lone.runs, 1);
+}
+
+static void *lone_racer(void *p)
+{
+	(void)p;
+	uint64_t seed = 0xa0761d6478bd642full;
+	for (long n = 0; n < lone.rounds; n++) {
+		pthread_barrier_wait(&lone.start);
+		wref_ref *r = lone.r;
+		uint64_t x = ct_rand(&seed);
+		int drop_at = (int)(x % 48); /* >= 32: after the death */
+		int expect = EXPECT_RACY;
+		for (int k = 0; r; k++) {
+			if (k >= drop_at && (k < 32 || atomic_load(&lone.dead))) {
+				bool dead_before = atomic_load(&lone.dead);
+				wref_release(r);
+				r = NULL;
+				if (dead_before)
+					expect = EXPECT_ONE;
+				else if (!atomic_load(&lone.owner_gone))
+					expect = EXPECT_NONE;
+				break;
+			}
+			void *u = wref_ref_get(r);
+			if (u) {
+				if (atomic_load(&lone.dead))
+					atomic_fetch_add(&lone.bad, 1);
+				ct_spin((unsigned)(ct_rand(&seed) % 64));
+				wref_release(u); /* may be the last: dies here */
+			} else {
+				sched_yield();
+			}
+		}
+		atomic_store(&lone.expect, expect);
+		pthread_barrier_wait(&lone.end);
+	}
+	return NULL;
+}
+
+START_TEST(test_lone_death_races)
+{
+	struct wref_stats st0 = ct_stats();
+	pthread_t t;
+	uint64_t seed = 0x51ed2701u;
+	lone.rounds = (ct_tsan() ? 300 : 4000) * ct_scale();
+	lone.owner = pthread_self();
+	pthread_barrier_init(&lone.start, NULL, 2);
+	pthread_barrier_init(&lone.end, NULL, 2);
+	pthread_create(&t, NULL, lone_racer, NULL);
+	for (long n = 0; n < lone.rounds; n++) {
+		atomic_store(&lone.owner_gone, 0);
+		atomic_store(&lone.dead, 0);
+		atomic_store(&lone.runs, 0);
+		void *o = wref_new(&lone_type, 16);
+		ck_assert_ptr_nonnull(o);
+		lone.r = wref_ref_new(o, lone_cb, NULL);
+		ck_assert_ptr_nonnull(lone.r);
+		ck_assert(atomic_load(&wref__hdr(o)->word) & WREF_W_SOLO);
+		pthread_barrier_wait(&lone.start);
+		ct_spin((unsigned)(ct_rand(&seed) % 2000));
+		atomic_store(&lone.owner_gone, 1);
+		wref_release(o);
+		pthread_barrier_wait(&lone.end);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(atomic_load(&lone.dead), 1);
+		int runs = atomic_load(&lone.runs);
+		int e = atomic_load(&lone.expect);
+		lone.n[e]++;
+		if (e == EXPECT_NONE)
+			ck_assert_msg(runs == 0, "round %ld: ref released "
+				      "before death ran %d times", n, runs);
+		else if (e == EXPECT_ONE)
+			ck_assert_msg(runs == 1, "round %ld: ref held at death "
+				      "ran %d times", n, runs);
+		else
+			ck_assert_msg(runs <= 1, "round %ld: %d runs", n, runs);
+	}
+	pthread_join(t, NULL);
+	printf("lone deaths: %ld released before (0 runs), %ld after (1 run), "
+	       "%ld racing (<= 1); %ld on the racing thread\n",
+	       lone.n[EXPECT_NONE], lone.n[EXPECT_ONE], lone.n[EXPECT_RACY],
+	       (long)atomic_load(&lone.racer_deaths));
+	ck_assert_int_eq(atomic_load(&lone.bad), 0);
+	ct_assert_no_leak(st0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress_callbacks");
@@ -380,6 +509,7 @@ int main(void)
 	tcase_add_test(tc, test_ref_made_during_death);
 	tcase_add_test(tc, test_release_after_seen_dead);
 	tcase_add_test(tc, test_handoff_wakes);
+	tcase_add_test(tc, test_lone_death_races);
 	suite_add_tcase(s, tc);
 	return ct_run_suite(s);
 }
