@@ -112,7 +112,8 @@ WREF_API size_t wref_strong_count(const void *obj);
 /*
  * wref_weak_count - number of live wref_ref handles to @obj (Python's
  * getweakrefcount): a shared callback-less ref counts once; methods,
- * finalizers and container entries are not counted.  Snapshot.
+ * finalizers and container entries are not counted.  Snapshot.  The
+ * caller holds a strong ref to @obj (or runs in its destroy).
  */
 WREF_API size_t wref_weak_count(const void *obj);
 
@@ -120,6 +121,7 @@ WREF_API size_t wref_weak_count(const void *obj);
  * wref_weak_refs - getweakrefs: stores up to @cap live refs to @obj in @out,
  * each a new strong ref the caller must release, and returns the total
  * number of live refs (which may exceed @cap).  @out may be NULL if @cap is 0.
+ * The caller holds a strong ref to @obj (or runs in its destroy).
  */
 WREF_API size_t wref_weak_refs(void *obj, wref_ref **out, size_t cap);
 

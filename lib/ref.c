@@ -367,7 +367,9 @@ static bool referent_dying(struct wref__cb *cb)
 {
 	/* under cb->lock; the dying thread takes the lock after setting
 	 * DEAD when there are watches (ours is linked), so a count seen as
-	 * live is ordered before it */
+	 * live is ordered before it.  Its lone path (object.c kill_lone)
+	 * takes none, but only with our ref pinned: we cannot be running
+	 * then, and run afterwards only to find the ref fired */
 	return wref__cb_dead(cb);
 }
 
