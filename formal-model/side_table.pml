@@ -63,6 +63,8 @@
  *   BROKEN_LONE_NOPIN     the lone death fires the ref without the lock
  *                         whether or not its pin succeeded (the ref's
  *                         unpublish may be running, or done)
+ *   BROKEN_LONE_STALE_HEAD the lone death trusts the first look at the
+ *                         list: the ref may have been cancelled since
  */
 
 #define INL(n)   (2 * (n))   /* header word: inline count n */
@@ -144,9 +146,21 @@ inline die_side()
 		 * appear now; the ref's release already cancelled it */
 		skip
 	:: else ->
-		/* lone: pin the ref (a tryget on its count) */
-		atomic { if :: ref_cnt > 0 -> ref_cnt++; pinned = true
-			    :: else -> skip fi };
+		/* lone: read the head again (kill_lone) and pin the ref it
+		 * names (a tryget on its count).  The head may be empty by
+		 * now: the ref's unpublish may have cancelled it under the
+		 * lock, reading the object alive.  BROKEN_LONE_STALE_HEAD
+		 * uses the first read (C: a NULL dereference, which make
+		 * torture found) */
+#ifdef BROKEN_LONE_STALE_HEAD
+		assert(ref_armed);
+#endif
+		if
+		:: ref_armed ->
+			atomic { if :: ref_cnt > 0 -> ref_cnt++; pinned = true
+				    :: else -> skip fi }
+		:: else -> skip
+		fi;
 #ifdef BROKEN_LONE_NOPIN
 		if :: !pinned -> lone = true :: else -> skip fi;
 #endif

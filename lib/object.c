@@ -366,7 +366,14 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
  */
 static bool kill_lone(struct wref__cb *cb, uint32_t f)
 {
+	/* read again: the ref's unpublish may have cancelled it (unlinked
+	 * under the lock, its referent still read alive) since our caller
+	 * saw the list non-empty.  Not NULL, it is the ref's watch, whose
+	 * memory is the block's: make torture found the NULL (UBSan, seed
+	 * 59384013850380, a 180 s ASan run) */
 	struct wref__watch *w = wref__watch_first(cb);
+	if (!w)
+		return true; /* nothing left to fire, as for an empty list */
 	void *owner = wref__watch_owner(w);
 	if (!wref__tryget(wref__hdr(owner)))
 		return false;
