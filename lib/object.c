@@ -355,7 +355,8 @@ bool wref__watch_del(struct wref__cb *cb, struct wref__watch *w)
 
 /*
  * The block's only watch ever linked is its embedded callback ref's (the
- * flags @f say so: no LATE_WATCH, no entry), the common death of an
+ * flags @f say so: no LATE_WATCH, no RCU_WATCH, no embedded entry;
+ * docs/core.md "The lone death"), the common death of an
  * object whose first weak use had a callback.  Once the dying thread pins
  * the ref, nobody else can touch the list: linkers need a strong ref to
  * the object (none is left), and the ref's only remover is its own
@@ -375,8 +376,17 @@ static bool kill_lone(struct wref__cb *cb, uint32_t f)
 	if (!w)
 		return true; /* nothing left to fire, as for an empty list */
 	void *owner = wref__watch_owner(w);
-	if (!wref__tryget(wref__hdr(owner)))
-		return false;
+	/* the pin, on the ref's inline count only: its memory is the
+	 * block's, alive.  A ref weakly referenced itself counts in a block
+	 * of its own, which its death may free once it has unpublished: the
+	 * locked walk then, where a linked watch proves that unpublish has
+	 * not finished (make check-tsan's torture found the lone path
+	 * reading such a freed block, seed 11138646217306).  Acquire: as
+	 * wref__tryget */
+	struct wref__hdr *rh = wref__hdr(owner);
+	uint64_t rw = atomic_load_explicit(&rh->word, memory_order_acquire);
+	if (word_inc(rh, &rw) != INC_DONE)
+		return false; /* dying, or a block of its own */
 	/* relaxed: no other thread reads the flags' DEAD or the list now
 	 * (see above); a later reader is ordered by the ref's fired flag
 	 * (release in its fire) or by the lock taken after it */
