@@ -550,6 +550,27 @@ START_TEST(test_lone_death)
 		}
 	}
 
+	/* the ref weakly referenced itself: its count moves to a block of
+	 * its own, and the death pins it under the lock instead (the lone
+	 * path never reads a ref's own block: it may be freed) */
+	{
+		struct obj *q = new_obj(&obj_type, 20);
+		wref_ref *r = wref_ref_new(q, cb_count, (void *)(intptr_t)20);
+		wref_ref *rr = wref_ref_new(r, NULL, NULL);
+		ck_assert_ptr_nonnull(rr);
+		ck_assert(atomic_load(&wref__hdr(r)->word) & WREF_W_CB);
+		ck_assert(atomic_load(&wref__hdr(q)->word) & WREF_W_SOLO);
+		wref_release(q);
+		ck_assert_int_eq(wref_flush(), 0);
+		ck_assert_int_eq(cb_runs[20], 1);
+		ck_assert_int_eq(cb_bad[20], 0);
+		ck_assert_ptr_eq(wref_ref_get(rr), r);
+		wref_release(r); /* the upgrade */
+		wref_release(r);
+		ck_assert_ptr_null(wref_ref_get(rr));
+		wref_release(rr);
+	}
+
 	/* a later second callback ref: the locked death fires both */
 	struct obj *o = new_obj(&obj_type, 10);
 	wref_ref *a = wref_ref_new(o, cb_count, (void *)(intptr_t)10);
