@@ -380,8 +380,8 @@ static bool kill_lone(struct wref__cb *cb, uint32_t f)
 	 * block's, alive.  A ref weakly referenced itself counts in a block
 	 * of its own, which its death may free once it has unpublished: the
 	 * locked walk then, where a linked watch proves that unpublish has
-	 * not finished (make check-tsan's torture found the lone path
-	 * reading such a freed block, seed 11138646217306).  Acquire: as
+	 * not finished (the TSan build's tests/stress/torture found the lone
+	 * path reading such a freed block, seed 11138646217306).  Acquire: as
 	 * wref__tryget */
 	struct wref__hdr *rh = wref__hdr(owner);
 	uint64_t rw = atomic_load_explicit(&rh->word, memory_order_acquire);
